@@ -1,0 +1,89 @@
+"""The `Report` model: what renderers take. Renderers never touch raw tables.
+
+Text that comes from a trace (kernel names, annotations, hostnames) travels as plain `str`
+or `Code` and is escaped by every renderer; only the renderer decides how markup looks.
+A section is a list of blocks (paragraphs, tables, images), so that a new analysis adds a
+section without any renderer changing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from analyzer.findings import Finding, SkippedRule
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """Inline code: an identifier from the trace (kernel, op, file name), shown verbatim."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Strong:
+    """Emphasized text."""
+
+    text: str
+
+
+Inline = str | Code | Strong
+Cell = str | int | float | Code | None
+
+
+@dataclass(frozen=True, slots=True)
+class Paragraph:
+    """A run of inline pieces: plain text (escaped), code, strong."""
+
+    parts: Sequence[Inline]
+
+    @classmethod
+    def of(cls, *parts: Inline) -> Paragraph:
+        """Paragraph from pieces given as arguments."""
+        return cls(tuple(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table. Column names carry units; numbers are pre-formatted strings or raw numbers."""
+
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Cell]]
+    numeric: Sequence[bool] = ()  # per column: right-align (defaults to False)
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A chart written next to the report; ``path`` is relative to the report file."""
+
+    path: str
+    alt: str
+
+
+Block = Paragraph | Table | Image
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A titled part of the report."""
+
+    title: str
+    blocks: Sequence[Block]
+    key: str = ""  # stable machine name, used by JSON output
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything a renderer needs, already computed and formatted."""
+
+    title: str
+    config_lines: Sequence[Sequence[Inline]]  # the run's configuration, one line each
+    headline: Table
+    verdict: Paragraph | None
+    findings: Sequence[Finding]
+    skipped: Sequence[SkippedRule]
+    sections: Sequence[Section]
+    warnings: Sequence[str] = ()
+    footnote: Sequence[Paragraph] = ()
+    data: dict[str, object] = field(default_factory=dict)  # machine-readable figures for JSON

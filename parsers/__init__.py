@@ -1,0 +1,1 @@
+"""Parsers: one module per source family, each turning files into canonical tables."""

@@ -1,0 +1,26 @@
+"""Shared test fixtures: where the real traces live, and skipping when they are absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+TRACES = SHARED / "traces"
+REFERENCE = SHARED / "reference"
+SAMPLES = REPO / "sample_traces"
+
+needs_shared = pytest.mark.skipif(
+    not TRACES.is_dir(),
+    reason="../shared/traces is absent (a fresh clone without the project's shared data)",
+)
+
+
+def shared_trace(rel: str) -> Path:
+    """Path of a real trace under ../shared/traces; skips the test when it is absent."""
+    path = TRACES / rel
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared is not beside this checkout)")
+    return path
