@@ -24,3 +24,10 @@ def shared_trace(rel: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared is not beside this checkout)")
     return path
+
+# The synthetic trace generator lives beside the samples it made (sample_traces/synthetic.py);
+# tests import it as a plain module.
+import sys  # noqa: E402
+
+if str(SAMPLES) not in sys.path:
+    sys.path.insert(0, str(SAMPLES))
