@@ -1,0 +1,1 @@
+"""Metrics: pure functions of `TraceTables` returning polars DataFrames or small records."""

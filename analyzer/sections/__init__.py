@@ -1,0 +1,1 @@
+"""Report sections: each module turns an `AnalysisContext` into a `Section` of the report."""
