@@ -1,7 +1,101 @@
-"""The model: `TraceTables` and `load()`, which picks a parser for each input path."""
+"""The model: `TraceTables` and `load()`, which picks a parser for each input path.
+
+Several inputs combine into one bundle: a trace (Kineto or Nsight) plus DCGM metrics
+gives the trace's tables with the DCGM samples in ``counters``; the report then aligns the
+samples to the profiled window when both carry absolute time.
+"""
 
 from __future__ import annotations
 
-from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
-__all__ = ["DeviceInfo", "RankInfo", "TraceMeta", "TraceTables"]
+from parsers import detect
+from parsers.errors import BadConfigError, UnreadableInputError, UnsupportedFormatError
+from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, concat_tables
+
+__all__ = ["DeviceInfo", "RankInfo", "TraceMeta", "TraceTables", "load"]
+
+Parser = Callable[[Path], TraceTables]
+
+
+def _parser_for(kind: str) -> Parser:
+    """The parse function for a sniffed input kind (imported lazily: startup stays fast)."""
+    if kind in ("kineto", "kineto-dir"):
+        from parsers import kineto
+
+        return kineto.parse
+    if kind in ("nsys-sqlite", "nsys-rep"):
+        from parsers import nsys
+
+        return nsys.parse
+    if kind.startswith("dcgm-"):
+        from parsers import dcgm
+
+        return dcgm.parse
+    if kind == "parquet-dir":
+        from analyzer import parquet
+
+        return parquet.read
+    raise UnsupportedFormatError(f"no parser for input kind {kind!r}")
+
+
+def _expand(path: Path) -> list[tuple[str, Path]]:
+    """Sniffed (kind, path) pairs for one argument; a mixed directory yields several."""
+    if not path.exists():
+        raise UnreadableInputError("no such file or directory", path)
+    kind = detect.sniff(path)
+    if kind != "mixed":
+        return [(kind, path)]
+    pairs: list[tuple[str, Path]] = []
+    for sub_kind, files in detect.classify_dir(path).items():
+        if sub_kind == "kineto" and len(files) > 1:
+            raise UnsupportedFormatError(
+                "holds several Kineto traces and other files; put the per-rank traces in a "
+                "directory of their own",
+                path,
+            )
+        pairs.extend((sub_kind, f) for f in files)
+    return pairs
+
+
+def load(paths: Sequence[Path]) -> TraceTables:
+    """Parse every input and combine them into one validated bundle.
+
+    At most one trace (Kineto file or per-rank directory, Nsight export, or Parquet
+    directory) may be given; any number of DCGM inputs add counter samples to it.
+    """
+    if not paths:
+        raise BadConfigError("no input given")
+    pairs = [pair for p in paths for pair in _expand(Path(p))]
+    traces = [(k, p) for k, p in pairs if not k.startswith("dcgm-")]
+    metrics = [(k, p) for k, p in pairs if k.startswith("dcgm-")]
+    if len(traces) > 1:
+        names = ", ".join(str(p) for _, p in traces)
+        raise BadConfigError(
+            f"several traces given ({names}); analyze one trace (or one directory of "
+            "per-rank traces) at a time"
+        )
+    bundles = [_parser_for(k)(p) for k, p in traces + metrics]
+    if len(bundles) == 1:
+        return bundles[0].validate()
+    return _combine(bundles).validate()
+
+
+def _combine(bundles: Sequence[TraceTables]) -> TraceTables:
+    """One bundle from a trace and metric dumps: the trace's meta, every table merged."""
+    head = bundles[0]
+    meta = head.meta
+    for other in bundles[1:]:
+        meta = replace(
+            meta,
+            source=f"{meta.source}+{other.meta.source}"
+            if other.meta.source not in meta.source.split("+")
+            else meta.source,
+            paths=(*meta.paths, *other.meta.paths),
+            devices=meta.devices if head.kernels.height else (*meta.devices, *other.meta.devices),
+            warnings=(*meta.warnings, *other.meta.warnings),
+            flags={**meta.flags, f"{other.meta.source}_clock": other.meta.clock},
+        )
+    return concat_tables(bundles, meta)

@@ -1,0 +1,165 @@
+"""Assemble a `Report` from an analysis: header, headline, findings, sections.
+
+The only place that decides the report's order and content; renderers only format it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from analyzer.context import AnalysisContext
+from analyzer.findings import Finding, SkippedRule, order_findings
+from analyzer.report import fmt
+from analyzer.report.model import Code, Inline, Paragraph, Report, Section, Strong, Table
+from analyzer.sections import kernels, memops, overview
+from parsers.schema import TraceMeta
+
+_SOURCE_NAMES = {
+    "kineto": "PyTorch profiler trace",
+    "nsys": "Nsight Systems export",
+    "dcgm": "DCGM metrics",
+    "parquet": "canonical tables (Parquet)",
+}
+
+SectionBuilder = Callable[[AnalysisContext, Path | None], Section | None]
+
+
+def _title(meta: TraceMeta) -> str:
+    names = [Path(p).name or p for p in meta.paths]
+    label = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    ranks = len(meta.ranks)
+    suffix = f" ({ranks} ranks)" if ranks > 1 else ""
+    return f"Trace analysis: {label}{suffix}"
+
+
+def used_devices(ctx: AnalysisContext) -> list[str]:
+    """Names of the devices that ran GPU work (all listed devices when none ran any)."""
+    used = set(
+        ctx.tables.kernels.select("rank", "device").unique().iter_rows()
+        if ctx.tables.kernels.height
+        else []
+    )
+    names = [
+        d.name or "unnamed device"
+        for d in ctx.tables.meta.devices
+        if not used or (d.rank, d.device) in used
+    ]
+    return names
+
+
+def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
+    """The run's configuration: source, devices, ranks, steps, span, versions."""
+    meta = ctx.tables.meta
+    sources = sorted({_SOURCE_NAMES.get(s, s) for s in meta.source.split("+")})
+    first: list[Inline] = [" + ".join(sources)]
+    devices = Counter(used_devices(ctx))
+    if devices:
+        first.append(" · ")
+        for i, (name, n) in enumerate(sorted(devices.items())):
+            first.extend([", " if i else "", f"{n} x ", Code(name)])
+    ranks = len(meta.ranks)
+    if ranks:
+        first.append(f" · {ranks} rank{'s' if ranks > 1 else ''}")
+        if meta.world_size and meta.world_size != ranks:
+            first.append(f" of a world of {meta.world_size}")
+    lines: list[list[Inline]] = [first]
+    second: list[Inline] = []
+    steps = ctx.tables.steps
+    if steps.height:
+        nums = steps["step"]
+        second.append(f"steps {nums.min()}-{nums.max()} ({steps.height} profiled step records)")
+    span = _span_ns(ctx)
+    if span:
+        second.append(("" if not second else " · ") + f"span {fmt.duration(span)}")
+    versions = [f"{k} {v}" for k, v in sorted(meta.versions.items()) if v]
+    if versions:
+        second.append(("" if not second else " · ") + ", ".join(versions[:4]))
+    if second:
+        lines.append(second)
+    return lines
+
+
+def _span_ns(ctx: AnalysisContext) -> int | None:
+    spans = [
+        (r.span_start_ns, r.span_end_ns)
+        for r in ctx.tables.meta.ranks
+        if r.span_start_ns is not None and r.span_end_ns is not None
+    ]
+    if not spans:
+        return None
+    return max(int(e - s) for s, e in spans)  # type: ignore[operator]
+
+
+def _verdict(findings: Sequence[Finding]) -> Paragraph | None:
+    if not findings:
+        return None
+    top = findings[0]
+    return Paragraph.of(top.summary, " ", Strong(top.recommendation))
+
+
+FOOTNOTE = (
+    Paragraph.of(
+        "Shares are of the analysis window's wall time on each GPU: the profiled steps when "
+        "the trace has ProfilerStep annotations, else first to last GPU event. Busy is the "
+        "union of kernels and memory operations over all streams; compute, communication "
+        "and memory shares are unions of their own kernels and may overlap. Exposed "
+        "communication is the part of communication not overlapped by any compute kernel."
+    ),
+)
+
+
+def build_report(
+    ctx: AnalysisContext,
+    findings: Sequence[Finding],
+    skipped: Sequence[SkippedRule],
+    out_dir: Path | None,
+    extra_sections: Sequence[SectionBuilder] = (),
+) -> Report:
+    """The complete report for one analysis."""
+    ordered = order_findings(findings)
+    headline = Table(["metric", "value", "note"], overview.headline_rows(ctx))
+    sections: list[Section] = []
+    for builder in extra_sections:
+        section = builder(ctx, out_dir)
+        if section is not None:
+            sections.append(section)
+    for simple in (overview.ranks_section, kernels.build, memops.build):
+        section = simple(ctx)
+        if section is not None:
+            sections.append(section)
+    meta = ctx.tables.meta
+    return Report(
+        title=_title(meta),
+        config_lines=config_lines(ctx),
+        headline=headline,
+        verdict=_verdict(ordered),
+        findings=ordered,
+        skipped=list(skipped),
+        sections=sections,
+        warnings=list(meta.warnings),
+        footnote=FOOTNOTE,
+        data=_data(ctx),
+    )
+
+
+def _data(ctx: AnalysisContext) -> dict[str, object]:
+    """Machine-readable figures for the JSON output (units in the keys)."""
+    b = overview.breakdown(ctx)
+    steps = overview.step_stats(ctx)
+    data: dict[str, object] = {
+        "breakdown": _rows(b),
+        "steps": _rows(steps),
+        "kernel_count": ctx.tables.kernels.height,
+        "memop_count": ctx.tables.memops.height,
+    }
+    if b.height:
+        data["overall"] = overview.overall_shares(b)
+    return data
+
+
+def _rows(df: pl.DataFrame) -> list[dict[str, object]]:
+    return [dict(r) for r in df.iter_rows(named=True)]

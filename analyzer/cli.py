@@ -1,0 +1,195 @@
+"""The `analyze` command: thin verbs over the library.
+
+    analyze PATH... [options]          report on a trace (plus DCGM metrics, if given)
+    analyze rules [--config FILE]      list every rule with its thresholds
+    analyze export TRACE --parquet DIR write the canonical tables as Parquet
+
+Exit codes: 0 success; 1 a finding at or above ``--fail-on``; 2 bad command line or
+configuration; 3 unreadable input; 4 unsupported format; 5 empty trace; 70 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from analyzer import __version__
+from analyzer.context import AnalysisContext, AnalysisOptions
+from analyzer.errors import AnalyzerError, BadConfigError
+from analyzer.findings import Severity
+
+INTERNAL_ERROR = 70
+_VERBS = ("rules", "export")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises our BadConfigError (exit 2, one line) instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadConfigError(f"{self.prog}: {message}")
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(
+        prog="analyze",
+        description="Insight report from GPU profiler output: PyTorch profiler (Kineto) "
+        "traces, Nsight Systems SQLite exports, DCGM metrics. Other verbs: "
+        "`analyze rules`, `analyze export`.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, help="trace file(s) or directory")
+    p.add_argument("-o", "--output", type=Path, help="write the report to this file")
+    p.add_argument(
+        "--format",
+        choices=("md", "json", "term"),
+        help="output format (default: term on a terminal, md otherwise or for -o *.md)",
+    )
+    p.add_argument("--charts-dir", type=Path, help="write charts here (default: next to -o)")
+    p.add_argument("--device", help="device name to assume (overrides the trace's)")
+    p.add_argument("--peak-tflops", type=float, help="peak dense TFLOP/s of an unknown device")
+    p.add_argument("--mem-bw-gbs", type=float, help="memory bandwidth GB/s of an unknown device")
+    p.add_argument("--samples-per-step", type=int, help="samples per step, for energy/sample")
+    p.add_argument("--rules", help="comma-separated rule ids to run (default: all)")
+    p.add_argument("--skip", help="comma-separated rule ids not to run")
+    p.add_argument("--config", type=Path, help="TOML file with rule thresholds")
+    p.add_argument(
+        "--fail-on",
+        choices=("info", "warning", "critical"),
+        help="exit 1 when a finding of this severity or worse exists (for CI)",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"analyze {__version__}")
+    return p
+
+
+def _ids(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    if args.format:
+        return str(args.format)
+    if args.output is not None:
+        return "json" if args.output.suffix == ".json" else "md"
+    return "term" if sys.stdout.isatty() else "md"
+
+
+def _charts_dir(args: argparse.Namespace) -> Path | None:
+    if args.charts_dir is not None:
+        return Path(args.charts_dir)
+    if args.output is not None:
+        return args.output.parent / f"{args.output.stem}_files"
+    return None
+
+
+def run_report(argv: Sequence[str]) -> int:
+    """`analyze PATH...`: parse, run rules, render; return the exit code."""
+    from analyzer.build import build_report
+    from analyzer.config import load_config
+    from analyzer.engine import exit_code_for, run_rules
+    from analyzer.report import json_report, markdown, terminal
+    from analyzer.sections.registry import registry as section_registry
+    from analyzer.trace import load
+
+    args = _report_parser().parse_args(argv)
+    cfg = load_config(Path.cwd(), args.config)
+    options = AnalysisOptions(
+        device_override=args.device,
+        peak_tflops=args.peak_tflops,
+        mem_bw_gbs=args.mem_bw_gbs,
+        samples_per_step=args.samples_per_step,
+    )
+    tables = load(args.paths)
+    ctx = AnalysisContext(tables=tables, options=options)
+    result = run_rules(ctx, cfg, _ids(args.rules) or None, _ids(args.skip))
+    out_format = _output_format(args)
+    charts = _charts_dir(args) if out_format != "term" else None
+    report = build_report(ctx, result.findings, result.skipped, charts, section_registry())
+    if out_format == "json":
+        text = json_report.render(report)
+    elif out_format == "md":
+        text = markdown.render(report)
+    elif args.output is not None:
+        text = terminal.render(report)
+    else:
+        from rich.console import Console
+
+        terminal.render_to(Console(), report)
+        text = ""
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    elif text:
+        sys.stdout.write(text)
+    fail_on = Severity.parse(args.fail_on) if args.fail_on else None
+    return exit_code_for(result.findings, fail_on)
+
+
+def run_rules_listing(argv: Sequence[str]) -> int:
+    """`analyze rules`: every rule with its description and thresholds."""
+    from analyzer.config import load_config
+    from analyzer.engine import rules_listing
+
+    p = _ArgumentParser(prog="analyze rules", description="List every rule and its thresholds.")
+    p.add_argument("--config", type=Path, help="TOML file with rule thresholds")
+    args = p.parse_args(argv)
+    cfg = load_config(Path.cwd(), args.config)
+    for info in rules_listing(cfg):
+        state = "" if info.enabled else " (disabled)"
+        sys.stdout.write(f"{info.id}{state}: {info.title}\n  {info.description}\n")
+        if info.needs:
+            sys.stdout.write(f"  needs: {', '.join(sorted(info.needs))}\n")
+        for t in info.thresholds:
+            default = "" if t.current == t.default else f" (default {t.default})"
+            sys.stdout.write(f"  {t.name} = {t.current}{default}: {t.doc}\n")
+    return 0
+
+
+def run_export(argv: Sequence[str]) -> int:
+    """`analyze export TRACE --parquet DIR`: the canonical tables as Parquet files."""
+    from analyzer import parquet
+    from analyzer.trace import load
+
+    p = _ArgumentParser(prog="analyze export", description="Write the canonical tables.")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--parquet", type=Path, required=True, help="output directory")
+    args = p.parse_args(argv)
+    written = parquet.write(load(args.paths), args.parquet)
+    sys.stdout.write(f"wrote {len(written)} tables to {args.parquet}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `analyze` console script; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("ANALYZE_DEBUG"))
+    try:
+        if args and args[0] == "rules":
+            return run_rules_listing(args[1:])
+        if args and args[0] == "export":
+            return run_export(args[1:])
+        return run_report(args)
+    except AnalyzerError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"analyze: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("analyze: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: one line, and the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"analyze: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
+            "report it)\n"
+        )
+        return INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

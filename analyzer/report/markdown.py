@@ -1,0 +1,166 @@
+"""Markdown renderer: a `Report` as GitHub-flavoured Markdown, ready to paste into a PR.
+
+Every string that may come from a trace is escaped here: plain text has Markdown and HTML
+metacharacters backslash-escaped or entity-encoded; code spans use a backtick fence longer
+than any backtick run inside; pipes are escaped in table cells (GFM requires it even inside
+code spans); newlines never reach a table row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from analyzer.findings import EvidenceTable, Finding, Severity
+from analyzer.report.model import (
+    Block,
+    Cell,
+    Code,
+    Image,
+    Inline,
+    Paragraph,
+    Report,
+    Section,
+    Strong,
+    Table,
+)
+
+EXTENSION = ".md"
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_LINE_START = re.compile(r"^(\s*)([#+\-=]|(?P<num>\d+)(?P<dot>[.)]))")
+_SEVERITY_LABEL = {
+    Severity.CRITICAL: "CRITICAL",
+    Severity.WARNING: "WARNING",
+    Severity.INFO: "INFO",
+}
+
+
+def escape_text(text: str) -> str:
+    """Plain text made inert: HTML entities, Markdown metacharacters, no line breaks."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = " ".join(text.splitlines())
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _LINE_START.sub(_escape_line_start, text)
+
+
+def _escape_line_start(m: re.Match[str]) -> str:
+    """Escape what would make a line a heading, list item or setext underline."""
+    if m.group("num") is not None:
+        return f"{m.group(1)}{m.group('num')}\\{m.group('dot')}"
+    return f"{m.group(1)}\\{m.group(2)}"
+
+
+def code_span(text: str) -> str:
+    """Inline code that shows ``text`` verbatim whatever backticks it holds."""
+    text = " ".join(text.splitlines())
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _inline(part: Inline) -> str:
+    if isinstance(part, Code):
+        return code_span(part.text)
+    if isinstance(part, Strong):
+        return f"**{escape_text(part.text)}**"
+    return escape_text(part)
+
+
+def _inlines(parts: Iterable[Inline]) -> str:
+    return "".join(_inline(p) for p in parts)
+
+
+def _cell(value: Cell) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Code):
+        return code_span(value.text).replace("|", "\\|")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return str(value)
+    return escape_text(value)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Cell]], numeric: Sequence[bool]) -> str:
+    header = "| " + " | ".join(escape_text(c) for c in columns) + " |"
+    aligns = [numeric[i] if i < len(numeric) else False for i in range(len(columns))]
+    rule = "|" + "|".join("---:" if a else "---" for a in aligns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join([header, rule, *body])
+
+
+def _block(block: Block) -> str:
+    if isinstance(block, Paragraph):
+        return _inlines(block.parts)
+    if isinstance(block, Table):
+        return _table(block.columns, block.rows, block.numeric)
+    if isinstance(block, Image):
+        return f"![{escape_text(block.alt)}]({block.path.replace(' ', '%20')})"
+    raise TypeError(f"unknown block {type(block).__name__}")
+
+
+def _section(section: Section, level: int = 2) -> str:
+    parts = [f"{'#' * level} {escape_text(section.title)}"]
+    parts.extend(_block(b) for b in section.blocks)
+    return "\n\n".join(parts)
+
+
+def _evidence_table(table: EvidenceTable) -> str:
+    rows: list[list[Cell]] = [
+        [Code(v) if isinstance(v, str) and i == 0 else v for i, v in enumerate(row)]
+        for row in table.rows
+    ]
+    return _table(table.columns, rows, [False] * len(table.columns))
+
+
+def _finding(f: Finding) -> str:
+    label = _SEVERITY_LABEL[f.severity]
+    lines = [
+        f"### {label} · {escape_text(f.title)} ({code_span(f.rule_id)})",
+        escape_text(f.summary),
+    ]
+    if f.table is not None and f.table.rows:
+        lines.append(_evidence_table(f.table))
+    lines.append(f"**Do this:** {escape_text(f.recommendation)}")
+    return "\n\n".join(lines)
+
+
+def _findings_section(report: Report) -> str:
+    parts = ["## Findings"]
+    if report.findings:
+        parts.extend(_finding(f) for f in report.findings)
+    else:
+        parts.append("No rule fired on this input.")
+    if report.skipped:
+        items = "\n".join(
+            f"- {code_span(s.rule_id)}: {escape_text(s.reason)}" for s in report.skipped
+        )
+        parts.append(f"### Skipped rules\n\n{items}")
+    return "\n\n".join(parts)
+
+
+def render(report: Report) -> str:
+    """The whole report as Markdown text (ends with a newline)."""
+    out = [f"# {escape_text(report.title)}"]
+    if report.config_lines:
+        out.append("  \n".join(_inlines(line) for line in report.config_lines))
+    if report.warnings:
+        items = "\n".join(f"- {escape_text(w)}" for w in report.warnings)
+        out.append(f"> **Warnings while reading the input**\n>\n{_quote(items)}")
+    out.append("## Headline\n\n" + _table(report.headline.columns, report.headline.rows, ()))
+    if report.verdict is not None:
+        out.append("**Verdict:** " + _inlines(report.verdict.parts))
+    out.append(_findings_section(report))
+    out.extend(_section(s) for s in report.sections)
+    if report.footnote:
+        out.append(
+            "## How to read this report\n\n" + "\n\n".join(_block(p) for p in report.footnote)
+        )
+    return "\n\n".join(out).rstrip() + "\n"
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.splitlines())

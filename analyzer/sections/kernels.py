@@ -1,0 +1,84 @@
+"""Top kernels by GPU time, and GPU time by kernel category."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analyzer.context import AnalysisContext
+from analyzer.report import fmt
+from analyzer.report.model import Cell, Code, Paragraph, Section, Table
+from analyzer.sections.common import short_name
+
+TOP_KERNELS = 15
+
+
+def kernel_summary(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per kernel name: category, calls, total/mean/max ns, share of all kernel time."""
+    k = ctx.tables.kernels
+    total = int(k["dur_ns"].sum()) if k.height else 0
+    return (
+        k.group_by(pl.col("name").cast(pl.String))
+        .agg(
+            pl.col("category").cast(pl.String).first(),
+            pl.len().alias("calls"),
+            pl.col("dur_ns").sum().alias("total_ns"),
+            pl.col("dur_ns").mean().alias("mean_ns"),
+            pl.col("dur_ns").max().alias("max_ns"),
+        )
+        .with_columns((100.0 * pl.col("total_ns") / max(total, 1)).alias("share_pct"))
+        .sort(["total_ns", "name"], descending=[True, False])
+    )
+
+
+def category_summary(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per kernel category: calls, total ns, share of all kernel time."""
+    k = ctx.tables.kernels
+    total = int(k["dur_ns"].sum()) if k.height else 0
+    return (
+        k.group_by(pl.col("category").cast(pl.String))
+        .agg(pl.len().alias("calls"), pl.col("dur_ns").sum().alias("total_ns"))
+        .with_columns((100.0 * pl.col("total_ns") / max(total, 1)).alias("share_pct"))
+        .sort(["total_ns", "category"], descending=[True, False])
+    )
+
+
+def build(ctx: AnalysisContext) -> Section | None:
+    """The "Top kernels" section, or None for a trace without kernels."""
+    if ctx.tables.kernels.height == 0:
+        return None
+    summary = ctx.metric("kernels.summary", lambda _t: kernel_summary(ctx))
+    ranks = ctx.tables.kernels["rank"].n_unique()
+    scope = "summed over all ranks" if ranks > 1 else "on the one rank traced"
+    rows: list[list[Cell]] = [
+        [
+            Code(short_name(r["name"])),
+            r["category"],
+            fmt.count(r["calls"]),
+            fmt.ms(r["total_ns"], 2),
+            f"{r['mean_ns'] / 1e3:.1f}",
+            fmt.pct(r["share_pct"]),
+        ]
+        for r in summary.head(TOP_KERNELS).iter_rows(named=True)
+    ]
+    top = Table(
+        ["kernel", "category", "calls", "GPU time ms", "mean us", "share of kernel time"],
+        rows,
+        numeric=[False, False, True, True, True, True],
+    )
+    cats = category_summary(ctx)
+    cat_rows: list[list[Cell]] = [
+        [r["category"], fmt.count(r["calls"]), fmt.ms(r["total_ns"], 2), fmt.pct(r["share_pct"])]
+        for r in cats.iter_rows(named=True)
+    ]
+    by_cat = Table(
+        ["category", "calls", "GPU time ms", "share of kernel time"],
+        cat_rows,
+        numeric=[False, True, True, True],
+    )
+    shown = min(TOP_KERNELS, summary.height)
+    intro = Paragraph.of(
+        f"The {shown} kernels with the most GPU time of {fmt.count(summary.height)} distinct "
+        f"kernels ({fmt.count(ctx.tables.kernels.height)} launches), {scope}. Kernel time "
+        "sums durations, so kernels overlapping on several streams count in full."
+    )
+    return Section("Top kernels", [intro, top, Paragraph.of("By category:"), by_cat], key="kernels")

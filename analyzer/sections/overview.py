@@ -1,0 +1,132 @@
+"""The headline table and the per-rank table: the timeline metrics at a glance."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analyzer.context import AnalysisContext
+from analyzer.metrics import timeline
+from analyzer.report import fmt
+from analyzer.report.model import Cell, Paragraph, Section, Table
+
+
+def breakdown(ctx: AnalysisContext) -> pl.DataFrame:
+    """The steps-window breakdown, computed once per analysis."""
+    return ctx.metric("timeline.breakdown", timeline.breakdown)
+
+
+def step_stats(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per-step statistics, computed once per analysis."""
+    return ctx.metric("timeline.step_stats", timeline.step_stats)
+
+
+def idle_causes(ctx: AnalysisContext) -> pl.DataFrame:
+    """HTA-style idle causes per (rank, stream), computed once per analysis."""
+    return ctx.metric("timeline.idle_breakdown", timeline.idle_breakdown)
+
+
+def overall_shares(b: pl.DataFrame) -> dict[str, float]:
+    """Time-weighted shares over every rank and device: each total over the total span."""
+    span = float(b["span_ns"].sum()) if b.height else 0.0
+    names = ("busy", "compute", "comm", "memory", "exposed_comm", "idle")
+    if span <= 0:
+        return {f"{n}_pct": float("nan") for n in names}
+    return {f"{n}_pct": 100.0 * float(b[f"{n}_ns"].sum()) / span for n in names}
+
+
+def headline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
+    """Rows of the headline table: step time, GPU busy, time split."""
+    rows: list[list[Cell]] = []
+    steps = step_stats(ctx)
+    if steps.height:
+        d = steps["dur_ns"]
+        ranks = steps["rank"].n_unique()
+        scope = f"{steps.height} steps" + (f" over {ranks} ranks" if ranks > 1 else "")
+        rows.append(
+            [
+                "step time (median)",
+                fmt.duration(d.median()),  # type: ignore[arg-type]
+                f"p10 {fmt.duration(d.quantile(0.1))}, p90 {fmt.duration(d.quantile(0.9))}; "
+                f"{scope}",
+            ]
+        )
+    b = breakdown(ctx)
+    if b.height == 0:
+        rows.append(["GPU activity", "none", "the trace holds no GPU kernels or copies"])
+        return rows
+    s = overall_shares(b)
+    basis = str(b["window_basis"][0])
+    window = "the profiled steps" if basis == "steps" else "first to last GPU event"
+    rows.append(["GPU busy", fmt.pct(s["busy_pct"]), f"idle {fmt.pct(s['idle_pct'])} of {window}"])
+    rows.append(
+        [
+            "compute / communication / memory ops",
+            f"{fmt.pct(s['compute_pct'])} / {fmt.pct(s['comm_pct'])} / {fmt.pct(s['memory_pct'])}",
+            f"exposed communication {fmt.pct(s['exposed_comm_pct'])}",
+        ]
+    )
+    return rows
+
+
+def ranks_section(ctx: AnalysisContext) -> Section | None:
+    """Per rank and device: span, steps, busy/compute/comm/memory/idle shares, idle causes."""
+    b = breakdown(ctx)
+    if b.height == 0:
+        return None
+    steps = step_stats(ctx)
+    per_rank_steps = (
+        steps.group_by("rank").agg(
+            pl.len().alias("steps"), pl.col("dur_ns").median().alias("step_median_ns")
+        )
+        if steps.height
+        else pl.DataFrame(
+            schema={"rank": pl.Int32(), "steps": pl.UInt32(), "step_median_ns": pl.Float64()}
+        )
+    )
+    causes = (
+        idle_causes(ctx)
+        .group_by("rank")
+        .agg(pl.col("host_wait_ns").sum(), pl.col("kernel_wait_ns").sum(), pl.col("other_ns").sum())
+    )
+    table = b.join(per_rank_steps, on="rank", how="left").join(causes, on="rank", how="left")
+    rows: list[list[Cell]] = []
+    for r in table.sort("rank", "device").iter_rows(named=True):
+        idle_total = (r["host_wait_ns"] or 0) + (r["kernel_wait_ns"] or 0) + (r["other_ns"] or 0)
+        host_share = fmt.pct(100.0 * (r["host_wait_ns"] or 0) / idle_total) if idle_total else ""
+        rows.append(
+            [
+                r["rank"],
+                r["device"],
+                fmt.ms(r["span_ns"]),
+                r["steps"] or 0,
+                fmt.ms(r["step_median_ns"]) if r["step_median_ns"] is not None else "",
+                fmt.pct(r["busy_pct"]),
+                fmt.pct(r["compute_pct"]),
+                fmt.pct(r["comm_pct"]),
+                fmt.pct(r["exposed_comm_pct"]),
+                fmt.pct(r["memory_pct"]),
+                fmt.pct(r["idle_pct"]),
+                host_share,
+            ]
+        )
+    columns = [
+        "rank",
+        "device",
+        "window ms",
+        "steps",
+        "step ms (median)",
+        "busy",
+        "compute",
+        "comm",
+        "exposed comm",
+        "memory ops",
+        "idle",
+        "idle that is host wait",
+    ]
+    note = Paragraph.of(
+        "Shares are of each rank's analysis window. Host wait: the GPU finished its previous "
+        "work before the CPU launched the next (per stream, as HTA defines it)."
+    )
+    return Section(
+        "Ranks", [Table(columns, rows, numeric=[True] * len(columns)), note], key="ranks"
+    )
