@@ -25,6 +25,9 @@ _SOURCE_NAMES = {
     "parquet": "canonical tables (Parquet)",
 }
 
+#: Version entries that say nothing to a reader (file schema numbers).
+_HIDDEN_VERSIONS = frozenset({"schemaVersion", "schema_version"})
+
 SectionBuilder = Callable[[AnalysisContext, Path | None], Section | None]
 
 
@@ -71,11 +74,15 @@ def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
     steps = ctx.tables.steps
     if steps.height:
         nums = steps["step"]
-        second.append(f"steps {nums.min()}-{nums.max()} ({steps.height} profiled step records)")
+        unique = nums.n_unique()
+        per = f" on each of {ranks} ranks" if ranks > 1 and steps.height == unique * ranks else ""
+        second.append(f"steps {nums.min()}-{nums.max()} ({unique} profiled steps{per})")
     span = _span_ns(ctx)
     if span:
         second.append(("" if not second else " · ") + f"span {fmt.duration(span)}")
-    versions = [f"{k} {v}" for k, v in sorted(meta.versions.items()) if v]
+    versions = [
+        f"{k} {v}" for k, v in sorted(meta.versions.items()) if v and k not in _HIDDEN_VERSIONS
+    ]
     if versions:
         second.append(("" if not second else " · ") + ", ".join(versions[:4]))
     if second:
@@ -98,7 +105,9 @@ def _verdict(findings: Sequence[Finding]) -> Paragraph | None:
     if not findings:
         return None
     top = findings[0]
-    return Paragraph.of(top.summary, " ", Strong(top.recommendation))
+    summary = Paragraph.from_prose(top.summary)
+    advice = Paragraph.from_prose(top.recommendation)
+    return Paragraph((*summary.parts, " ", Strong("Do this:"), " ", *advice.parts))
 
 
 FOOTNOTE = (

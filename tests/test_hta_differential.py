@@ -13,11 +13,19 @@ loosening the tolerance. Each difference, as found in HTA 0.5.0's source:
    (runtime/driver call) that started before the last step's start are kept
    (`Trace._filter_irrelevant_gpu_kernels`). With fewer than two steps nothing is dropped.
 2. "GPU events" are all events with a stream: kernels, memcpy/memset *and* the CUDA
-   synchronization records Kineto draws on the stream rows (cat ``cuda_sync``), which HTA
-   counts as computation. Our report does not count synchronization records as GPU work.
-3. Kernel type comes from the name alone: ``^nccl`` communication, ``^Memcpy|^Memset``
-   memory, everything else computation (our report uses the kernel category table).
-4. ns-resolution timestamps are rounded to integer microseconds (start up, end down).
+   synchronization records Kineto draws on the stream rows (cat ``cuda_sync``). They count
+   in the span and in busy time but are neither computation nor communication
+   (HTA's ``OTHER`` type). Our report does not count synchronization records as GPU work.
+   Events without a stream (some MTIA DMA records) are not GPU events for HTA.
+3. Kernel type comes from the name alone (``hta.utils.utils.get_kernel_type``): names
+   starting with ``nccl`` are communication; names holding ``Memcpy`` or ``Memset`` (and
+   MTIA ``dma`` requests, which we parse as memory operations) are memory; names matching
+   ``^nccl.*Kernel|.*Memcpy|Memset|.*Sync`` are "other"; the rest is computation. Our
+   report uses the kernel category table instead.
+4. Timestamps are parsed as float64 microseconds, which loses sub-microsecond precision
+   on absolute epoch timestamps (about 0.25 us near 1.7e15 us), then rounded: start up to
+   the next whole microsecond, end (start + duration, in float64) down. We keep exact
+   nanoseconds; the test reproduces the float64 arithmetic.
 5. All devices of a rank are merged into one timeline (our report splits by device).
 """
 
@@ -74,13 +82,14 @@ def _reference(case: str) -> dict[int, dict[str, float]]:
 def hta_gpu_events(t: TraceTables) -> pl.DataFrame:
     """GPU events as HTA 0.5.0 sees them (differences 1-4 of the module docstring)."""
     cols = ["rank", "name", "start_ns", "dur_ns", "correlation"]
+    has_stream = pl.col("stream").is_not_null()
     events = pl.concat(
         [
-            t.kernels.select(cols).with_columns(pl.col("name").cast(pl.String)),
-            t.memops.select(cols).with_columns(pl.col("name").cast(pl.String)),
+            t.kernels.filter(has_stream).select(cols).with_columns(pl.col("name").cast(pl.String)),
+            t.memops.filter(has_stream).select(cols).with_columns(pl.col("name").cast(pl.String)),
             t.syncs.select(
                 "rank",
-                pl.col("kind").cast(pl.String).alias("name"),
+                pl.lit("Stream Sync").alias("name"),  # any "...Sync" name: HTA's OTHER type
                 "start_ns",
                 "dur_ns",
                 "correlation",
@@ -99,17 +108,24 @@ def hta_gpu_events(t: TraceTables) -> pl.DataFrame:
             ev = ev.join(launched.unique(), on="correlation", how="semi")
         kept.append(ev)
     out = pl.concat(kept)
-    # 4: rounding to whole microseconds, start up and end down, as HTA does for ns traces.
-    end_ns = pl.col("start_ns") + pl.col("dur_ns")
+    # 4: float64 microseconds as written in the file (relative to baseTimeNanoseconds when
+    # the trace has one), start rounded up, float64 end rounded down.
+    base_ns = int(t.meta.flags.get("base_time_ns", "0"))
+    file_ns = pl.col("start_ns") - base_ns
+    start_us = (file_ns // _US).cast(pl.Float64) + (file_ns % _US) / _US
+    end_us = start_us + pl.col("dur_ns") / _US
     out = out.with_columns(
-        ((pl.col("start_ns") + _US - 1) // _US * _US).alias("start_ns"),
-        (end_ns // _US * _US).alias("end_ns"),
+        (start_us.ceil().cast(pl.Int64) * _US + base_ns).alias("start_ns"),
+        (end_us.floor().cast(pl.Int64) * _US + base_ns).alias("end_ns"),
     )
+    name = pl.col("name")
     kind = (
-        pl.when(pl.col("name").str.contains(r"^nccl"))
+        pl.when(name.str.starts_with("nccl") | name.str.starts_with("gloo"))
         .then(pl.lit("comm"))
-        .when(pl.col("name").str.contains(r"^(Memcpy|Memset)"))
+        .when(name.str.contains("Memcpy|Memset|^dma"))
         .then(pl.lit("memory"))
+        .when(name.str.contains(r"^(nccl.*Kernel|.*Memcpy|Memset|.*Sync)"))
+        .then(pl.lit("other"))
         .otherwise(pl.lit("compute"))
     )
     return out.with_columns(kind.alias("kind"))

@@ -36,12 +36,16 @@ _SEVERITY_LABEL = {
 }
 
 
-def escape_text(text: str) -> str:
-    """Plain text made inert: HTML entities, Markdown metacharacters, no line breaks."""
+def escape_text(text: str, line_start: bool = False) -> str:
+    """Plain text made inert: HTML entities, Markdown metacharacters, no line breaks.
+
+    ``line_start``: the text begins a line, so a leading ``#``, ``-``, ``+``, ``=`` or
+    ``1.`` (which would make a heading or list item) is escaped too.
+    """
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = " ".join(text.splitlines())
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    return _LINE_START.sub(_escape_line_start, text)
+    return _LINE_START.sub(_escape_line_start, text) if line_start else text
 
 
 def _escape_line_start(m: re.Match[str]) -> str:
@@ -60,16 +64,35 @@ def code_span(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def _inline(part: Inline) -> str:
+_TICKED = re.compile(r"`([^`\n]+)`")
+
+
+def prose(text: str, line_start: bool = False) -> str:
+    """Rule-authored prose: `ticked` words become code spans, everything else is escaped.
+
+    Summaries and recommendations are written by rules and may quote trace strings; the
+    quoted part renders verbatim inside a code span, the rest is escaped text.
+    """
+    out: list[str] = []
+    pos = 0
+    for m in _TICKED.finditer(text):
+        out.append(escape_text(text[pos : m.start()], line_start and pos == 0))
+        out.append(code_span(m.group(1)))
+        pos = m.end()
+    out.append(escape_text(text[pos:], line_start and pos == 0))
+    return "".join(out)
+
+
+def _inline(part: Inline, line_start: bool = False) -> str:
     if isinstance(part, Code):
         return code_span(part.text)
     if isinstance(part, Strong):
         return f"**{escape_text(part.text)}**"
-    return escape_text(part)
+    return escape_text(part, line_start)
 
 
-def _inlines(parts: Iterable[Inline]) -> str:
-    return "".join(_inline(p) for p in parts)
+def _inlines(parts: Iterable[Inline], line_start: bool = True) -> str:
+    return "".join(_inline(p, line_start and i == 0) for i, p in enumerate(parts))
 
 
 def _cell(value: Cell) -> str:
@@ -120,11 +143,11 @@ def _finding(f: Finding) -> str:
     label = _SEVERITY_LABEL[f.severity]
     lines = [
         f"### {label} · {escape_text(f.title)} ({code_span(f.rule_id)})",
-        escape_text(f.summary),
+        prose(f.summary, line_start=True),
     ]
     if f.table is not None and f.table.rows:
         lines.append(_evidence_table(f.table))
-    lines.append(f"**Do this:** {escape_text(f.recommendation)}")
+    lines.append(f"**Do this:** {prose(f.recommendation)}")
     return "\n\n".join(lines)
 
 
@@ -152,7 +175,7 @@ def render(report: Report) -> str:
         out.append(f"> **Warnings while reading the input**\n>\n{_quote(items)}")
     out.append("## Headline\n\n" + _table(report.headline.columns, report.headline.rows, ()))
     if report.verdict is not None:
-        out.append("**Verdict:** " + _inlines(report.verdict.parts))
+        out.append("**Verdict:** " + _inlines(report.verdict.parts, line_start=False))
     out.append(_findings_section(report))
     out.extend(_section(s) for s in report.sections)
     if report.footnote:

@@ -43,6 +43,14 @@ class Paragraph:
         """Paragraph from pieces given as arguments."""
         return cls(tuple(parts))
 
+    @classmethod
+    def from_prose(cls, text: str) -> Paragraph:
+        """Paragraph from rule-authored prose: `ticked` words become `Code` pieces."""
+        pieces = text.split("`")
+        if len(pieces) % 2 == 0:  # an unpaired backtick: keep the text as it is
+            return cls((text,))
+        return cls(tuple(Code(p) if i % 2 else p for i, p in enumerate(pieces) if p))
+
 
 @dataclass(frozen=True, slots=True)
 class Table:
