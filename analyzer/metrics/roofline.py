@@ -1,0 +1,637 @@
+"""Roofline: each kernel's FLOPs and bytes, the roof that applies, and what bounds it.
+
+Attribution (how an op's FLOPs reach its kernels)
+    A kernel's ``external_id`` (its own, or its launching runtime call's through
+    ``correlation``) names the CPU op active at launch: the innermost op, a leaf such as
+    ``aten::addmm`` under ``aten::linear``. That op gets the kernel when the perf model covers
+    it. When it does not (``aten::native_dropout``, an op without shapes), the nearest modeled
+    ancestor gets the kernel, but only when no other modeled op sits below that ancestor:
+    otherwise the ancestor's FLOPs belong to its modeled child, and giving it a stray kernel
+    would pair those FLOPs with the wrong time. Each kernel is therefore counted once, under
+    the lowest modeled op that launched it. An op's FLOPs and bytes are split over its kernels
+    in proportion to their duration; its GPU time is the union of its kernels' intervals.
+
+Classification
+    The roof: the tensor/matrix pipe for GEMM, convolution and attention in bf16, fp16, fp8,
+    int8 and fp64 (where the device has that pipe), and for fp32 ones that run as TF32 (kernel
+    name says so) or on AMD's FP32 matrix cores; the vector pipe otherwise (fp64 vector for
+    fp64 work, fp32 vector for everything else, since PyTorch's elementwise kernels compute in
+    fp32). Bound = the larger of ``FLOPs / peak`` and ``bytes / bandwidth``; % of roof = that
+    roofline time over the measured time. A point above its roof (% of roof over 100) is an
+    inconsistency of the model or the measurement and is flagged (``above_roof``), never
+    clipped. Kernels no modeled op claims are classified from their name category and marked
+    ``basis = "heuristic"``: gemm/attention/conv count as compute-bound, elementwise/
+    reduction/norm/copy as memory-bound, the rest (communication, other) as unclassified.
+    On a device the database does not know, every kernel is heuristic and no roof applies.
+
+Use `roofline(ctx)` (cached on the analysis context). Shares in `RooflineSummary` are
+fractions of kernel time (durations summed, so overlapping kernels count in full).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+import polars as pl
+
+from analyzer.context import AnalysisContext, AnalysisOptions
+from analyzer.devices import DeviceSpec, ResolvedDevice, resolve, resolve_missing
+from analyzer.metrics.perf_model import model_ops
+from parsers.schema import TraceTables
+
+METRIC_NAME: Final = "roofline"
+
+_TERA: Final = 1e12
+_NS_PER_S: Final = 1e9
+
+#: Kernel categories whose heuristic bound is compute / memory; others are unclassified.
+COMPUTE_CATEGORIES: Final = frozenset({"gemm", "attention", "conv"})
+MEMORY_CATEGORIES: Final = frozenset({"elementwise", "reduction", "norm", "copy"})
+
+#: Families the tensor/matrix pipe can run.
+_MATRIX_FAMILIES: Final = frozenset({"gemm", "conv", "attention"})
+_TENSOR_DTYPES: Final = frozenset({"fp64", "bf16", "fp16", "fp8", "int8"})
+#: Kernel names that show FP32 data running on tensor cores as TF32.
+_TF32_KERNEL: Final = re.compile(r"tf32|s1688|s16816|_s168|xmma.*f32f32", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class RooflineSummary:
+    """Time-weighted figures over all kernels (shares are fractions 0..1 of kernel time).
+
+    ``*_bound_share`` counts modeled and heuristic kernels together; the ``modeled_*`` and
+    ``heuristic_*`` fields split them. ``achieved_tensor_tflops`` is the FLOPs of modeled
+    tensor-pipe ops over their own GPU time; ``tensor_dtype`` / ``tensor_peak_tflops`` the
+    roof dtype and peak with the most modeled tensor FLOPs; None when no tensor-pipe op was
+    modeled. ``above_roof_ops`` counts op calls over 100% of their roof.
+    """
+
+    kernel_time_ns: int = 0
+    compute_bound_share: float = 0.0
+    memory_bound_share: float = 0.0
+    unclassified_share: float = 0.0
+    modeled_share: float = 0.0
+    heuristic_share: float = 0.0
+    modeled_compute_bound_share: float = 0.0
+    modeled_memory_bound_share: float = 0.0
+    heuristic_compute_bound_share: float = 0.0
+    heuristic_memory_bound_share: float = 0.0
+    above_roof_ops: int = 0
+    tensor_flops: float = 0.0
+    tensor_gpu_time_ns: int = 0
+    achieved_tensor_tflops: float | None = None
+    tensor_dtype: str | None = None
+    tensor_peak_tflops: float | None = None
+    tensor_pct_of_peak: float | None = None
+    unknown_devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Roofline:
+    """The roofline tables of one analysis.
+
+    ``kernels``: one row per kernel (`KERNEL_COLUMNS`, plus ``device_key`` and
+    ``bw_bytes_per_s``). ``ops``: one row per op group (`GROUP_COLUMNS`), largest GPU time
+    first: modeled groups per (device, op, shapes, dtype, roof), heuristic groups per launching
+    op name (kernel name when no op is linked). ``devices``: the resolved device of every
+    (rank, device) described or running kernels.
+
+    Columns, both tables: ``flops``/``bytes`` (modeled only; a kernel's share of its op's by
+    duration), ``intensity_flop_per_byte``, ``achieved_tflops``, ``achieved_tb_per_s``,
+    ``pipe`` (tensor / vector) and ``roof_dtype`` of the roof, ``dtype`` of the op's data,
+    ``peak_tflops`` of that roof, ``roof_tflops`` attainable at the intensity
+    (min(peak, bandwidth x intensity)), ``bound`` (compute / memory, heuristic kernels also
+    unclassified), ``pct_of_roof`` (roofline time over measured time, %), ``above_roof``
+    (pct_of_roof > 100: an inconsistency, kept as measured), ``basis`` (modeled / heuristic),
+    ``device_key`` (the database key, or ``unknown: <name>``). Op groups add ``calls``,
+    ``kernels``, ``gpu_time_ns`` (sum over calls of each call's kernel-interval union) and
+    ``above_roof_calls``.
+    """
+
+    kernels: pl.DataFrame
+    ops: pl.DataFrame
+    summary: RooflineSummary
+    devices: Mapping[tuple[int, int], ResolvedDevice] = field(default_factory=dict)
+
+
+KERNEL_COLUMNS: Final = (
+    "rank", "device", "stream", "name", "category", "start_ns", "dur_ns", "launch_op",
+    "launch_op_name", "op_id", "op_name",
+    "shapes", "family", "flops", "bytes", "intensity_flop_per_byte", "achieved_tflops",
+    "achieved_tb_per_s", "pipe", "dtype", "roof_dtype", "peak_tflops", "roof_tflops", "bound",
+    "pct_of_roof", "basis", "above_roof",
+)  # fmt: skip
+
+
+def roofline(ctx: AnalysisContext) -> Roofline:
+    """The roofline of the context's trace, computed once and cached on the context."""
+    return ctx.metric_with_options(METRIC_NAME, compute)
+
+
+def compute(tables: TraceTables, options: AnalysisOptions) -> Roofline:
+    """Attribute modeled FLOPs/bytes to kernels, pick roofs, classify (see module docstring)."""
+    kernels = tables.kernels
+    devices = _devices(tables, options)
+    if kernels.height == 0:
+        return Roofline(_empty_kernels(), _empty_groups(), RooflineSummary(), devices)
+    linked = _link_kernels(tables)
+    instances = _op_instances(linked)
+    classified = _classify_instances(instances, devices)
+    per_kernel = _kernel_rows(linked, classified, devices)
+    groups = _op_groups(per_kernel)
+    summary = _summary(per_kernel, groups, devices)
+    return Roofline(per_kernel, groups, summary, devices)
+
+
+# --- Devices ------------------------------------------------------------------------------
+
+
+def _devices(
+    tables: TraceTables, options: AnalysisOptions
+) -> dict[tuple[int, int], ResolvedDevice]:
+    """Resolved devices for every (rank, device) described or running kernels."""
+    found = resolve(tables.meta, options)
+    used = tables.kernels.select("rank", "device").unique().drop_nulls().iter_rows()
+    for rank, device in used:
+        if (rank, device) not in found:
+            found[(rank, device)] = _undescribed(found, rank, device, options)
+    return found
+
+
+def _undescribed(
+    found: Mapping[tuple[int, int], ResolvedDevice],
+    rank: int,
+    device: int,
+    options: AnalysisOptions,
+) -> ResolvedDevice:
+    """A device that ran kernels under an index ``deviceProperties`` does not list.
+
+    ROCm traces number kernels' devices by HSA agent (CPU agents first: the only GPU of an
+    MI300X trace runs kernels on "device 2" while deviceProperties lists id 0). When every
+    device the rank describes has the same name, that description is used, and said so.
+    """
+    described = {v.trace_name: v for (r, _), v in found.items() if r == rank}
+    if len(described) != 1:
+        return resolve_missing(rank, device, options)
+    twin = next(iter(described.values()))
+    note = (
+        f"kernels run on device {device}, which deviceProperties does not list; "
+        f"the rank's only described device type ({twin.label}) is assumed"
+    )
+    return replace(twin, device=device, notes=(*twin.notes, note))
+
+
+def _device_key(resolved: ResolvedDevice | None) -> str:
+    if resolved is None or resolved.spec is None:
+        return f"unknown: {resolved.label if resolved else 'unnamed device'}"
+    return resolved.spec.key
+
+
+# --- Attribution --------------------------------------------------------------------------
+
+
+def _link_kernels(tables: TraceTables) -> pl.DataFrame:
+    """Kernels with the op that launched them (``launch_op``) and the op that gets them
+    (``op_id``, with its cost columns), per the attribution rule in the module docstring."""
+    k = tables.kernels.with_row_index("kernel_row")
+    runtime_ext = (
+        tables.runtime.select("rank", "correlation", pl.col("external_id").alias("_rt_ext"))
+        .drop_nulls(["correlation", "_rt_ext"])
+        .unique(["rank", "correlation"], keep="first")
+    )
+    k = k.join(runtime_ext, on=["rank", "correlation"], how="left").with_columns(
+        pl.coalesce("external_id", "_rt_ext").alias("_ext")
+    )
+    ops = model_ops(tables.ops.filter(pl.col("kind").cast(pl.String) == "cpu_op"))
+    ops = ops.with_columns(pl.col("flops").is_not_null().alias("modeled"))
+    launch = (
+        ops.select("rank", pl.col("external_id").alias("_ext"), "op_id", "depth")
+        .drop_nulls("_ext")
+        .sort("depth", descending=True)
+        .unique(["rank", "_ext"], keep="first")
+        .select("rank", "_ext", pl.col("op_id").alias("launch_op"))
+    )
+    k = k.join(launch, on=["rank", "_ext"], how="left")
+    names = ops.select(
+        pl.col("op_id").alias("launch_op"), pl.col("name").cast(pl.String).alias("launch_op_name")
+    )
+    k = k.join(names, on="launch_op", how="left")
+    target = _attribution_targets(ops, k["launch_op"].drop_nulls().unique())
+    k = k.join(target, on="launch_op", how="left")
+    cost = ops.select(
+        "op_id", pl.col("name").cast(pl.String).alias("op_name"), "family", "flops", "bytes",
+        pl.col("dtype").alias("op_dtype"), "matrix", "shapes",
+    )  # fmt: skip
+    return k.join(cost, on="op_id", how="left").sort("kernel_row").drop("_rt_ext", "_ext")
+
+
+def _attribution_targets(ops: pl.DataFrame, launch_ops: pl.Series) -> pl.DataFrame:
+    """launch_op -> op_id: itself when modeled, else the nearest modeled ancestor that has no
+    modeled descendant (null when there is none)."""
+    parent = dict(zip(ops["op_id"].to_list(), ops["parent"].to_list(), strict=True))
+    modeled = set(ops.filter(pl.col("modeled"))["op_id"].to_list())
+    covers = _ancestors_of(modeled, parent)
+    targets: dict[int, int | None] = {}
+    for op in launch_ops.to_list():
+        node: int | None = op
+        while node is not None and node not in modeled:
+            node = parent.get(node)
+        if node is not None and node != op and node in covers:
+            node = None
+        targets[op] = node
+    return pl.DataFrame(
+        {"launch_op": list(targets), "op_id": list(targets.values())},
+        schema={"launch_op": pl.Int64(), "op_id": pl.Int64()},
+    )
+
+
+def _ancestors_of(nodes: set[int], parent: Mapping[int, int | None]) -> set[int]:
+    """Every strict ancestor of any node in ``nodes``."""
+    seen: set[int] = set()
+    for node in nodes:
+        up = parent.get(node)
+        while up is not None and up not in seen:
+            seen.add(up)
+            up = parent.get(up)
+    return seen
+
+
+# --- Per op instance ----------------------------------------------------------------------
+
+
+def _op_instances(linked: pl.DataFrame) -> pl.DataFrame:
+    """One row per attributed op call: its kernels' union time, kernel time, cost, TF32 hint."""
+    k = _with_covered_ns(linked.filter(pl.col("op_id").is_not_null()), "op_id")
+    return k.group_by("op_id").agg(
+        pl.col("rank").first(),
+        pl.col("device").first(),
+        pl.col("op_name").first(),
+        pl.col("shapes").first(),
+        pl.col("family").first(),
+        pl.col("flops").first(),
+        pl.col("bytes").first(),
+        pl.col("op_dtype").first(),
+        pl.col("matrix").first(),
+        pl.col("_covered_ns").sum().alias("gpu_time_ns"),
+        pl.col("dur_ns").sum().alias("kernel_time_ns"),
+        pl.len().alias("kernels"),
+        pl.col("name").cast(pl.String).str.contains(_TF32_KERNEL.pattern).any().alias("_tf32"),
+    )
+
+
+def choose_roof(spec: DeviceSpec, family: str, dtype: str, tf32_kernel: bool) -> tuple[str, str]:
+    """(pipe, dtype) of the roof an op runs under on ``spec`` (rules in the module docstring)."""
+    if family in _MATRIX_FAMILIES:
+        if dtype in _TENSOR_DTYPES and spec.peak("tensor", dtype) is not None:
+            return "tensor", dtype
+        if dtype == "fp32":
+            if spec.peak("tensor", "fp32") is not None:
+                return "tensor", "fp32"
+            if tf32_kernel and spec.peak("tensor", "tf32") is not None:
+                return "tensor", "tf32"
+    vector = "fp64" if dtype == "fp64" else "fp32"
+    if spec.peak("vector", vector) is None and spec.peak("vector", "fp32") is not None:
+        vector = "fp32"
+    return "vector", vector
+
+
+def _roof_table(
+    instances: pl.DataFrame, devices: Mapping[tuple[int, int], ResolvedDevice]
+) -> pl.DataFrame:
+    """Per distinct (rank, device, family, dtype, tf32 hint): device key, pipe, roof, peak, bw."""
+    combos = instances.select("rank", "device", "family", "op_dtype", "_tf32").unique()
+    rows = []
+    for rank, device, family, dtype, tf32 in combos.iter_rows():
+        resolved = devices.get((rank, device))
+        spec = resolved.spec if resolved else None
+        row: dict[str, object] = {
+            "rank": rank, "device": device, "family": family, "op_dtype": dtype, "_tf32": tf32,
+            "device_key": _device_key(resolved), "pipe": None, "roof_dtype": None,
+            "peak_flops": None, "bw_bytes_per_s": None,
+        }  # fmt: skip
+        if spec is not None:
+            pipe, roof_dtype = choose_roof(spec, family, dtype, bool(tf32))
+            row.update(
+                pipe=pipe, roof_dtype=roof_dtype, peak_flops=spec.peak(pipe, roof_dtype),
+                bw_bytes_per_s=spec.mem_bw_bytes_per_s,
+            )  # fmt: skip
+        rows.append(row)
+    schema = {
+        "rank": pl.Int32(), "device": pl.Int32(), "family": pl.String(), "op_dtype": pl.String(),
+        "_tf32": pl.Boolean(), "device_key": pl.String(), "pipe": pl.String(),
+        "roof_dtype": pl.String(), "peak_flops": pl.Float64(), "bw_bytes_per_s": pl.Float64(),
+    }  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
+def roof_metrics(
+    flops: pl.Expr, nbytes: pl.Expr, time_ns: pl.Expr, peak: pl.Expr, bw: pl.Expr
+) -> list[pl.Expr]:
+    """Intensity, achieved TFLOP/s and TB/s, attainable roof, bound, % of roof, above-roof.
+
+    The same expressions serve op calls, op groups and kernels: roofline time is
+    ``max(FLOPs / peak, bytes / bandwidth)``; the bound is the larger term.
+    """
+    seconds = time_ns.cast(pl.Float64) / _NS_PER_S
+    t_compute = flops.cast(pl.Float64) / peak
+    t_memory = nbytes.cast(pl.Float64) / bw
+    roof_time = pl.max_horizontal(t_compute, t_memory)
+    intensity = pl.when(nbytes > 0).then(flops.cast(pl.Float64) / nbytes.cast(pl.Float64))
+    valid = time_ns > 0
+    pct = pl.when(valid & peak.is_not_null()).then(100.0 * roof_time / seconds).fill_nan(None)
+    return [
+        intensity.alias("intensity_flop_per_byte"),
+        pl.when(valid).then(flops.cast(pl.Float64) / seconds / _TERA).alias("achieved_tflops"),
+        pl.when(valid).then(nbytes.cast(pl.Float64) / seconds / _TERA).alias("achieved_tb_per_s"),
+        (peak / _TERA).alias("peak_tflops"),
+        (pl.min_horizontal(peak, intensity.fill_null(0.0) * bw) / _TERA).alias("roof_tflops"),
+        pl.when(peak.is_null())
+        .then(None)
+        .when(t_compute >= t_memory)
+        .then(pl.lit("compute"))
+        .otherwise(pl.lit("memory"))
+        .alias("bound"),
+        pct.alias("pct_of_roof"),
+        (pct > 100.0).fill_null(False).alias("above_roof"),
+    ]
+
+
+def _classify_instances(
+    instances: pl.DataFrame, devices: Mapping[tuple[int, int], ResolvedDevice]
+) -> pl.DataFrame:
+    """Op calls with their roof and classification (modeled calls only)."""
+    modeled = instances.filter(pl.col("flops").is_not_null())
+    roofs = _roof_table(modeled, devices)
+    joined = modeled.join(roofs, on=["rank", "device", "family", "op_dtype", "_tf32"], how="left")
+    return joined.with_columns(
+        roof_metrics(
+            pl.col("flops"), pl.col("bytes"), pl.col("gpu_time_ns"), pl.col("peak_flops"),
+            pl.col("bw_bytes_per_s"),
+        )
+    )  # fmt: skip
+
+
+# --- Per kernel ---------------------------------------------------------------------------
+
+
+def heuristic_bound(category: pl.Expr) -> pl.Expr:
+    """compute / memory / unclassified from a kernel's name category."""
+    cat = category.cast(pl.String)
+    return (
+        pl.when(cat.is_in(list(COMPUTE_CATEGORIES)))
+        .then(pl.lit("compute"))
+        .when(cat.is_in(list(MEMORY_CATEGORIES)))
+        .then(pl.lit("memory"))
+        .otherwise(pl.lit("unclassified"))
+    )
+
+
+def _kernel_rows(
+    linked: pl.DataFrame, calls: pl.DataFrame, devices: Mapping[tuple[int, int], ResolvedDevice]
+) -> pl.DataFrame:
+    """One row per kernel: its share of its op's FLOPs/bytes, its roof and bound."""
+    call_cols = calls.select(
+        "op_id", "kernel_time_ns", "pipe", "roof_dtype", "peak_flops", "bw_bytes_per_s",
+        pl.col("kernels").alias("_op_kernels"), "device_key",
+    )  # fmt: skip
+    k = linked.join(call_cols, on="op_id", how="left")
+    # By duration; equally when every kernel of the call lasted 0 ns (integer-us old traces).
+    share = (
+        pl.when(pl.col("kernel_time_ns") > 0)
+        .then(pl.col("dur_ns").cast(pl.Float64) / pl.col("kernel_time_ns").cast(pl.Float64))
+        .otherwise(1.0 / pl.col("_op_kernels").cast(pl.Float64))
+    )
+    k = k.with_columns(
+        (pl.col("flops").cast(pl.Float64) * share).alias("_kflops"),
+        (pl.col("bytes").cast(pl.Float64) * share).alias("_kbytes"),
+    )
+    k = k.with_columns(
+        roof_metrics(
+            pl.col("_kflops"), pl.col("_kbytes"), pl.col("dur_ns"), pl.col("peak_flops"),
+            pl.col("bw_bytes_per_s"),
+        )
+    )  # fmt: skip
+    modeled = pl.col("bound").is_not_null()
+    k = k.with_columns(
+        pl.when(modeled).then(pl.lit("modeled")).otherwise(pl.lit("heuristic")).alias("basis"),
+        pl.when(modeled).then(pl.col("bound")).otherwise(heuristic_bound(pl.col("category")))
+        .alias("bound"),
+        pl.col("_kflops").alias("flops"),
+        pl.col("_kbytes").alias("bytes"),
+        pl.col("op_dtype").alias("dtype"),
+        pl.col("category").cast(pl.String),
+        pl.col("name").cast(pl.String),
+    )  # fmt: skip
+    keys = _device_keys(devices)
+    k = k.join(keys, on=["rank", "device"], how="left").with_columns(
+        pl.coalesce("device_key", "_dev_key").alias("device_key")
+    )
+    return k.select(*KERNEL_COLUMNS, "device_key", "bw_bytes_per_s")
+
+
+def _device_keys(devices: Mapping[tuple[int, int], ResolvedDevice]) -> pl.DataFrame:
+    rows = [(r, d, _device_key(v)) for (r, d), v in devices.items()]
+    return pl.DataFrame(
+        rows, schema={"rank": pl.Int32(), "device": pl.Int32(), "_dev_key": pl.String()},
+        orient="row",
+    )  # fmt: skip
+
+
+# --- Op groups ----------------------------------------------------------------------------
+
+GROUP_COLUMNS: Final = (
+    "device_key", "op_name", "shapes", "dtype", "pipe", "roof_dtype", "basis", "calls",
+    "kernels", "gpu_time_ns", "flops", "bytes", "intensity_flop_per_byte", "achieved_tflops",
+    "achieved_tb_per_s", "peak_tflops", "roof_tflops", "bound", "pct_of_roof", "above_roof",
+    "above_roof_calls",
+)  # fmt: skip
+
+
+def _op_groups(per_kernel: pl.DataFrame) -> pl.DataFrame:
+    """Modeled op groups (device, op, shapes, dtype, pipe) and heuristic groups, by GPU time."""
+    modeled = per_kernel.filter(pl.col("basis") == "modeled")
+    calls = _calls(modeled)
+    keys = ["device_key", "op_name", "shapes", "dtype", "pipe", "roof_dtype"]
+    groups = calls.group_by(keys).agg(
+        pl.len().alias("calls"),
+        pl.col("kernels").sum(),
+        pl.col("gpu_time_ns").sum(),
+        pl.col("flops").sum(),
+        pl.col("bytes").sum(),
+        pl.col("peak_flops").first(),
+        pl.col("bw_bytes_per_s").first(),
+        pl.col("above_roof").sum().alias("above_roof_calls"),
+    )
+    groups = groups.with_columns(
+        roof_metrics(
+            pl.col("flops"), pl.col("bytes"), pl.col("gpu_time_ns"), pl.col("peak_flops"),
+            pl.col("bw_bytes_per_s"),
+        )
+    ).with_columns(pl.lit("modeled").alias("basis"))  # fmt: skip
+    heuristic = _heuristic_groups(per_kernel.filter(pl.col("basis") == "heuristic"))
+    merged = pl.concat(
+        [groups.select(GROUP_COLUMNS), heuristic.select(GROUP_COLUMNS)], how="vertical_relaxed"
+    )
+    return merged.sort(["gpu_time_ns", "op_name"], descending=[True, False])
+
+
+def _calls(modeled_kernels: pl.DataFrame) -> pl.DataFrame:
+    """Modeled kernels back to op calls (union time), with their call-level roof metrics."""
+    calls = (
+        _with_covered_ns(modeled_kernels, "op_id")
+        .group_by("op_id")
+        .agg(
+            pl.col("device_key").first(),
+            pl.col("op_name").first(),
+            pl.col("shapes").first(),
+            pl.col("dtype").first(),
+            pl.col("pipe").first(),
+            pl.col("roof_dtype").first(),
+            pl.len().alias("kernels"),
+            pl.col("_covered_ns").sum().alias("gpu_time_ns"),
+            pl.col("flops").sum(),
+            pl.col("bytes").sum(),
+            (pl.col("peak_tflops").first() * _TERA).alias("peak_flops"),
+            pl.col("bw_bytes_per_s").first(),
+        )
+    )
+    return calls.with_columns(
+        roof_metrics(
+            pl.col("flops"), pl.col("bytes"), pl.col("gpu_time_ns"), pl.col("peak_flops"),
+            pl.col("bw_bytes_per_s"),
+        )
+    )  # fmt: skip
+
+
+def _with_covered_ns(kernels: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Adds ``_covered_ns``: what each kernel adds to the union of its ``key`` group's
+    intervals (sorted by start; a kernel inside an earlier one adds 0), so that the group sum
+    is the union length."""
+    k = kernels.with_columns((pl.col("start_ns") + pl.col("dur_ns")).alias("_end_ns"))
+    k = k.sort(key, "start_ns").with_columns(
+        pl.col("_end_ns").cum_max().shift(1).over(key).alias("_prev_end")
+    )
+    covered = (
+        pl.col("_end_ns") - pl.max_horizontal("start_ns", pl.col("_prev_end").fill_null(0))
+    ).clip(lower_bound=0)
+    return k.with_columns(covered.alias("_covered_ns")).drop("_end_ns", "_prev_end")
+
+
+def _heuristic_groups(kernels: pl.DataFrame) -> pl.DataFrame:
+    """Unmodeled kernels grouped by launching op name (kernel name when no op is linked)."""
+    label = pl.coalesce(pl.col("launch_op_name"), pl.col("name"))
+    return (
+        kernels.with_columns(label.alias("_label"))
+        .group_by("device_key", "_label", "bound")
+        .agg(
+            pl.len().alias("kernels"),
+            pl.when(pl.col("launch_op").is_not_null().any())
+            .then(pl.col("launch_op").drop_nulls().n_unique())
+            .otherwise(pl.len())
+            .alias("calls"),
+            pl.col("dur_ns").sum().alias("gpu_time_ns"),
+            pl.col("dtype").first(),
+        )
+        .with_columns(
+            pl.col("_label").alias("op_name"),
+            pl.lit(None, pl.String).alias("shapes"),
+            pl.lit(None, pl.String).alias("pipe"),
+            pl.lit(None, pl.String).alias("roof_dtype"),
+            pl.lit("heuristic").alias("basis"),
+            pl.lit(None, pl.Int64).alias("flops"),
+            pl.lit(None, pl.Int64).alias("bytes"),
+            *(
+                pl.lit(None, pl.Float64).alias(c)
+                for c in (
+                    "intensity_flop_per_byte",
+                    "achieved_tflops",
+                    "achieved_tb_per_s",
+                    "peak_tflops",
+                    "roof_tflops",
+                    "pct_of_roof",
+                )
+            ),
+            pl.lit(False).alias("above_roof"),
+            pl.lit(0, pl.UInt32).alias("above_roof_calls"),
+        )
+    )
+
+
+# --- Summary ------------------------------------------------------------------------------
+
+
+def _summary(
+    per_kernel: pl.DataFrame,
+    groups: pl.DataFrame,
+    devices: Mapping[tuple[int, int], ResolvedDevice],
+) -> RooflineSummary:
+    total = int(per_kernel["dur_ns"].sum())
+    if total <= 0:
+        return RooflineSummary(unknown_devices=_unknown(per_kernel, devices))
+
+    def share(condition: pl.Expr) -> float:
+        return float(per_kernel.filter(condition)["dur_ns"].sum()) / total
+
+    modeled, heuristic = pl.col("basis") == "modeled", pl.col("basis") == "heuristic"
+    compute, memory = pl.col("bound") == "compute", pl.col("bound") == "memory"
+    tensor = groups.filter((pl.col("basis") == "modeled") & (pl.col("pipe") == "tensor"))
+    tensor_flops = float(tensor["flops"].sum() or 0)
+    tensor_ns = int(tensor["gpu_time_ns"].sum() or 0)
+    achieved = tensor_flops / (tensor_ns / _NS_PER_S) / _TERA if tensor_ns else None
+    dtype, peak = _tensor_peak(tensor)
+    return RooflineSummary(
+        kernel_time_ns=total,
+        compute_bound_share=share(compute),
+        memory_bound_share=share(memory),
+        unclassified_share=share(pl.col("bound") == "unclassified"),
+        modeled_share=share(modeled),
+        heuristic_share=share(heuristic),
+        modeled_compute_bound_share=share(modeled & compute),
+        modeled_memory_bound_share=share(modeled & memory),
+        heuristic_compute_bound_share=share(heuristic & compute),
+        heuristic_memory_bound_share=share(heuristic & memory),
+        above_roof_ops=int(groups["above_roof_calls"].sum() or 0),
+        tensor_flops=tensor_flops,
+        tensor_gpu_time_ns=tensor_ns,
+        achieved_tensor_tflops=achieved,
+        tensor_dtype=dtype,
+        tensor_peak_tflops=peak,
+        tensor_pct_of_peak=(100.0 * achieved / peak) if achieved is not None and peak else None,
+        unknown_devices=_unknown(per_kernel, devices),
+    )
+
+
+def _tensor_peak(tensor_groups: pl.DataFrame) -> tuple[str | None, float | None]:
+    """The tensor dtype with the most modeled FLOPs, and its peak TFLOP/s."""
+    if tensor_groups.height == 0:
+        return None, None
+    by_dtype = (
+        tensor_groups.group_by("roof_dtype", "device_key")
+        .agg(pl.col("flops").sum(), pl.col("peak_tflops").first())
+        .sort("flops", descending=True)
+    )
+    top = by_dtype.row(0, named=True)
+    return str(top["roof_dtype"]), float(top["peak_tflops"])
+
+
+def _unknown(
+    per_kernel: pl.DataFrame, devices: Mapping[tuple[int, int], ResolvedDevice]
+) -> tuple[str, ...]:
+    used = set(per_kernel.select("rank", "device").unique().iter_rows())
+    names = {v.label for k, v in devices.items() if k in used and v.spec is None}
+    return tuple(sorted(names))
+
+
+# --- Empty frames -------------------------------------------------------------------------
+
+
+def _empty_kernels() -> pl.DataFrame:
+    extra = ("device_key", "bw_bytes_per_s")
+    return pl.DataFrame(schema={c: pl.Null() for c in (*KERNEL_COLUMNS, *extra)})
+
+
+def _empty_groups() -> pl.DataFrame:
+    return pl.DataFrame(schema={c: pl.Null() for c in GROUP_COLUMNS})
