@@ -76,7 +76,10 @@ def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
         nums = steps["step"]
         unique = nums.n_unique()
         per = f" on each of {ranks} ranks" if ranks > 1 and steps.height == unique * ranks else ""
-        second.append(f"steps {nums.min()}-{nums.max()} ({unique} profiled steps{per})")
+        first_step, last_step = nums.min(), nums.max()
+        label = f"step {first_step}" if unique == 1 else f"steps {first_step}-{last_step}"
+        plural = "s" if unique > 1 else ""
+        second.append(f"{label} ({unique} profiled step{plural}{per})")
     span = _span_ns(ctx)
     if span:
         second.append(("" if not second else " · ") + f"span {fmt.duration(span)}")

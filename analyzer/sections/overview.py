@@ -6,6 +6,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.metrics import timeline
+from analyzer.metrics.roofline import roofline
 from analyzer.report import fmt
 from analyzer.report.model import Cell, Paragraph, Section, Table
 
@@ -41,7 +42,9 @@ def headline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     if steps.height:
         d = steps["dur_ns"]
         ranks = steps["rank"].n_unique()
-        scope = f"{steps.height} steps" + (f" over {ranks} ranks" if ranks > 1 else "")
+        scope = f"{steps.height} step{'s' if steps.height > 1 else ''}" + (
+            f" over {ranks} ranks" if ranks > 1 else ""
+        )
         rows.append(
             [
                 "step time (median)",
@@ -63,6 +66,40 @@ def headline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
             "compute / communication / memory ops",
             f"{fmt.pct(s['compute_pct'])} / {fmt.pct(s['comm_pct'])} / {fmt.pct(s['memory_pct'])}",
             f"exposed communication {fmt.pct(s['exposed_comm_pct'])}",
+        ]
+    )
+    rows.extend(roofline_rows(ctx))
+    return rows
+
+
+def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
+    """Headline rows from the roofline: achieved tensor throughput and the bound mix."""
+    if ctx.tables.kernels.height == 0:
+        return []
+    s = roofline(ctx).summary
+    rows: list[list[Cell]] = []
+    if s.achieved_tensor_tflops is not None and s.tensor_peak_tflops:
+        rows.append(
+            [
+                "achieved tensor throughput",
+                f"{s.achieved_tensor_tflops:.1f} TFLOP/s",
+                f"{fmt.pct(s.tensor_pct_of_peak)} of the {s.tensor_peak_tflops:,.0f} TFLOP/s "
+                f"{s.tensor_dtype} tensor roof; modeled ops only "
+                f"({fmt.pct(100.0 * s.modeled_share)} of kernel time modeled)",
+            ]
+        )
+    note = "modeled from shapes and device peaks"
+    if s.heuristic_share > 0:
+        note = f"{fmt.pct(100.0 * s.heuristic_share)} of kernel time classified by name only"
+    if s.unknown_devices:
+        note += "; device unknown: pass --device for a roofline"
+    rows.append(
+        [
+            "kernel time by bound",
+            f"{fmt.pct(100.0 * s.compute_bound_share, 0)} compute-bound, "
+            f"{fmt.pct(100.0 * s.memory_bound_share, 0)} memory-bound, "
+            f"{fmt.pct(100.0 * s.unclassified_share, 0)} unclassified",
+            note,
         ]
     )
     return rows
