@@ -57,7 +57,7 @@ def used_devices(ctx: AnalysisContext) -> list[str]:
 def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
     """The run's configuration: source, devices, ranks, steps, span, versions."""
     meta = ctx.tables.meta
-    sources = sorted({_SOURCE_NAMES.get(s, s) for s in meta.source.split("+")})
+    sources = list(dict.fromkeys(_SOURCE_NAMES.get(s, s) for s in meta.source.split("+")))
     first: list[Inline] = [" + ".join(sources)]
     devices = Counter(used_devices(ctx))
     if devices:

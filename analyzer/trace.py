@@ -80,7 +80,36 @@ def load(paths: Sequence[Path]) -> TraceTables:
     bundles = [_parser_for(k)(p) for k, p in traces + metrics]
     if len(bundles) == 1:
         return bundles[0].validate()
-    return _combine(bundles).validate()
+    combined = _combine(bundles)
+    if traces and metrics:
+        combined = _counters_in_window(combined)
+    return combined.validate()
+
+
+def _counters_in_window(tables: TraceTables) -> TraceTables:
+    """Keep the DCGM samples taken during the profiled window, when both clocks allow it.
+
+    When they cannot be matched (dmon text has no absolute time), every sample is kept and
+    a warning says why the counter summaries cover the whole dump.
+    """
+    from analyzer.metrics import counters
+
+    window = counters.window_for_trace(tables.meta)
+    start, end = window if window is not None else (None, None)
+    inside, reason = counters.align(
+        tables.counters,
+        start,
+        end,
+        counters_clock=tables.meta.flags.get("dcgm_clock", "relative"),
+        trace_clock=tables.meta.clock,
+    )
+    if inside is None:
+        meta = tables.meta.with_warnings(
+            f"DCGM samples not matched to the trace: {reason}; counter summaries cover the "
+            "whole dump"
+        )
+        return replace(tables, meta=meta)
+    return replace(tables, counters=inside)
 
 
 def _combine(bundles: Sequence[TraceTables]) -> TraceTables:

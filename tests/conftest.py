@@ -31,3 +31,19 @@ import sys  # noqa: E402
 
 if str(SAMPLES) not in sys.path:
     sys.path.insert(0, str(SAMPLES))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--update-goldens`` rewrites the golden reports instead of comparing with them."""
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/*.md from the current output (review the diff!)",
+    )
+
+
+@pytest.fixture
+def update_goldens(request: pytest.FixtureRequest) -> bool:
+    """Whether this run rewrites golden files."""
+    return bool(request.config.getoption("--update-goldens"))
