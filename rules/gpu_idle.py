@@ -1,0 +1,365 @@
+"""gpu-idle: the GPU sits idle for a large share of the profiled steps.
+
+Idle time is the analysis window's span minus the union of every kernel and memory
+operation on the device (`analyzer.metrics.timeline.breakdown`; the window is the profiled
+steps, or first to last GPU event without steps). The finding names the longest gaps and
+what the main CPU thread was running during each, and picks the fix from the cause that
+covers most of the idle time:
+
+- *input pipeline*: the main thread was inside ``enumerate(DataLoader)...__next__``;
+- *host sync*: the gap opened while the CPU was blocked in a synchronization call
+  (``cudaStreamSynchronize``, ``.item()``...), so the queue had drained and refilled late;
+- *launch overhead*: most idle time is in gaps shorter than HTA's 30 us kernel-wait limit;
+- *optimizer*: the main thread was in ``Optimizer.step`` / ``zero_grad`` (unfused updates);
+- otherwise the CPU op that covered most of the idle time, or "no CPU op recorded".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+
+from analyzer.context import AnalysisContext
+from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import timeline
+from rules.base import register
+from rules.host_sync import blocking_calls, drained_by_call, main_threads
+
+_DATALOADER = r"enumerate\(DataLoader\)|DataLoader.*__next__"
+_OPTIMIZER = r"(?i)optimizer"
+_STEP = r"^ProfilerStep#"
+_CPU_KINDS = ("cpu_op", "user_annotation")
+_NO_OP = "(no CPU op on the main thread)"
+
+_RECOMMENDATIONS = {
+    "dataloader": (
+        "The input pipeline starves the GPU: raise DataLoader `num_workers` (one per free "
+        "CPU core is a good start), set `pin_memory=True`, `persistent_workers=True` and "
+        "`prefetch_factor`, and move decoding and augmentation off the main process "
+        "(or onto the GPU, e.g. DALI)."
+    ),
+    "sync": (
+        "The GPU drains every time the CPU waits on it: remove host synchronizations from the "
+        "step (`.item()`, `.cpu()`, `print(tensor)`, `torch.cuda.synchronize()`, "
+        "boolean-mask indexing); accumulate losses on the GPU and read them every N steps "
+        "(see the host-sync finding for the call sites)."
+    ),
+    "launch": (
+        "The CPU cannot launch kernels as fast as the GPU runs them: capture the step with "
+        "CUDA graphs (`torch.compile(mode='reduce-overhead')` or `torch.cuda.graphs`), "
+        "fuse small ops with `torch.compile`, and raise the batch size so each kernel does "
+        "more work."
+    ),
+    "optimizer": (
+        "The optimizer update runs as many small CPU-launched ops: use the fused or foreach "
+        "implementation (`torch.optim.AdamW(..., fused=True)`), or compile the optimizer step."
+    ),
+    "cpu": (
+        "The GPU waits for CPU work on the main thread: profile that code path "
+        "(`with_stack=True`, py-spy), move it out of the step or onto a background thread, "
+        "and queue GPU work ahead of it so it overlaps."
+    ),
+    "untracked": (
+        "The GPU waits while no recorded op runs on the main thread: the time goes to Python "
+        "code between torch ops, to another thread or process, or to an op the profiler did "
+        "not record; profile with `with_stack=True` or sample the process with py-spy to "
+        "find it, then move it out of the step or overlap it with queued GPU work."
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GpuIdleConfig:
+    """Thresholds of gpu-idle."""
+
+    warning_idle_pct: float = 15.0
+    """Idle share of the window (per rank and device) at which a warning is raised."""
+    critical_idle_pct: float = 40.0
+    """Idle share of the window at which the finding becomes critical."""
+    top_gaps: int = 5
+    """How many of the longest gaps the evidence table lists."""
+    sync_gap_tolerance_us: float = 20.0
+    """A gap counts as caused by a host sync when the GPU went idle after a sync call (or a
+    blocking copy) started, or up to this long before, and was still idle when it returned."""
+    launch_gap_us: float = 30.0
+    """Gaps shorter than this are launch overhead (HTA's kernel-wait threshold)."""
+
+
+@register
+class GpuIdle:
+    """GPU idle share of the profiled steps, its largest gaps and their CPU-side cause."""
+
+    id: ClassVar[str] = "gpu-idle"
+    title: ClassVar[str] = "GPU idle for a large share of the profiled steps"
+    description: ClassVar[str] = (
+        "Share of the profiled steps (or the GPU span) with no kernel or copy running on a "
+        "device; lists the longest gaps with what the main CPU thread ran during each, and "
+        "picks the fix from the dominant cause (input pipeline, host syncs, launch overhead, "
+        "optimizer, other CPU work)."
+    )
+    needs: ClassVar[frozenset[str]] = frozenset({"kernels"})
+    Config: ClassVar[type[GpuIdleConfig]] = GpuIdleConfig
+
+    def check(self, ctx: AnalysisContext, cfg: GpuIdleConfig) -> Iterable[Finding]:
+        """One finding over the devices whose idle share is at or above the warning level."""
+        breakdown = ctx.metric("timeline.breakdown", timeline.breakdown)
+        over = breakdown.filter(pl.col("idle_pct") >= cfg.warning_idle_pct)
+        if over.height == 0:
+            return
+        worst = over.sort("idle_pct", descending=True).row(0, named=True)
+        gaps = ctx.metric("timeline.gaps", timeline.gaps)
+        rank, device = int(worst["rank"]), int(worst["device"])
+        rank_gaps = gaps.filter((pl.col("rank") == rank) & (pl.col("device") == device))
+        causes = attribute_gaps(ctx, rank, rank_gaps, cfg)
+        yield _finding(ctx, cfg, over, worst, causes)
+
+
+def _finding(
+    ctx: AnalysisContext,
+    cfg: GpuIdleConfig,
+    over: pl.DataFrame,
+    worst: dict[str, Any],
+    causes: pl.DataFrame,
+) -> Finding:
+    """Build the finding for the worst device, with the per-gap table and the cause mix."""
+    idle_pct = float(worst["idle_pct"])
+    idle_ns = int(worst["idle_ns"])
+    span_ns = int(worst["span_ns"])
+    rank, device = int(worst["rank"]), int(worst["device"])
+    severity = Severity.CRITICAL if idle_pct >= cfg.critical_idle_pct else Severity.WARNING
+    steps = ctx.tables.steps.filter(pl.col("rank") == rank).height
+    share = _cause_shares(causes)
+    cause, cause_pct = max(share.items(), key=lambda kv: kv[1]) if share else ("untracked", 0.0)
+    per_step = (
+        f" ({idle_ns / steps / 1e6:.1f} ms per step over {steps} step{'s' if steps > 1 else ''})"
+        if steps
+        else ""
+    )
+    where = f"rank {rank} device {device}"
+    others = over.height - 1
+    also = f"; {others} more device(s) over {cfg.warning_idle_pct:g}%" if others else ""
+    summary = (
+        f"The GPU on {where} is idle {idle_pct:.1f}% of the "
+        f"{'profiled steps' if worst['window_basis'] == 'steps' else 'GPU span'}: "
+        f"{idle_ns / 1e6:.1f} ms of {span_ns / 1e6:.1f} ms{per_step}; "
+        f"{cause_pct:.0f}% of it is {_cause_words(cause, causes, cfg)}{also}."
+    )
+    evidence: dict[str, float | int | str] = {
+        "rank": rank,
+        "device": device,
+        "idle_pct": round(idle_pct, 2),
+        "idle_ns": idle_ns,
+        "span_ns": span_ns,
+        "busy_ns": int(worst["busy_ns"]),
+        "steps": steps,
+        "gap_count": causes.height,
+        "longest_gap_ns": int(causes.select(pl.col("dur_ns").max()).item() or 0),
+        "devices_over_threshold": over.height,
+        "dominant_cause": cause,
+    }
+    for name, pct in sorted(share.items()):
+        evidence[f"idle_{name}_pct"] = round(pct, 1)
+    return Finding(
+        rule_id=GpuIdle.id,
+        severity=severity,
+        title=GpuIdle.title,
+        summary=summary,
+        evidence=evidence,
+        recommendation=_RECOMMENDATIONS[cause],
+        scope=Scope(
+            rank=rank if over.height == 1 else None,
+            device=device if over.height == 1 else None,
+            start_ns=int(worst["window_start_ns"]),
+            end_ns=int(worst["window_end_ns"]),
+        ),
+        impact_ns=int(over.select(pl.col("idle_ns").max()).item()),
+        table=_gap_table(causes, cfg, int(worst["window_start_ns"])),
+    )
+
+
+def _cause_words(cause: str, causes: pl.DataFrame, cfg: GpuIdleConfig) -> str:
+    """How the summary names a cause (with the op behind it for CPU work)."""
+    if cause == "cpu":
+        top = (
+            causes.filter(pl.col("cause") == "cpu")
+            .group_by("cpu_op")
+            .agg(pl.col("dur_ns").sum())
+            .sort(["dur_ns", "cpu_op"], descending=[True, False])
+        )
+        lead = top.row(0, named=True) if top.height else None
+        total = int(causes.select(pl.col("dur_ns").sum()).item() or 1)
+        if lead is not None:
+            share = 100.0 * int(lead["dur_ns"]) / total
+            return f"CPU work inside ops, led by {lead['cpu_op']} ({share:.0f}% of the idle time)"
+        return "CPU work inside ops"
+    words = {
+        "dataloader": "spent in the DataLoader (input pipeline)",
+        "sync": "right after host synchronizations",
+        "launch": f"in gaps under {cfg.launch_gap_us:g} us between kernels (launch overhead)",
+        "optimizer": "in the optimizer step",
+        "untracked": "outside any recorded CPU op on the main thread",
+    }
+    return words[cause]
+
+
+def _cause_shares(causes: pl.DataFrame) -> dict[str, float]:
+    """Percent of the idle time per cause."""
+    total = int(causes["dur_ns"].sum()) if causes.height else 0
+    if total == 0:
+        return {}
+    by_cause = causes.group_by("cause").agg(pl.col("dur_ns").sum())
+    return {
+        str(c): 100.0 * int(d) / total for c, d in by_cause.select("cause", "dur_ns").iter_rows()
+    }
+
+
+def _gap_table(causes: pl.DataFrame, cfg: GpuIdleConfig, window_start_ns: int) -> EvidenceTable:
+    """The longest gaps: when, how long, what the CPU ran, and the cause."""
+    top = causes.sort("dur_ns", descending=True).head(cfg.top_gaps)
+    rows: list[list[str | int | float | None]] = [
+        [
+            round((int(r["start_ns"]) - window_start_ns) / 1e6, 3),
+            round(int(r["dur_ns"]) / 1e6, 3),
+            _op_label(r),
+            round(float(r["cpu_op_pct"]), 1),
+            str(r["cause"]),
+        ]
+        for r in top.iter_rows(named=True)
+    ]
+    return EvidenceTable(
+        columns=["gap start (ms into window)", "gap ms", "CPU op during gap", "% of gap", "cause"],
+        rows=rows,
+    )
+
+
+def _op_label(row: dict[str, Any]) -> str:
+    """What the CPU ran during a gap: ``outer > inner``, or the largest op between ops."""
+    if row["cpu_op"] == _NO_OP:
+        return _NO_OP
+    if float(row["cpu_op_pct"]) < _COVERED_PCT:
+        return f"between ops (largest: {row['cpu_op']})"
+    inner = row.get("inner_op")
+    return f"{row['cpu_op']} > {inner}" if inner else str(row["cpu_op"])
+
+
+def attribute_gaps(
+    ctx: AnalysisContext, rank: int, gaps: pl.DataFrame, cfg: GpuIdleConfig
+) -> pl.DataFrame:
+    """Each gap with the main-thread CPU ops running during it, and a cause.
+
+    Columns: start_ns, end_ns, dur_ns, cpu_op (outermost op covering at least half the gap,
+    else the op covering most of it), inner_op (innermost op covering at least half the
+    gap, null when none), cpu_op_pct (share of the gap ``cpu_op`` covers), cause
+    (dataloader, sync, launch, optimizer, cpu, untracked).
+    """
+    base = gaps.select("start_ns", "end_ns", "dur_ns").with_row_index("gap")
+    ops = _main_thread_ops(ctx, rank)
+    per_gap = _ops_per_gap(base, ops)
+    synced = _gaps_after_sync(ctx, rank, base, cfg)
+    out = (
+        base.join(per_gap, on="gap", how="left")
+        .join(synced, on="gap", how="left")
+        .with_columns(
+            pl.col("cpu_op").fill_null(_NO_OP),
+            pl.col("cpu_op_pct").fill_null(0.0),
+            pl.col("after_sync").fill_null(False),
+        )
+    )
+    names = pl.concat_str(pl.col("cpu_op"), pl.col("inner_op").fill_null(""), separator=" ")
+    covered = pl.col("cpu_op_pct") >= _COVERED_PCT
+    launch_limit = int(cfg.launch_gap_us * 1_000)
+    cause = (
+        pl.when(covered & names.str.contains(_DATALOADER))
+        .then(pl.lit("dataloader"))
+        .when(pl.col("after_sync"))
+        .then(pl.lit("sync"))
+        .when(pl.col("dur_ns") < launch_limit)
+        .then(pl.lit("launch"))
+        .when(covered & names.str.contains(_OPTIMIZER))
+        .then(pl.lit("optimizer"))
+        .when(~covered)
+        .then(pl.lit("untracked"))
+        .otherwise(pl.lit("cpu"))
+    )
+    return out.with_columns(cause.alias("cause")).drop("gap", "after_sync")
+
+
+#: A gap is explained by an op when the op covers at least this share of it.
+_COVERED_PCT = 50.0
+
+
+def _main_thread_ops(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
+    """CPU ops and annotations of the rank's main thread (steps excluded), with end times."""
+    threads = main_threads(ctx).filter(pl.col("rank") == rank)
+    ops = ctx.tables.ops.filter(
+        (pl.col("rank") == rank) & pl.col("kind").cast(pl.String).is_in(_CPU_KINDS)
+    )
+    if threads.height:
+        ops = ops.join(threads.select("pid", "tid"), on=["pid", "tid"], how="semi")
+    return ops.filter(~pl.col("name").cast(pl.String).str.contains(_STEP)).select(
+        pl.col("name").cast(pl.String),
+        "depth",
+        "start_ns",
+        (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
+    )
+
+
+def _ops_per_gap(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
+    """Per gap: ``cpu_op``, ``inner_op`` and ``cpu_op_pct`` (see `attribute_gaps`)."""
+    schema = {"gap": pl.UInt32, "cpu_op": pl.String, "inner_op": pl.String}
+    if ops.height == 0 or gaps.height == 0:
+        return pl.DataFrame(schema={**schema, "cpu_op_pct": pl.Float64})
+    overlapping = gaps.join_where(
+        ops.rename({"start_ns": "op_start_ns", "end_ns": "op_end_ns"}),
+        pl.col("op_start_ns") < pl.col("end_ns"),
+        pl.col("op_end_ns") > pl.col("start_ns"),
+    ).with_columns(
+        (
+            100.0
+            * (
+                pl.min_horizontal("end_ns", "op_end_ns")
+                - pl.max_horizontal("start_ns", "op_start_ns")
+            )
+            / pl.col("dur_ns")
+        ).alias("pct")
+    )
+    largest = (
+        overlapping.sort(["pct", "depth"], descending=[True, False])
+        .group_by("gap", maintain_order=True)
+        .first()
+        .select("gap", pl.col("name").alias("largest_op"), pl.col("pct").alias("largest_pct"))
+    )
+    covering = overlapping.filter(pl.col("pct") >= _COVERED_PCT).sort("depth")
+    chain = covering.group_by("gap").agg(
+        pl.col("name").first().alias("outer_op"),
+        pl.col("pct").first().alias("outer_pct"),
+        pl.col("name").last().alias("inner_op"),
+    )
+    return largest.join(chain, on="gap", how="left").select(
+        "gap",
+        pl.coalesce("outer_op", "largest_op").alias("cpu_op"),
+        pl.when(pl.col("inner_op") != pl.col("outer_op"))
+        .then(pl.col("inner_op"))
+        .alias("inner_op"),
+        pl.coalesce("outer_pct", "largest_pct").alias("cpu_op_pct"),
+    )
+
+
+def _gaps_after_sync(
+    ctx: AnalysisContext, rank: int, gaps: pl.DataFrame, cfg: GpuIdleConfig
+) -> pl.DataFrame:
+    """Gaps opened by a blocking call (`host_sync.drained_by_call`): the GPU ran dry while
+    the CPU waited in a sync or a blocking copy, and stayed idle after it returned."""
+    tolerance_ns = int(cfg.sync_gap_tolerance_us * 1_000)
+    calls = blocking_calls(ctx).filter(pl.col("rank") == rank).select("start_ns", "end_ns")
+    if calls.height == 0 or gaps.height == 0:
+        return pl.DataFrame(schema={"gap": pl.UInt32, "after_sync": pl.Boolean})
+    hits = (
+        gaps.rename({"start_ns": "gap_start_ns", "end_ns": "gap_end_ns"})
+        .join(calls, how="cross")
+        .filter(drained_by_call(tolerance_ns))
+    )
+    return hits.select("gap").unique().with_columns(pl.lit(True).alias("after_sync"))

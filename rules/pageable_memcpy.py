@@ -1,0 +1,314 @@
+"""pageable-memcpy: host-device copies that touch pageable (not pinned) host memory.
+
+A copy from or to pageable memory goes through a staging buffer: the driver copies it in
+chunks, the CPU call does not return until the data is staged (device-to-host: until the
+copy is done), and the copy cannot overlap compute. These are the copies of Nsight Systems'
+``cuda_memcpy_async`` rule ("asynchronous memcpy with pageable memory"), extended to the
+non-async calls as well: every memory operation whose source or destination is pageable.
+
+Severity: info for any such copy (as Nsight lists them all), warning when their GPU copy
+time reaches a share of the window, critical at a larger share. The CPU time of the
+launching calls is reported but not counted as the cost: a device-to-host copy into pageable
+memory blocks until the GPU has finished all earlier work, so that time is mostly waiting
+(a host sync, see host-sync), not the price of pageable memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+
+from analyzer.context import AnalysisContext
+from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from rules.base import register
+from rules.host_sync import rank_windows
+
+
+@dataclass(frozen=True, slots=True)
+class PageableMemcpyConfig:
+    """Thresholds of pageable-memcpy."""
+
+    warning_time_pct: float = 1.0
+    """GPU time of pageable copies, as a share of the window, that raises a warning."""
+    critical_time_pct: float = 10.0
+    """Share of the window at which the finding becomes critical."""
+    top_rows: int = 6
+    """How many (direction, launching op) rows the evidence table lists."""
+
+
+@register
+class PageableMemcpy:
+    """Copies between the GPU and pageable host memory: bytes, time, launching ops."""
+
+    id: ClassVar[str] = "pageable-memcpy"
+    title: ClassVar[str] = "Host-device copies use pageable memory"
+    description: ClassVar[str] = (
+        "Memcpy to or from pageable (not pinned) host memory: staged by the driver, "
+        "synchronous for the CPU and unable to overlap compute; counts, bytes, GPU and CPU "
+        "time, and the ops that issued them."
+    )
+    needs: ClassVar[frozenset[str]] = frozenset({"memops"})
+    Config: ClassVar[type[PageableMemcpyConfig]] = PageableMemcpyConfig
+
+    def check(self, ctx: AnalysisContext, cfg: PageableMemcpyConfig) -> Iterable[Finding]:
+        """One finding for the rank with the most time in pageable copies."""
+        copies = pageable_copies(ctx)
+        if copies.height == 0:
+            return
+        per_rank = _per_rank(ctx, copies)
+        worst = per_rank.sort(["cost_ns", "rank"], descending=[True, False]).row(0, named=True)
+        rank = int(worst["rank"])
+        yield _finding(cfg, worst, copies.filter(pl.col("rank") == rank), per_rank.height)
+
+
+def pageable_copies(ctx: AnalysisContext) -> pl.DataFrame:
+    """Memory operations with a pageable side inside each rank's window.
+
+    Columns: rank, device, stream, kind, src_mem, dst_mem, bytes, start_ns, dur_ns,
+    api_ns (CPU time of the launching call, null when not linked), op and under (see
+    `issuing_ops`; null when unknown).
+    """
+    memops = ctx.tables.memops.filter(
+        (pl.col("src_mem").cast(pl.String) == "pageable")
+        | (pl.col("dst_mem").cast(pl.String) == "pageable")
+    )
+    windows = rank_windows(ctx)
+    memops = memops.join(windows, on="rank", how="inner").filter(
+        (pl.col("start_ns") + pl.col("dur_ns") > pl.col("window_start_ns"))
+        & (pl.col("start_ns") < pl.col("window_end_ns"))
+    )
+    runtime = (
+        ctx.tables.runtime.filter(pl.col("correlation").is_not_null())
+        .group_by("rank", "correlation")
+        .agg(pl.col("dur_ns").sum().alias("api_ns"))
+    )
+    ops = issuing_ops(ctx)
+    return (
+        memops.join(runtime, on=["rank", "correlation"], how="left")
+        .join(ops, on=["rank", "external_id"], how="left")
+        .select(
+            "rank",
+            "device",
+            "stream",
+            pl.col("kind").cast(pl.String),
+            pl.col("src_mem").cast(pl.String),
+            pl.col("dst_mem").cast(pl.String),
+            pl.col("bytes").fill_null(0),
+            "start_ns",
+            "dur_ns",
+            "api_ns",
+            "op",
+            "under",
+        )
+    )
+
+
+_STEP = r"^ProfilerStep#"
+
+
+def issuing_ops(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per (rank, external_id): the CPU op that issued GPU work, and where it was called.
+
+    ``op`` is the innermost op carrying the external id (``aten::copy_``); ``under`` is its
+    outermost ancestor below the ``ProfilerStep#N`` annotation (``aten::to``,
+    ``Optimizer.step#SGD.step``, ``## forward ##``), found by following ``parent`` links.
+    """
+    ops = ctx.tables.ops.select(
+        "rank", "op_id", "parent", "depth", "external_id", pl.col("name").cast(pl.String)
+    )
+    inner = (
+        ops.filter(pl.col("external_id").is_not_null())
+        .sort("depth", descending=True)
+        .group_by("rank", "external_id", maintain_order=True)
+        .agg(pl.col("name").first().alias("op"), pl.col("op_id").first().alias("cur_id"))
+    )
+    parents = ops.filter(~pl.col("name").str.contains(_STEP)).select(
+        pl.col("op_id").alias("cur_id"), pl.col("parent").alias("up_id")
+    )
+    names = ops.select(pl.col("op_id").alias("cur_id"), pl.col("name").alias("under"))
+    for _ in range(int(ops.select(pl.col("depth").max()).item() or 0) + 1):
+        stepped = inner.join(parents, on="cur_id", how="left").join(
+            parents.select(pl.col("cur_id").alias("up_id")).with_columns(
+                pl.lit(True).alias("up_ok")
+            ),
+            on="up_id",
+            how="left",
+        )
+        moved = stepped.with_columns(
+            pl.when(pl.col("up_ok").fill_null(False))
+            .then(pl.col("up_id"))
+            .otherwise(pl.col("cur_id"))
+            .alias("cur_id")
+        ).drop("up_id", "up_ok")
+        if moved["cur_id"].equals(inner["cur_id"]):
+            break
+        inner = moved
+    return inner.join(names, on="cur_id", how="left").select("rank", "external_id", "op", "under")
+
+
+def _per_rank(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame:
+    """Per rank: count, bytes, GPU time, CPU call time, cost (GPU time) and its share."""
+    windows = rank_windows(ctx).select(
+        "rank", (pl.col("window_end_ns") - pl.col("window_start_ns")).alias("window_ns")
+    )
+    per_rank = copies.group_by("rank").agg(
+        pl.len().alias("copies"),
+        pl.col("bytes").sum().alias("bytes"),
+        pl.col("dur_ns").sum().alias("gpu_ns"),
+        pl.col("api_ns").sum().alias("api_ns"),
+    )
+    return (
+        per_rank.join(windows, on="rank", how="left")
+        .with_columns(pl.col("gpu_ns").alias("cost_ns"))
+        .with_columns(
+            pl.when(pl.col("window_ns") > 0)
+            .then(100.0 * pl.col("cost_ns") / pl.col("window_ns"))
+            .otherwise(0.0)
+            .alias("cost_pct")
+        )
+    )
+
+
+def _finding(
+    cfg: PageableMemcpyConfig, row: dict[str, Any], copies: pl.DataFrame, ranks: int
+) -> Finding:
+    """The finding for one rank: totals, and a row per direction and launching op."""
+    cost_pct = float(row["cost_pct"])
+    if cost_pct >= cfg.critical_time_pct:
+        severity = Severity.CRITICAL
+    elif cost_pct >= cfg.warning_time_pct:
+        severity = Severity.WARNING
+    else:
+        severity = Severity.INFO
+    rank = int(row["rank"])
+    n, total_bytes = int(row["copies"]), int(row["bytes"])
+    gpu_ns, api_ns = int(row["gpu_ns"]), int(row["api_ns"] or 0)
+    directions = sorted(set(copies["kind"].drop_nulls().to_list()))
+    summary = (
+        f"Rank {rank} makes {n} {'/'.join(directions) or 'host-device'} copies from or to "
+        f"pageable host memory ({_human_bytes(total_bytes)}), {gpu_ns / 1e6:.2f} ms of "
+        f"GPU copy time ({cost_pct:.2f}% of the window) that cannot overlap compute."
+    )
+    return Finding(
+        rule_id=PageableMemcpy.id,
+        severity=severity,
+        title=PageableMemcpy.title,
+        summary=summary,
+        evidence={
+            "rank": rank,
+            "copies": n,
+            "bytes": total_bytes,
+            "median_copy_bytes": int(copies.select(pl.col("bytes").median()).item()),
+            "gpu_copy_ns": gpu_ns,
+            "gpu_copy_pct": round(cost_pct, 3),
+            "api_ns": api_ns,
+            "window_ns": int(row["window_ns"] or 0),
+            "ranks_with_pageable_copies": ranks,
+        },
+        recommendation=_recommendation(copies),
+        scope=Scope(
+            rank=rank,
+            start_ns=int(copies.select(pl.col("start_ns").min()).item()),
+            end_ns=int(copies.select((pl.col("start_ns") + pl.col("dur_ns")).max()).item()),
+        ),
+        impact_ns=gpu_ns,
+        table=_table(copies, cfg.top_rows),
+    )
+
+
+_TINY_BYTES = 4_096
+
+
+def _recommendation(copies: pl.DataFrame) -> str:
+    """Pinned staging for real transfers; on-device creation for tiny scalar uploads."""
+    pinned = (
+        "Copy through pinned host memory: `DataLoader(..., pin_memory=True)` for input "
+        "batches, `tensor.pin_memory()` (or a reused `torch.empty(..., pin_memory=True)` "
+        "staging buffer) for other host tensors, then `.to(device, non_blocking=True)` so "
+        "the copy runs asynchronously and overlaps compute"
+    )
+    median = copies.select(pl.col("bytes").median()).item() or 0
+    if median <= _TINY_BYTES:
+        return (
+            "Most of these copies are tiny (scalars or small tensors built on the host): "
+            "create them on the GPU (`torch.full(..., device=...)`, `torch.as_tensor` once "
+            "outside the loop) or keep them there; for larger transfers: "
+            + pinned[0].lower()
+            + pinned[1:]
+            + "."
+        )
+    return pinned + "."
+
+
+def _human_bytes(n_bytes: int) -> str:
+    """Bytes with a binary unit: 136 B, 1.5 KiB, 110.3 MiB."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n_bytes} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n_bytes} B"
+
+
+def _table(copies: pl.DataFrame, top_rows: int) -> EvidenceTable:
+    """Copies grouped by direction, memory kinds and launching op, most time first."""
+    grouped = (
+        copies.with_columns(
+            pl.concat_str(
+                pl.col("src_mem").fill_null("?"), pl.lit(" -> "), pl.col("dst_mem").fill_null("?")
+            ).alias("memory"),
+            pl.col("op").fill_null("(unknown)"),
+            pl.col("under").fill_null("(unknown)"),
+            pl.col("kind").fill_null("?"),
+        )
+        .group_by("kind", "memory", "op", "under")
+        .agg(
+            pl.len().alias("copies"),
+            pl.col("bytes").sum().alias("bytes"),
+            pl.col("dur_ns").sum().alias("gpu_ns"),
+            pl.col("api_ns").sum().alias("api_ns"),
+        )
+        .sort(["gpu_ns", "copies"], descending=True)
+        .head(top_rows)
+    )
+    rows: list[list[str | int | float | None]] = [
+        [
+            str(r["kind"]),
+            str(r["memory"]),
+            str(r["op"]),
+            str(r["under"]),
+            int(r["copies"]),
+            _mib(int(r["bytes"])),
+            round(int(r["gpu_ns"]) / 1e6, 3),
+            round(int(r["api_ns"] or 0) / 1e6, 3),
+            _gbps(int(r["bytes"]), int(r["gpu_ns"])),
+        ]
+        for r in grouped.iter_rows(named=True)
+    ]
+    return EvidenceTable(
+        columns=[
+            "kind",
+            "memory",
+            "CPU op",
+            "under",
+            "copies",
+            "MiB",
+            "GPU ms",
+            "CPU call ms",
+            "GB/s",
+        ],
+        rows=rows,
+    )
+
+
+def _mib(n_bytes: int) -> float:
+    """Bytes as MiB, rounded for display (3 significant decimals for small amounts)."""
+    return round(n_bytes / 2**20, 3)
+
+
+def _gbps(n_bytes: int, dur_ns: int) -> float | None:
+    """Achieved bandwidth in GB/s (10^9 bytes per second), None for zero time."""
+    return round(n_bytes / dur_ns, 2) if dur_ns > 0 else None

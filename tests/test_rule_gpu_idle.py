@@ -1,0 +1,142 @@
+"""gpu-idle: fires on idle GPUs with the right numbers and cause, stays quiet on busy ones.
+
+Ground truth: the synthetic generator's own measurements (``truth()``), and for the real
+tb_plugin ResNet-50 traces an independent re-computation from the raw JSON below
+(union of GPU intervals inside the steps window), plus the trace authors' statement that
+``num_workers_0`` is input-pipeline bound and ``num_workers_4`` is not.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import synthetic
+from conftest import shared_trace
+
+from analyzer.context import AnalysisContext
+from analyzer.findings import Finding, Severity
+from parsers import kineto
+from parsers.schema import TraceTables
+from rules.gpu_idle import GpuIdle, GpuIdleConfig
+
+WORKERS_0 = "tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz"
+WORKERS_4 = "tb_plugin/resnet50_num_workers_4__worker0.1623212756351.pt.trace.json.gz"
+
+
+def _check(tables: TraceTables, **overrides: Any) -> list[Finding]:
+    return list(GpuIdle().check(AnalysisContext(tables), GpuIdleConfig(**overrides)))
+
+
+@pytest.fixture(scope="module")
+def idle30(tmp_path_factory: pytest.TempPathFactory) -> tuple[TraceTables, dict[str, Any]]:
+    builder = synthetic.gpu_idle(0.3)
+    path = builder.write(tmp_path_factory.mktemp("idle") / "idle30.json.gz")
+    return kineto.parse(path), builder.truth()
+
+
+def test_fires_on_synthetic_idle_with_generator_truth(
+    idle30: tuple[TraceTables, dict[str, Any]],
+) -> None:
+    tables, truth = idle30
+    (finding,) = _check(tables)
+    window = truth["steps_window_extended"]  # [first step start, max(last step end, GPU end)]
+    ev = finding.evidence
+    assert ev["idle_ns"] == window["idle_ns"]
+    assert ev["span_ns"] == window["span_ns"]
+    assert ev["busy_ns"] == window["busy_ns"]
+    assert ev["idle_pct"] == pytest.approx(100.0 * window["idle_ns"] / window["span_ns"], abs=0.01)
+    assert ev["steps"] == 5
+    assert finding.severity is Severity.WARNING  # 15% <= idle < 40%
+    assert finding.impact_ns == window["idle_ns"]
+    # The four gaps between steps are the generator's idle() gaps, exactly; each step ends
+    # in torch.cuda.synchronize(), so the GPU drains while the host waits: a sync cause.
+    between = sorted(truth["expect"]["gaps_between_steps_ns"], reverse=True)
+    assert finding.table is not None
+    assert [row[1] for row in finding.table.rows[:4]] == [round(g / 1e6, 3) for g in between]
+    assert ev["longest_gap_ns"] == between[0]
+    assert {row[4] for row in finding.table.rows[:4]} == {"sync"}
+    assert ev["dominant_cause"] == "sync"
+    assert "synchroniz" in finding.recommendation
+    assert finding.title == "GPU idle for a large share of the profiled steps"
+
+
+def test_thresholds_move_the_severity(idle30: tuple[TraceTables, dict[str, Any]]) -> None:
+    tables, truth = idle30
+    idle_pct = 100.0 * truth["steps_window_extended"]["idle_pct"] / 100.0
+    assert _check(tables, warning_idle_pct=idle_pct + 1.0) == []
+    (critical,) = _check(tables, critical_idle_pct=idle_pct - 1.0)
+    assert critical.severity is Severity.CRITICAL
+
+
+def test_does_not_fire_on_healthy(tmp_path: Path) -> None:
+    builder = synthetic.healthy()
+    tables = kineto.parse(builder.write(tmp_path / "healthy.json.gz"))
+    assert builder.truth()["steps_window_extended"]["idle_pct"] < 15.0
+    assert _check(tables) == []
+
+
+def _raw_idle(path: Path) -> tuple[int, int]:
+    """(span_ns, idle_ns) over the steps window, straight from the 2021-schema JSON.
+
+    Window: first ProfilerStep start to the later of the last step's end and the end of the
+    GPU work whose launching Runtime call (matched on args.correlation) started inside the
+    steps. Idle: window minus the union of Kernel/Memcpy/Memset intervals clipped to it.
+    """
+    with gzip.open(path, "rb") as f:
+        events = msgspec.json.decode(f.read())["traceEvents"]
+    steps = [e for e in events if str(e.get("name", "")).startswith("ProfilerStep#")]
+    lo = min(e["ts"] for e in steps)
+    last_end = max(e["ts"] + e["dur"] for e in steps)
+    launch = {
+        e["args"]["correlation"]: e["ts"]
+        for e in events
+        if e.get("cat") == "Runtime" and "correlation" in e.get("args", {})
+    }
+    gpu = [e for e in events if e.get("cat") in ("Kernel", "Memcpy", "Memset")]
+    ends = [
+        e["ts"] + e["dur"]
+        for e in gpu
+        if lo <= launch.get(e["args"].get("correlation"), e["ts"]) < last_end
+    ]
+    hi = max(last_end, *ends)
+    intervals = sorted(
+        (max(e["ts"], lo), min(e["ts"] + e["dur"], hi))
+        for e in gpu
+        if e["ts"] < hi and e["ts"] + e["dur"] > lo
+    )
+    busy, cur_s, cur_e = 0, intervals[0][0], intervals[0][1]
+    for s, e in intervals[1:]:
+        if s > cur_e:
+            busy, cur_s, cur_e = busy + cur_e - cur_s, s, e
+        else:
+            cur_e = max(cur_e, e)
+    busy += cur_e - cur_s
+    return (hi - lo) * 1000, (hi - lo - busy) * 1000
+
+
+def test_fires_on_input_bound_resnet_and_blames_the_dataloader() -> None:
+    path = shared_trace(WORKERS_0)
+    (finding,) = _check(kineto.parse(path))
+    span_ns, idle_ns = _raw_idle(path)
+    assert (finding.evidence["span_ns"], finding.evidence["idle_ns"]) == (span_ns, idle_ns)
+    assert finding.severity is Severity.CRITICAL  # 461,995 us of 1,065,553 us = 43.4%
+    assert finding.evidence["dominant_cause"] == "dataloader"
+    assert finding.evidence["idle_dataloader_pct"] > 50.0
+    assert finding.table is not None
+    assert all("DataLoader" in str(row[2]) for row in finding.table.rows)
+    assert "num_workers" in finding.recommendation
+
+
+def test_resnet_with_workers_is_not_blamed_on_the_dataloader() -> None:
+    path = shared_trace(WORKERS_4)
+    (finding,) = _check(kineto.parse(path))
+    span_ns, idle_ns = _raw_idle(path)
+    assert (finding.evidence["span_ns"], finding.evidence["idle_ns"]) == (span_ns, idle_ns)
+    assert finding.severity is Severity.WARNING  # 232,129 us of 846,542 us = 27.4%
+    assert finding.evidence["dominant_cause"] != "dataloader"
+    assert finding.evidence.get("idle_dataloader_pct", 0.0) < 5.0
+    assert "num_workers" not in finding.recommendation

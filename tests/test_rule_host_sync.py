@@ -1,0 +1,171 @@
+"""host-sync: blocking syncs and copies, the ops that made them, and the GPU idle they open.
+
+Ground truth: the synthetic ``host_sync`` scenario (its own list of runtime calls and GPU
+activities), Nsight Systems' own ``cuda-sync-api`` rule output for the nsys captures, and
+the raw JSON of a real Kineto trace.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import synthetic
+from conftest import REFERENCE, shared_trace
+
+from analyzer.context import AnalysisContext
+from analyzer.findings import Finding, Severity
+from parsers import kineto, nsys
+from parsers.schema import TraceTables
+from rules.host_sync import HostSync, HostSyncConfig, sync_calls
+
+SYNC_NAMES = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy")
+
+
+def _check(tables: TraceTables, **overrides: Any) -> list[Finding]:
+    return list(HostSync().check(AnalysisContext(tables), HostSyncConfig(**overrides)))
+
+
+def _drain_gaps_ns(builder: synthetic.TraceBuilder, tolerance_ns: int = 20_000) -> int:
+    """GPU idle opened by the builder's blocking calls, from its own records.
+
+    Gaps: between merged GPU activities, plus the head and tail of the window [first step
+    start, max(last step end, last GPU end)]. A gap counts (once) when the GPU went idle
+    after a blocking call began (less the tolerance) and was still idle when it returned.
+    """
+    busy = synthetic.merge((a.start_ns, a.end_ns) for a in builder.gpu)
+    lo = builder.steps[0].start_ns
+    hi = max(builder.steps[-1].end_ns, busy[-1][1])
+    gaps = [(lo, busy[0][0]), *((busy[i][1], busy[i + 1][0]) for i in range(len(busy) - 1))]
+    gaps.append((busy[-1][1], hi))
+    calls = [c for c in builder.runtime if c.name in SYNC_NAMES]
+    hit = {
+        (s, e)
+        for s, e in gaps
+        if e > s
+        for c in calls
+        if c.start_ns - tolerance_ns <= s <= c.end_ns < e
+    }
+    return sum(e - s for s, e in hit)
+
+
+@pytest.fixture(scope="module")
+def stalls(tmp_path_factory: pytest.TempPathFactory) -> tuple[TraceTables, Any]:
+    builder = synthetic.host_sync(6)
+    path = builder.write(tmp_path_factory.mktemp("sync") / "host_sync.json.gz")
+    return kineto.parse(path), builder
+
+
+def test_fires_on_synthetic_syncs(stalls: tuple[TraceTables, Any]) -> None:
+    tables, builder = stalls
+    (finding,) = _check(tables)
+    calls = builder.truth()["syncs"]["calls"]
+    ev = finding.evidence
+    # 6 per step over 5 steps, in turn: stream sync, .item(), device sync, blocking .item().
+    assert calls["cudaStreamSynchronize"]["count"] == 20
+    assert (
+        ev["sync_calls"]
+        == 25
+        == (calls["cudaStreamSynchronize"]["count"] + calls["cudaDeviceSynchronize"]["count"])
+    )
+    assert ev["blocking_memcpy_calls"] == calls["cudaMemcpy"]["count"] == 5
+    assert ev["blocked_ns"] == sum(c["dur_ns"] for c in calls.values())  # one thread: no overlap
+    assert ev["gpu_idle_after_sync_ns"] == _drain_gaps_ns(builder)
+    assert finding.impact_ns == ev["gpu_idle_after_sync_ns"]
+    window = builder.truth()["steps_window_extended"]["span_ns"]
+    pct = 100.0 * ev["gpu_idle_after_sync_ns"] / window
+    assert ev["gpu_idle_after_sync_pct"] == pytest.approx(pct, abs=0.01)
+    assert finding.severity is (Severity.WARNING if 5.0 <= pct < 40.0 else Severity.CRITICAL)
+    assert finding.table is not None
+    sites = {(row[0], row[1], row[2]): row[3] for row in finding.table.rows}
+    assert sites == {
+        ("cudaStreamSynchronize", "aten::_local_scalar_dense", "aten::item"): 10,
+        (
+            "cudaStreamSynchronize",
+            "(no CPU op: called directly)",
+            "(no CPU op: called directly)",
+        ): 10,
+        ("cudaMemcpy", "aten::_local_scalar_dense", "aten::item"): 5,
+        (
+            "cudaDeviceSynchronize",
+            "(no CPU op: called directly)",
+            "(no CPU op: called directly)",
+        ): 5,
+    }
+    assert ".item()" in finding.recommendation
+    assert "torch.cuda.synchronize()" in finding.recommendation
+
+
+def test_does_not_fire_without_syncs(tmp_path: Path) -> None:
+    builder = synthetic.host_sync(0)
+    tables = kineto.parse(builder.write(tmp_path / "no_sync.json.gz"))
+    assert builder.truth()["syncs"]["count"] == 0
+    assert _check(tables) == []
+
+
+def _nsys_reference(name: str) -> list[dict[str, str]]:
+    path = REFERENCE / "nsys" / f"{name}_cuda-sync-api.csv"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _session_start_ns(path: Path) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        (start,) = db.execute("SELECT utcEpochNs FROM TARGET_INFO_SESSION_START_TIME").fetchone()
+    return int(start)
+
+
+@pytest.mark.parametrize("name", ["h100_2gpu_1s", "mock"])
+def test_sync_calls_agree_with_nsight_cuda_sync_api(name: str) -> None:
+    path = shared_trace(f"nsys/{name}.sqlite")
+    tables = nsys.parse(path)
+    origin = _session_start_ns(path)
+    calls = sync_calls(AnalysisContext(tables))
+    ours = calls.filter(calls["api"].is_in(["cudaStreamSynchronize", "cudaDeviceSynchronize"]))
+    mine = sorted(
+        (int(r["pid"]), int(r["tid"]), int(r["start_ns"]) - origin, int(r["dur_ns"]))
+        for r in ours.iter_rows(named=True)
+    )
+    reference = sorted(
+        (int(r["PID"]), int(r["TID"]), int(r["Start (ns)"]), int(r["Duration (ns)"]))
+        for r in _nsys_reference(name)
+    )
+    assert mine == reference
+
+
+def test_long_syncs_with_a_busy_gpu_are_not_a_finding() -> None:
+    """h100_2gpu_1s: each process blocks 428 ms in cudaStreamSynchronize (Nsight flags it),
+    but the GPU keeps copying the whole time: the gaps opened by the syncs total about
+    0.35% of the capture, under the 0.5% info level."""
+    path = shared_trace("nsys/h100_2gpu_1s.sqlite")
+    tables = nsys.parse(path)
+    assert _check(tables) == []
+    (finding,) = _check(tables, info_bubble_pct=0.0)
+    rows = _nsys_reference("h100_2gpu_1s")
+    pid = 111 if finding.evidence["rank"] == 0 else 112
+    assert finding.evidence["blocked_ns"] == sum(
+        int(r["Duration (ns)"]) for r in rows if int(r["PID"]) == pid
+    )
+    assert finding.evidence["sync_calls"] == sum(1 for r in rows if int(r["PID"]) == pid)
+    assert finding.evidence["gpu_idle_after_sync_pct"] < 0.5
+
+
+def test_real_kineto_trace_finds_the_if_tensor_sync() -> None:
+    """HTA's cuda_event_sync trace: one step with `if tensor:` (aten::is_nonzero >
+    aten::_local_scalar_dense > cudaStreamSynchronize), a cudaEventSynchronize and a
+    cudaDeviceSynchronize, all inside the step."""
+    path = shared_trace("hta/critical_path/cuda_event_sync/event_sync_trace.json.gz")
+    (finding,) = _check(kineto.parse(path))
+    assert finding.evidence["sync_calls"] == 3
+    assert finding.evidence["blocking_memcpy_calls"] == 0
+    assert finding.table is not None
+    apis = sorted(str(row[0]) for row in finding.table.rows)
+    assert apis == ["cudaDeviceSynchronize", "cudaEventSynchronize", "cudaStreamSynchronize"]
+    stream_row = next(r for r in finding.table.rows if r[0] == "cudaStreamSynchronize")
+    assert stream_row[1:3] == ["aten::_local_scalar_dense", "aten::is_nonzero"]
+    assert "`if tensor:`" in finding.recommendation
