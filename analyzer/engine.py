@@ -176,7 +176,8 @@ def unmet_need(ctx: AnalysisContext, rule_cls: type[Rule]) -> str | None:
                 return _TABLE_REASONS[need]
         else:
             raise ValueError(f"unknown need {need!r}")
-    return None
+    extra: Callable[[AnalysisContext], str | None] | None = getattr(rule_cls, "skip_reason", None)
+    return extra(ctx) if extra is not None else None
 
 
 def rank_ids(ctx: AnalysisContext) -> list[int]:

@@ -7,6 +7,8 @@ A rule is a class with a stable ``id``, a ``title`` (no numbers), the tables or 
 ``needs`` names canonical tables (``kernels``, ``ops``, ``counters`` ...) that must have rows,
 or capabilities: ``shapes`` (ops carry ``Input Dims``), ``steps``, ``multi_rank``,
 ``memory_events``. The engine records a rule whose needs are unmet as skipped, with the reason.
+A rule whose inputs are alternatives (one source or another) may also define a static
+``skip_reason(ctx) -> str | None``; the engine asks it after ``needs`` are met.
 """
 
 from __future__ import annotations
