@@ -26,7 +26,7 @@ _SOURCE_NAMES = {
 }
 
 #: Version entries that say nothing to a reader (file schema numbers).
-_HIDDEN_VERSIONS = frozenset({"schemaVersion", "schema_version"})
+_HIDDEN_VERSIONS = frozenset({"schemaVersion", "schema_version", "kineto_schema_version"})
 
 SectionBuilder = Callable[[AnalysisContext, Path | None], Section | None]
 

@@ -1,0 +1,190 @@
+"""PyTorch profiler (Kineto) Chrome-trace JSON to canonical tables.
+
+``parse(path)`` reads a ``.json`` or ``.json.gz`` file, or a directory of per-rank files
+(one multi-rank trace). Every schema era is handled: 2021 ``Kernel``/``Runtime``/``Operator``
+categories with integer epoch microseconds, current lowercase categories with float
+microseconds relative to ``baseTimeNanoseconds``, ROCm (HIP names, no occupancy), MTIA
+(``mtia_ccp_events`` are the accelerator's kernels, ``mtia_runtime`` its runtime calls, as
+HTA treats them), CPU-only traces (empty GPU tables, still a valid bundle).
+
+Pipeline per file: `kineto_read` (bytes, typed decode, truncation salvage) ->
+`kineto_build` (one frame per event kind) -> `kineto_link` (categories, nesting, steps,
+collectives) -> `TraceTables`, validated. Times are exact integer nanoseconds on the Unix
+epoch whenever the trace carries absolute time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+
+from parsers.detect import classify_dir
+from parsers.errors import UnreadableInputError, UnsupportedFormatError
+from parsers.kineto_build import build_frames, group_events
+from parsers.kineto_link import finish
+from parsers.kineto_meta import FileFacts, clock, devices, facts, rank_from_name
+from parsers.kineto_read import read_document
+from parsers.schema import RankInfo, TraceMeta, TraceTables, concat_tables
+
+SOURCE = "kineto"
+
+
+def parse(path: Path) -> TraceTables:
+    """Parse a Kineto trace file, or a directory of per-rank trace files."""
+    path = Path(path)
+    if path.is_dir():
+        return parse_dir(path)
+    if not path.exists():
+        raise UnreadableInputError("no such file", path)
+    return parse_file(path)
+
+
+def parse_file(path: Path) -> TraceTables:
+    """Parse one Kineto file into validated tables of a single rank."""
+    read = read_document(path)
+    file_facts = facts(read.document)
+    rank, rank_from_trace, rank_warning = _rank(file_facts, path)
+    clock_name, offset_ns = clock(read.events, file_facts.base_time_ns)
+    frames = build_frames(group_events(read.events), offset_ns)
+    finished = finish(frames, rank, path.name)
+    tables = finished.tables
+    warnings = [*read.warnings, *finished.warnings, *rank_warning]
+    meta = TraceMeta(
+        source=SOURCE,
+        paths=(str(path),),
+        clock=clock_name,
+        ranks=(
+            RankInfo(
+                rank=rank,
+                path=str(path),
+                world_size=file_facts.world_size,
+                backend=file_facts.backend,
+                rank_from_trace=rank_from_trace,
+                span_start_ns=_span(tables, start=True),
+                span_end_ns=_span(tables, start=False),
+                hostname=file_facts.hostname,
+            ),
+        ),
+        devices=devices(file_facts.devices, rank),
+        world_size=file_facts.world_size,
+        versions=dict(file_facts.versions),
+        flags=dict(file_facts.flags),
+        warnings=tuple(warnings),
+    )
+    return TraceTables(meta=meta, **tables).validate()
+
+
+def _rank(file_facts: FileFacts, path: Path) -> tuple[int, bool, list[str]]:
+    """The rank, whether the trace itself said so, and a warning when it did not."""
+    if file_facts.rank is not None:
+        return file_facts.rank, True, []
+    from_name = rank_from_name(path)
+    if from_name is not None:
+        return (
+            from_name,
+            False,
+            [f"{path.name}: no distributedInfo.rank; rank {from_name} taken from the file name"],
+        )
+    return 0, False, [f"{path.name}: no rank in the trace or its file name; assumed rank 0"]
+
+
+_SPAN_TABLES = ("kernels", "memops", "runtime", "syncs", "ops")
+
+
+def _span(tables: dict[str, pl.DataFrame], *, start: bool) -> int | None:
+    """First start or last end over the rank's timed events."""
+    values = []
+    for name in _SPAN_TABLES:
+        frame = tables[name]
+        if frame.height == 0:
+            continue
+        expr = pl.col("start_ns").min() if start else (pl.col("start_ns") + pl.col("dur_ns")).max()
+        values.append(frame.select(expr).item())
+    found = [v for v in values if v is not None]
+    if not found:
+        return None
+    return int(min(found) if start else max(found))
+
+
+def parse_dir(path: Path) -> TraceTables:
+    """Parse a directory of per-rank Kineto files as one multi-rank trace."""
+    groups = classify_dir(path)
+    files = sorted(groups.get("kineto", []))
+    if not files:
+        raise UnsupportedFormatError("directory holds no Kineto trace files", path)
+    parts = [parse_file(f) for f in files]
+    ignored = sum(len(v) for k, v in groups.items() if k != "kineto")
+    parts, rank_warnings = _unique_ranks(parts)
+    meta = _merged_meta(path, parts, rank_warnings, ignored)
+    return concat_tables(parts, meta).validate()
+
+
+def _unique_ranks(parts: list[TraceTables]) -> tuple[list[TraceTables], list[str]]:
+    """Give each file its own rank: a repeated rank moves to the next unused number."""
+    used: set[int] = set()
+    result = []
+    warnings = []
+    for part in parts:
+        info = part.meta.ranks[0]
+        rank = info.rank
+        if rank in used:
+            new_rank = max(used) + 1
+            warnings.append(
+                f"{Path(info.path).name}: rank {rank} already taken by another file; "
+                f"assigned rank {new_rank}"
+            )
+            part = _with_rank(part, new_rank)
+            rank = new_rank
+        used.add(rank)
+        result.append(part)
+    return result, warnings
+
+
+def _with_rank(part: TraceTables, rank: int) -> TraceTables:
+    """The same tables and meta under another rank number."""
+    tables = {
+        name: frame.with_columns(pl.lit(rank, dtype=frame.schema["rank"]).alias("rank"))
+        for name in _RANKED_TABLES
+        if (frame := part.table(name)).height
+    }
+    meta = replace(
+        part.meta,
+        ranks=tuple(replace(r, rank=rank, rank_from_trace=False) for r in part.meta.ranks),
+        devices=tuple(replace(d, rank=rank) for d in part.meta.devices),
+    )
+    return replace(part, meta=meta, **tables)
+
+
+_RANKED_TABLES = ("kernels", "memops", "runtime", "syncs", "ops", "comms", "steps", "memory")
+
+
+def _merged_meta(
+    path: Path, parts: list[TraceTables], rank_warnings: list[str], ignored: int
+) -> TraceMeta:
+    """One meta for the directory: ranks and devices of all files, first value elsewhere."""
+    metas = [p.meta for p in parts]
+    clocks = {m.clock for m in metas}
+    warnings = [w for m in metas for w in m.warnings] + rank_warnings
+    if len(clocks) > 1:
+        warnings.append(f"{path.name}: ranks mix epoch and relative clocks; times not comparable")
+    if ignored:
+        warnings.append(f"{path.name}: ignored {ignored} files that are not Kineto traces")
+    versions: dict[str, str] = {}
+    flags: dict[str, str] = {}
+    for m in metas:
+        versions.update({k: v for k, v in m.versions.items() if k not in versions})
+        flags.update({k: v for k, v in m.flags.items() if k not in flags})
+    world = next((m.world_size for m in metas if m.world_size is not None), None)
+    return TraceMeta(
+        source=SOURCE,
+        paths=tuple(p for m in metas for p in m.paths),
+        clock="epoch" if clocks == {"epoch"} else "relative",
+        ranks=tuple(r for m in metas for r in m.ranks),
+        devices=tuple(d for m in metas for d in m.devices),
+        world_size=world,
+        versions=versions,
+        flags=flags,
+        warnings=tuple(warnings),
+    )

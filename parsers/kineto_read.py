@@ -1,0 +1,236 @@
+"""Reading a Kineto file: bytes (plain or gzip), then the typed document, salvaging truncation.
+
+A profiler that dies mid-write leaves a file whose JSON stops inside ``traceEvents``. Such a
+trace is still worth reading: we cut it back to the last complete event, close the array and
+the object, and report how many bytes were dropped. Every other problem becomes one
+`AnalyzerError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from parsers.detect import describe
+from parsers.errors import (
+    EmptyTraceError,
+    UnreadableInputError,
+    UnsupportedFormatError,
+)
+from parsers.kineto_events import DOCUMENT_DECODER, EVENT_DECODER, NO_RAW, Document, Event
+
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_TRACE_EVENTS_KEY: Final = re.compile(rb'"traceEvents"\s*:\s*\[')
+_LEADING_SPACE: Final = re.compile(rb"[\xef\xbb\xbf\s]*")
+#: How many cut points to try, from the end, before giving up on a truncated file.
+_MAX_SALVAGE_ATTEMPTS: Final = 64
+#: How many ``}`` to inspect, from the end, while looking for those cut points.
+_MAX_BRACES_SCANNED: Final = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """A decoded document plus what was lost on the way."""
+
+    document: Document
+    events: list[Event]
+    warnings: tuple[str, ...]
+
+
+def read_bytes(path: Path) -> tuple[bytes, bool]:
+    """The file's JSON bytes (gunzipped when gzip) and whether the gzip stream ended early."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableInputError(f"cannot read: {exc.strerror or exc}", path) from exc
+    if not data:
+        raise UnreadableInputError("empty file", path)
+    if data[:2] != _GZIP_MAGIC:
+        return data, False
+    return _gunzip(data, path)
+
+
+def _gunzip(data: bytes, path: Path) -> tuple[bytes, bool]:
+    """Decompress gzip; a stream cut short yields its prefix, corrupt data is an error."""
+    try:
+        return gzip.decompress(data), False
+    except EOFError:
+        pass
+    except (OSError, zlib.error) as exc:
+        raise UnreadableInputError(f"corrupt gzip data ({exc})", path) from exc
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        prefix = inflater.decompress(data)
+    except zlib.error as exc:
+        raise UnreadableInputError(f"corrupt gzip data ({exc})", path) from exc
+    if not prefix:
+        raise UnreadableInputError("gzip stream ends before any data", path)
+    return prefix, True
+
+
+def read_document(path: Path) -> ReadResult:
+    """Decode a Kineto file into its `Document` and event list, or raise an AnalyzerError."""
+    data, gzip_cut = read_bytes(path)
+    warnings: list[str] = []
+    if gzip_cut:
+        warnings.append(f"{path.name}: gzip stream ends early (file cut while being written)")
+    decoded = _decode_or_salvage(data, path)
+    events, skipped = _events_of(decoded, data, path)
+    if decoded.dropped_bytes:
+        warnings.append(
+            f"{path.name}: trace is truncated (the profiler stopped mid-write); kept "
+            f"{len(events)} complete events, dropped the last {decoded.dropped_bytes} bytes"
+        )
+    if skipped:
+        warnings.append(f"{path.name}: skipped {skipped} malformed events")
+    if not events:
+        raise EmptyTraceError("trace has no events (traceEvents is empty)", path)
+    return ReadResult(document=decoded.document, events=events, warnings=tuple(warnings))
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A document; its events raw when some did not fit `Event`; bytes cut off the end."""
+
+    document: Document
+    raw_events: list[msgspec.Raw] | None = None
+    dropped_bytes: int = 0
+
+
+def _decode_or_salvage(data: bytes, path: Path) -> _Decoded:
+    """Decode the document, leniently when events are odd, salvaging a truncated file."""
+    start = _LEADING_SPACE.match(data)
+    first = start.end() if start else 0
+    if data[first : first + 1] != b"{":
+        raise _not_a_trace(data[first : first + 4096], path)
+    try:
+        return _Decoded(DOCUMENT_DECODER.decode(data))
+    except UnicodeDecodeError as exc:
+        raise UnreadableInputError(f"not UTF-8 text at byte {exc.start}", path) from exc
+    except msgspec.ValidationError:
+        return _loose(data, path)
+    except msgspec.DecodeError as exc:
+        if "truncated" not in str(exc):
+            raise UnreadableInputError(f"malformed JSON ({exc})", path) from exc
+        salvaged = _salvage(data)
+        if salvaged is None:
+            raise UnreadableInputError(
+                "trace is truncated before its first complete event", path
+            ) from exc
+        return salvaged
+
+
+def _not_a_trace(head: bytes, path: Path) -> UnsupportedFormatError:
+    """The error for content whose top level is not a JSON object."""
+    return UnsupportedFormatError(f"not a Kineto trace: {describe(head)}", path)
+
+
+def _loose(data: bytes, path: Path) -> _Decoded:
+    """Decode metadata typed and events raw, so that one odd event does not sink the file."""
+    try:
+        meta = _METADATA_DECODER.decode(data)
+        raw_events = _RAW_LIST_DECODER.decode(meta.traceEvents) if meta.traceEvents else None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise UnsupportedFormatError(f"not a Kineto trace ({exc})", path) from exc
+    fields = {f: getattr(meta, f) for f in _MetadataDocument.__struct_fields__}
+    fields["traceEvents"] = None
+    if raw_events is None:
+        return _Decoded(Document(**fields))
+    return _Decoded(Document(**fields), raw_events=raw_events)
+
+
+class _MetadataDocument(msgspec.Struct):
+    """`Document` with ``traceEvents`` left raw (used by the lenient path only)."""
+
+    traceEvents: msgspec.Raw = NO_RAW
+    schemaVersion: msgspec.Raw = NO_RAW
+    deviceProperties: msgspec.Raw = NO_RAW
+    computeProperties: msgspec.Raw = NO_RAW
+    distributedInfo: msgspec.Raw = NO_RAW
+    baseTimeNanoseconds: msgspec.Raw = NO_RAW
+    displayTimeUnit: msgspec.Raw = NO_RAW
+    cupti_version: msgspec.Raw = NO_RAW
+    cuda_runtime_version: msgspec.Raw = NO_RAW
+    cuda_driver_version: msgspec.Raw = NO_RAW
+    roctracer_version: msgspec.Raw = NO_RAW
+    hip_runtime_version: msgspec.Raw = NO_RAW
+    hip_driver_version: msgspec.Raw = NO_RAW
+    record_shapes: msgspec.Raw = NO_RAW
+    profile_memory: msgspec.Raw = NO_RAW
+    with_stack: msgspec.Raw = NO_RAW
+    with_flops: msgspec.Raw = NO_RAW
+    with_modules: msgspec.Raw = NO_RAW
+    host_name: msgspec.Raw = NO_RAW
+    hostname: msgspec.Raw = NO_RAW
+    metadata: msgspec.Raw = NO_RAW
+
+
+_METADATA_DECODER: Final = msgspec.json.Decoder(_MetadataDocument)
+_RAW_LIST_DECODER: Final = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _events_of(decoded: _Decoded, data: bytes, path: Path) -> tuple[list[Event], int]:
+    """The decoded events and how many malformed ones were skipped."""
+    if decoded.document.traceEvents is not None:
+        return decoded.document.traceEvents, 0
+    if decoded.raw_events is None:
+        raise UnsupportedFormatError(
+            f"not a Kineto trace (no traceEvents): {describe(data[:4096])}", path
+        )
+    decoded_events = [_event_or_none(raw) for raw in decoded.raw_events]
+    events = [e for e in decoded_events if e is not None]
+    return events, len(decoded_events) - len(events)
+
+
+def _event_or_none(raw: msgspec.Raw) -> Event | None:
+    """One event decoded, or None when it does not have an event's shape."""
+    try:
+        return EVENT_DECODER.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+def _salvage(data: bytes) -> _Decoded | None:
+    """Cut a truncated trace back to its last complete event; None when none is complete."""
+    key = _TRACE_EVENTS_KEY.search(data)
+    if key is None:
+        return None
+    for cut, closer in _cut_points(data, key.end()):
+        try:
+            document = DOCUMENT_DECODER.decode(data[:cut] + closer)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            continue
+        if not document.traceEvents:
+            return None
+        return _Decoded(document, dropped_bytes=len(data) - cut)
+    return None
+
+
+def _cut_points(data: bytes, array_start: int) -> list[tuple[int, bytes]]:
+    """Candidate (cut offset, closing bytes) pairs, most promising first.
+
+    First the end of the events array when it closed before the cut (only trailing
+    metadata lost), then each ``}`` followed by a comma or the end of data: the end of an
+    event when it sits at the array's top level, which the decode attempt confirms.
+    """
+    points: list[tuple[int, bytes]] = []
+    closed = data.rfind(b"]", array_start)
+    if closed != -1 and data[closed + 1 : closed + 64].lstrip()[:1] == b",":
+        points.append((closed + 1, b"}"))
+    position = len(data)
+    for _ in range(_MAX_BRACES_SCANNED):
+        if len(points) >= _MAX_SALVAGE_ATTEMPTS:
+            break
+        position = data.rfind(b"}", array_start, position)
+        if position == -1:
+            break
+        after = data[position + 1 : position + 64].lstrip()
+        if after[:1] in (b",", b""):
+            points.append((position + 1, b"]}"))
+    return points
