@@ -218,7 +218,7 @@ def _cause_shares(causes: pl.DataFrame) -> dict[str, float]:
 
 def _gap_table(causes: pl.DataFrame, cfg: GpuIdleConfig, window_start_ns: int) -> EvidenceTable:
     """The longest gaps: when, how long, what the CPU ran, and the cause."""
-    top = causes.sort("dur_ns", descending=True).head(cfg.top_gaps)
+    top = causes.sort(["dur_ns", "start_ns"], descending=[True, False]).head(cfg.top_gaps)
     rows: list[list[str | int | float | None]] = [
         [
             round((int(r["start_ns"]) - window_start_ns) / 1e6, 3),

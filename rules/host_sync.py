@@ -387,7 +387,8 @@ def main_threads(ctx: AnalysisContext) -> pl.DataFrame:
     """Per rank, the (pid, tid) of the main thread: the one holding the ProfilerStep
     annotations, else the one issuing the most runtime calls, else the busiest op thread.
     """
-    ops = ctx.tables.ops
+    # GPU user annotations (a ProfilerStep range copied onto a stream row) are not threads.
+    ops = ctx.tables.ops.filter(pl.col("kind").cast(pl.String) != "gpu_user_annotation")
     steps = (
         ops.filter(pl.col("name").cast(pl.String).str.contains(_STEP))
         .group_by("rank", "pid", "tid")
@@ -403,7 +404,9 @@ def main_threads(ctx: AnalysisContext) -> pl.DataFrame:
     seen: set[int] = set()
     for candidates in (steps, launches, busiest):
         best = (
-            candidates.sort("weight", descending=True)
+            candidates.sort(
+                ["weight", "pid", "tid"], descending=[True, False, False], maintain_order=True
+            )
             .group_by("rank", maintain_order=True)
             .first()
             .filter(~pl.col("rank").is_in(sorted(seen)))

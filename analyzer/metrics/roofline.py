@@ -475,7 +475,10 @@ def _op_groups(per_kernel: pl.DataFrame) -> pl.DataFrame:
     merged = pl.concat(
         [groups.select(GROUP_COLUMNS), heuristic.select(GROUP_COLUMNS)], how="vertical_relaxed"
     )
-    return merged.sort(["gpu_time_ns", "op_name"], descending=[True, False])
+    ties = ["op_name", "shapes", "dtype", "device_key", "basis"]
+    return merged.sort(
+        ["gpu_time_ns", *ties], descending=[True] + [False] * len(ties), nulls_last=True
+    )
 
 
 def _calls(modeled_kernels: pl.DataFrame) -> pl.DataFrame:
@@ -611,7 +614,7 @@ def _tensor_peak(tensor_groups: pl.DataFrame) -> tuple[str | None, float | None]
     by_dtype = (
         tensor_groups.group_by("roof_dtype", "device_key")
         .agg(pl.col("flops").sum(), pl.col("peak_tflops").first())
-        .sort("flops", descending=True)
+        .sort(["flops", "roof_dtype", "device_key"], descending=[True, False, False])
     )
     top = by_dtype.row(0, named=True)
     return str(top["roof_dtype"]), float(top["peak_tflops"])
