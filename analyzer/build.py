@@ -76,7 +76,7 @@ def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
         nums = steps["step"]
         unique = nums.n_unique()
         per = f" on each of {ranks} ranks" if ranks > 1 and steps.height == unique * ranks else ""
-        first_step, last_step = nums.min(), nums.max()
+        first_step, last_step = int(nums.min()), int(nums.max())  # type: ignore[arg-type]
         label = f"step {first_step}" if unique == 1 else f"steps {first_step}-{last_step}"
         plural = "s" if unique > 1 else ""
         second.append(f"{label} ({unique} profiled step{plural}{per})")
@@ -101,7 +101,7 @@ def _span_ns(ctx: AnalysisContext) -> int | None:
     ]
     if not spans:
         return None
-    return max(int(e - s) for s, e in spans)  # type: ignore[operator]
+    return max(int(e - s) for s, e in spans)
 
 
 def _verdict(findings: Sequence[Finding]) -> Paragraph | None:

@@ -81,7 +81,8 @@ def _charts_dir(args: argparse.Namespace) -> Path | None:
     if args.charts_dir is not None:
         return Path(args.charts_dir)
     if args.output is not None:
-        return args.output.parent / f"{args.output.stem}_files"
+        output = Path(args.output)
+        return output.parent / f"{output.stem}_files"
     return None
 
 

@@ -15,13 +15,12 @@ Cores). Dtypes: ``fp64 fp32 tf32 bf16 fp16 fp8 int8``.
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Final
-
-import tomllib
 
 from analyzer.context import AnalysisOptions
 from parsers.errors import BadConfigError

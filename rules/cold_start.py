@@ -1,6 +1,6 @@
 """`cold-start`: the first profiled step is much slower than the steady state.
 
-Step times are tb_plugin's device-aware ones (see `rules.step_variance.step_times`), so a
+Step times are tb_plugin's device-aware ones (see `analyzer.metrics.timeline.step_times`), so a
 host that runs ahead of the GPU does not make later steps look faster than the first.
 A first step that pays for one-time work (cuDNN autotuning with ``benchmark=True``,
 ``torch.compile`` compilation, CUDA context and allocator growth, lazy module init) inflates
@@ -19,8 +19,8 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import timeline
 from rules.base import RuleConfig, register
-from rules.step_variance import step_times
 
 _MAX_TABLE_ROWS = 10
 
@@ -52,7 +52,7 @@ class ColdStart:
 
     def check(self, ctx: AnalysisContext, cfg: ColdStartConfig) -> Iterable[Finding]:
         """One finding for the rank whose first step exceeds its median the most."""
-        stats = ctx.metric("step_variance.step_times", step_times)
+        stats = ctx.metric("timeline.step_times", timeline.step_times)
         per_rank = _first_vs_median(stats, cfg.min_steps)
         over = per_rank.filter(
             (pl.col("ratio") >= cfg.warning_ratio)

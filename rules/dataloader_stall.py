@@ -2,7 +2,7 @@
 
 The share is tb_plugin's: time inside ``enumerate(DataLoader)...__next__`` annotations within
 each profiled step, over the step's wall time (tb_plugin's device-aware step time, see
-`rules.step_variance.step_times`); tb_plugin's 5% recommendation threshold is the default.
+`analyzer.metrics.timeline.step_times`); tb_plugin's 5% recommendation threshold is the default.
 Waiting on the loader only costs time when the GPU has nothing queued, so the finding also
 says how much of the loader time the GPU sat idle: a loader that runs while the GPU is still
 busy with the previous step is hidden, and the finding drops to info.
@@ -20,7 +20,6 @@ from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import timeline
 from rules.base import RuleConfig, register
-from rules.step_variance import step_times
 
 _LOADER_PATTERN = r"^enumerate\(DataLoader\)"
 _SINGLE_PROCESS = "_SingleProcessDataLoaderIter"
@@ -55,7 +54,7 @@ class DataloaderStall:
 
     def check(self, ctx: AnalysisContext, cfg: DataloaderStallConfig) -> Iterable[Finding]:
         """One finding for the worst rank when its DataLoader share is over the threshold."""
-        stats = ctx.metric("step_variance.step_times", step_times)
+        stats = ctx.metric("timeline.step_times", timeline.step_times)
         if stats.height == 0 or int(stats["dataloader_ns"].sum()) == 0:
             return []
         per_rank = _per_rank(stats)

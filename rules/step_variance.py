@@ -24,7 +24,6 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import timeline
-from parsers.schema import TraceTables
 from rules.base import RuleConfig, register
 
 _STEP_PATTERN = r"^ProfilerStep#"
@@ -62,7 +61,7 @@ class StepVariance:
 
     def check(self, ctx: AnalysisContext, cfg: StepVarianceConfig) -> Iterable[Finding]:
         """One finding for the rank with the highest variation, when over the threshold."""
-        stats = ctx.metric("step_variance.step_times", step_times)
+        stats = ctx.metric("timeline.step_times", timeline.step_times)
         measured = _measured_steps(stats, cfg.skip_first_step_from)
         per_rank = _variation(measured, cfg.min_steps)
         over = per_rank.filter(pl.col("cv_pct") >= cfg.warning_cv_pct)
@@ -120,60 +119,6 @@ class StepVariance:
                 table=_table(steps, median_ns, int(slowest["step"])),
             )
         ]
-
-
-def step_times(t: TraceTables) -> pl.DataFrame:
-    """Per (rank, step): tb_plugin's device-aware step window and what ran in it.
-
-    ``start_ns`` = max(the step's CPU start, the previous step's end); ``end_ns`` = max(the
-    step's CPU end, the end of the GPU work launched in it); ``dur_ns`` = end - start;
-    ``cpu_dur_ns`` is the ``ProfilerStep#N`` annotation's own length; ``gpu_busy_ns`` is the
-    union of GPU activity within the device-aware window; ``dataloader_ns`` is
-    `timeline.step_stats`' (DataLoader time within the annotation).
-    """
-    stats = timeline.step_stats(t)
-    if stats.height == 0:
-        return stats.with_columns(pl.col("dur_ns").alias("cpu_dur_ns"))
-    windows = timeline.step_windows(t).select("rank", "step", "gpu_end_ns")
-    joined = stats.join(windows, on=["rank", "step"], how="left").sort("rank", "start_ns")
-    end = pl.max_horizontal("end_ns", pl.col("gpu_end_ns").fill_null(pl.col("end_ns")))
-    with_end = joined.with_columns(end.alias("_end"))
-    prev_end = pl.col("_end").shift(1).over("rank")
-    start = pl.max_horizontal("start_ns", prev_end.fill_null(pl.col("start_ns")))
-    steps = (
-        with_end.with_columns(start.alias("_start"))
-        .with_columns(
-            pl.col("dur_ns").alias("cpu_dur_ns"),
-            pl.col("_start").alias("start_ns"),
-            pl.col("_end").alias("end_ns"),
-            (pl.col("_end") - pl.col("_start")).alias("dur_ns"),
-        )
-        .drop("_start", "_end", "gpu_end_ns", "gpu_busy_ns", "gpu_idle_ns")
-    )
-    return steps.join(_busy_in(t, steps), on=["rank", "step"], how="left").with_columns(
-        pl.col("gpu_busy_ns").fill_null(0)
-    )
-
-
-def _busy_in(t: TraceTables, steps: pl.DataFrame) -> pl.DataFrame:
-    """Union of GPU activity clipped to each step's window: rank, step, gpu_busy_ns."""
-    events = timeline.gpu_events(t).select("rank", "start_ns", "end_ns")
-    bounds = steps.select(
-        "rank", "step", pl.col("start_ns").alias("w_start"), pl.col("end_ns").alias("w_end")
-    )
-    clipped = (
-        events.join(bounds, on="rank", how="inner")
-        .filter((pl.col("start_ns") < pl.col("w_end")) & (pl.col("end_ns") > pl.col("w_start")))
-        .select(
-            "rank",
-            "step",
-            pl.max_horizontal("start_ns", "w_start").alias("start_ns"),
-            pl.min_horizontal("end_ns", "w_end").alias("end_ns"),
-        )
-    )
-    if clipped.height == 0:
-        return bounds.select("rank", "step", pl.lit(0, dtype=pl.Int64).alias("gpu_busy_ns"))
-    return timeline.union_ns(clipped, ["rank", "step"]).rename({"union_ns": "gpu_busy_ns"})
 
 
 def _measured_steps(stats: pl.DataFrame, skip_first_from: int) -> pl.DataFrame:

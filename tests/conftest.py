@@ -25,6 +25,7 @@ def shared_trace(rel: str) -> Path:
         pytest.skip(f"{path} is absent (../shared is not beside this checkout)")
     return path
 
+
 # The synthetic trace generator lives beside the samples it made (sample_traces/synthetic.py);
 # tests import it as a plain module.
 import sys  # noqa: E402

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SAMPLES, TRACES, needs_shared
 
 from analyzer.cli import main
-from conftest import SAMPLES, TRACES, needs_shared
 
 DOCUMENTED_EXIT_CODES = {0, 3, 4, 5}
 
@@ -50,7 +50,7 @@ def test_two_rank_directory_report(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert "(2 ranks)" in text.splitlines()[0]
     ranks = text.split("## Ranks", 1)[1].split("##", 1)[0]
-    rows = [line for line in ranks.splitlines() if line.startswith("| 0 ") or line.startswith("| 1 ")]
+    rows = [line for line in ranks.splitlines() if line.startswith(("| 0 ", "| 1 "))]
     assert len(rows) == 2
 
 
@@ -115,9 +115,10 @@ def test_json_format_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     assert data["schema_version"] == 1
     assert {f["rule_id"] for f in data["findings"]} >= {"gpu-idle"}
-    assert data["data"]["kernel_count"] == json.loads(
-        (SAMPLES / "synthetic_train.truth.json").read_text()
-    )["counts"]["kernels"]
+    assert (
+        data["data"]["kernel_count"]
+        == json.loads((SAMPLES / "synthetic_train.truth.json").read_text())["counts"]["kernels"]
+    )
 
 
 def test_rules_listing(capsys: pytest.CaptureFixture[str]) -> None:

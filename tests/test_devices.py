@@ -10,13 +10,13 @@ from __future__ import annotations
 import gzip
 import re
 import sqlite3
+import tomllib
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import msgspec
 import pytest
-import tomllib
 from conftest import TRACES, needs_shared
 
 from analyzer.context import AnalysisOptions

@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLES
 
 from analyzer.cli import main
-from conftest import SAMPLES
 
 GOLDEN = Path(__file__).parent / "golden"
 

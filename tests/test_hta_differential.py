@@ -37,10 +37,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import REFERENCE, TRACES
 
 from analyzer.metrics.timeline import union_ns
 from parsers.schema import TraceTables
-from conftest import REFERENCE, TRACES
 
 # reference folder -> trace path relative to ../shared/traces
 CASES = {

@@ -158,9 +158,7 @@ def _findings_section(report: Report) -> str:
     else:
         parts.append("No rule fired on this input.")
     if report.skipped:
-        items = "\n".join(
-            f"- {code_span(s.rule_id)}: {prose(s.reason)}" for s in report.skipped
-        )
+        items = "\n".join(f"- {code_span(s.rule_id)}: {prose(s.reason)}" for s in report.skipped)
         parts.append(f"### Skipped rules\n\n{items}")
     return "\n\n".join(parts)
 

@@ -6,6 +6,7 @@ markup strings.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 from rich.console import Console, Group, RenderableType
@@ -106,16 +107,6 @@ def render_to(console: Console, report: Report) -> None:
 
 def render(report: Report, width: int = 120) -> str:
     """The report as plain terminal text of a fixed width (for files and tests)."""
-    console = Console(width=width, color_system=None, record=True, file=_Discard())
+    console = Console(width=width, color_system=None, record=True, file=io.StringIO())
     render_to(console, report)
     return console.export_text()
-
-
-class _Discard:
-    """A write-only sink: `render` records the output instead of printing it."""
-
-    def write(self, _text: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        return None

@@ -17,8 +17,8 @@ def breakdown(ctx: AnalysisContext) -> pl.DataFrame:
 
 
 def step_stats(ctx: AnalysisContext) -> pl.DataFrame:
-    """Per-step statistics, computed once per analysis."""
-    return ctx.metric("timeline.step_stats", timeline.step_stats)
+    """Per-step times (device-aware: a step lasts until the GPU work it launched ends)."""
+    return ctx.metric("timeline.step_times", timeline.step_times)
 
 
 def idle_causes(ctx: AnalysisContext) -> pl.DataFrame:
