@@ -217,13 +217,12 @@ def _device_spec(ctx: AnalysisContext) -> str | None:
     The reason, when none does, is the device database's own ("'X' is not in the device
     database (trace reports 56 SMs); pass --device NAME, ...").
     """
-    from analyzer import devices
+    from analyzer.metrics.roofline import resolved_devices
 
-    meta, options = ctx.tables.meta, ctx.options
-    listed = devices.resolve(meta, options)
+    found = resolved_devices(ctx.tables, ctx.options)
     used = ctx.tables.kernels.select("rank", "device").drop_nulls().unique().sort("rank", "device")
-    keys = [(int(r), int(d)) for r, d in used.iter_rows()] or sorted(listed)
-    resolved = [listed.get(k) or devices.resolve_missing(k[0], k[1], options) for k in keys]
+    keys = [(int(r), int(d)) for r, d in used.iter_rows()] or sorted(found)
+    resolved = [found[k] for k in keys if k in found]
     if any(r.known for r in resolved):
         return None
     if not resolved:

@@ -92,6 +92,15 @@ class LowOccupancy:
     needs: ClassVar[frozenset[str]] = frozenset({"kernels"})
     Config: ClassVar[type[LowOccupancyConfig]] = LowOccupancyConfig
 
+    @staticmethod
+    def skip_reason(ctx: AnalysisContext) -> str | None:
+        """Why the rule cannot judge: no kernel records achieved occupancy."""
+        if ctx.tables.kernels["occupancy_pct"].is_not_null().any():
+            return None
+        return (
+            "no kernel records `est. achieved occupancy %` (ROCm traces and Nsight exports do not)"
+        )
+
     def check(self, ctx: AnalysisContext, cfg: LowOccupancyConfig) -> Iterable[Finding]:
         """One finding when the judged kernels' occupancy is under the threshold."""
         kernels = ctx.metric("low_occupancy.kernels", kernels_in_window)

@@ -193,3 +193,21 @@ def test_low_occupancy_scenario_matches_its_ground_truth(tmp_path: Path) -> None
 def test_scenarios_without_low_occupancy_are_silent(tmp_path: Path, scenario: str) -> None:
     built = synthetic.healthy() if scenario == "healthy" else synthetic.low_occupancy(registers=32)
     assert _run(built.write(tmp_path / "t.json.gz")) == []
+
+
+def test_skipped_with_reason_when_no_kernel_records_occupancy() -> None:
+    """ROCm kernels carry no occupancy: the engine lists the rule as skipped, saying why."""
+    from analyzer.config import default_config
+    from analyzer.context import AnalysisContext
+    from analyzer.engine import run_rules
+    from conftest import shared_trace
+    from parsers import kineto
+
+    path = shared_trace("tracelens/mi300__gaunernst_bert-small-uncased__1016001.json.gz")
+    tables = kineto.parse(path)
+    assert tables.kernels.height > 0 and tables.kernels["occupancy_pct"].null_count() == (
+        tables.kernels.height
+    )
+    result = run_rules(AnalysisContext(tables=tables), default_config(), ["low-occupancy"])
+    assert [s.rule_id for s in result.skipped] == ["low-occupancy"]
+    assert "occupancy" in result.skipped[0].reason

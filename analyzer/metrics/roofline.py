@@ -134,7 +134,7 @@ def roofline(ctx: AnalysisContext) -> Roofline:
 def compute(tables: TraceTables, options: AnalysisOptions) -> Roofline:
     """Attribute modeled FLOPs/bytes to kernels, pick roofs, classify (see module docstring)."""
     kernels = tables.kernels
-    devices = _devices(tables, options)
+    devices = resolved_devices(tables, options)
     if kernels.height == 0:
         return Roofline(_empty_kernels(), _empty_groups(), RooflineSummary(), devices)
     linked = _link_kernels(tables)
@@ -149,10 +149,14 @@ def compute(tables: TraceTables, options: AnalysisOptions) -> Roofline:
 # --- Devices ------------------------------------------------------------------------------
 
 
-def _devices(
+def resolved_devices(
     tables: TraceTables, options: AnalysisOptions
 ) -> dict[tuple[int, int], ResolvedDevice]:
-    """Resolved devices for every (rank, device) described or running kernels."""
+    """Resolved devices for every (rank, device) described or running kernels.
+
+    A device that runs kernels but has no ``deviceProperties`` entry (ROCm numbers kernel
+    devices differently) takes its rank's only described model when there is one.
+    """
     found = resolve(tables.meta, options)
     used = tables.kernels.select("rank", "device").unique().drop_nulls().iter_rows()
     for rank, device in used:
