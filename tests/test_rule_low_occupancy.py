@@ -197,10 +197,11 @@ def test_scenarios_without_low_occupancy_are_silent(tmp_path: Path, scenario: st
 
 def test_skipped_with_reason_when_no_kernel_records_occupancy() -> None:
     """ROCm kernels carry no occupancy: the engine lists the rule as skipped, saying why."""
+    from conftest import shared_trace
+
     from analyzer.config import default_config
     from analyzer.context import AnalysisContext
     from analyzer.engine import run_rules
-    from conftest import shared_trace
     from parsers import kineto
 
     path = shared_trace("tracelens/mi300__gaunernst_bert-small-uncased__1016001.json.gz")
