@@ -121,11 +121,20 @@ def run_report(argv: Sequence[str]) -> int:
         terminal.render_to(Console(), report)
         text = ""
     if args.output is not None:
-        args.output.write_text(text, encoding="utf-8")
+        _write_output(Path(args.output), text)
     elif text:
         sys.stdout.write(text)
     fail_on = Severity.parse(args.fail_on) if args.fail_on else None
     return exit_code_for(result.findings, fail_on)
+
+
+def _write_output(path: Path, text: str) -> None:
+    """Write the report, creating its folder; a failure is one line, not a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BadConfigError(f"cannot write the report: {exc.strerror or exc}", path) from exc
 
 
 def run_rules_listing(argv: Sequence[str]) -> int:
