@@ -42,8 +42,9 @@ class StepVarianceConfig(RuleConfig):
     """Coefficient of variation at which the finding is critical."""
     min_steps: int = 3
     """Fewest steps (after leaving out the first) needed to judge variance."""
-    skip_first_step_from: int = 4
-    """Leave the first profiled step out when a rank has at least this many steps."""
+    skip_first_step_from: int = 2
+    """Leave the first profiled step out when a rank has at least this many steps (the
+    first step is cold-start's to judge; counting it here would report it twice)."""
 
 
 @register
