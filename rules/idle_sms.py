@@ -20,9 +20,10 @@ import polars as pl
 
 from analyzer import devices
 from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import timeline
 from parsers.schema import TraceTables
+from rules._common import window_scope
 from rules.base import RuleConfig, register
 
 _KEYS = ["rank", "device"]
@@ -104,7 +105,7 @@ class IdleSms:
                     "kernels_without_grid": int(kernels["sm_eff"].null_count()),
                 },
                 recommendation=_recommendation(top),
-                scope=_scope(ctx.tables, ranks),
+                scope=window_scope(ctx.tables, ranks),
                 impact_ns=round(busy_ns - eff_ns),
                 table=_table(top),
             )
@@ -369,19 +370,4 @@ def _table(top: pl.DataFrame) -> EvidenceTable:
             "idle SM time (ms)",
         ],
         rows=rows,
-    )
-
-
-def _scope(t: TraceTables, ranks: list[int]) -> Scope:
-    """The rank and its analysis window (the profiled steps) when one rank is involved."""
-    if len(ranks) != 1:
-        return Scope()
-    rank = int(ranks[0])
-    window = timeline.analysis_windows(t, "steps").filter(pl.col("rank") == rank)
-    if window.height == 0:
-        return Scope(rank=rank)
-    return Scope(
-        rank=rank,
-        start_ns=int(window["window_start_ns"][0]),
-        end_ns=int(window["window_end_ns"][0]),
     )

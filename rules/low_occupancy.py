@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 import polars as pl
 
 from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import timeline
 from parsers.schema import DeviceInfo, TraceTables
+from rules._common import window_scope
 from rules.base import RuleConfig, register
 
 _LIBRARY = ("gemm", "conv", "attention")
@@ -143,7 +144,7 @@ class LowOccupancy:
                     "top_limiter": str(top["limiter"][0]) if top.height else "",
                 },
                 recommendation=_recommendation(top, missing.height),
-                scope=_scope(ctx.tables, ranks),
+                scope=window_scope(ctx.tables, ranks),
                 impact_ns=int(low["dur_ns"].sum()),
                 table=_table(top),
             )
@@ -353,19 +354,4 @@ def _table(top: pl.DataFrame) -> EvidenceTable:
             "limited by",
         ],
         rows=rows,
-    )
-
-
-def _scope(t: TraceTables, ranks: list[int]) -> Scope:
-    """The rank and its analysis window (the profiled steps) when one rank is involved."""
-    if len(ranks) != 1:
-        return Scope()
-    rank = int(ranks[0])
-    window = timeline.analysis_windows(t, "steps").filter(pl.col("rank") == rank)
-    if window.height == 0:
-        return Scope(rank=rank)
-    return Scope(
-        rank=rank,
-        start_ns=int(window["window_start_ns"][0]),
-        end_ns=int(window["window_end_ns"][0]),
     )

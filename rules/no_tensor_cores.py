@@ -25,9 +25,10 @@ import polars as pl
 
 from analyzer import devices
 from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import timeline
 from parsers.schema import DeviceInfo, TraceTables
+from rules._common import window_scope
 from rules.base import RuleConfig, register
 
 TENSOR = "tensor core"
@@ -159,7 +160,7 @@ class NoTensorCores:
                     "tensor_over_fp32_peak": _peak_ratio(spec),
                 },
                 recommendation=_recommendation(device, spec, by_class),
-                scope=_scope(ctx.tables, ranks),
+                scope=window_scope(ctx.tables, ranks),
                 impact_ns=stake_ns,
                 table=_table(kernels, compute_ns),
             )
@@ -414,19 +415,4 @@ def _table(kernels: pl.DataFrame, compute_ns: int) -> EvidenceTable:
     return EvidenceTable(
         columns=["kernel", "class", "calls", "time (ms)", "share of compute (%)", "from"],
         rows=rows,
-    )
-
-
-def _scope(t: TraceTables, ranks: list[int]) -> Scope:
-    """The rank and its analysis window (the profiled steps) when one rank is involved."""
-    if len(ranks) != 1:
-        return Scope()
-    rank = int(ranks[0])
-    window = timeline.analysis_windows(t, "steps").filter(pl.col("rank") == rank)
-    if window.height == 0:
-        return Scope(rank=rank)
-    return Scope(
-        rank=rank,
-        start_ns=int(window["window_start_ns"][0]),
-        end_ns=int(window["window_end_ns"][0]),
     )

@@ -23,6 +23,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from rules._common import copies_with_callers
 from rules.base import register
 from rules.host_sync import rank_windows
 
@@ -75,34 +76,19 @@ def pageable_copies(ctx: AnalysisContext) -> pl.DataFrame:
         (pl.col("src_mem").cast(pl.String) == "pageable")
         | (pl.col("dst_mem").cast(pl.String) == "pageable")
     )
-    windows = rank_windows(ctx)
-    memops = memops.join(windows, on="rank", how="inner").filter(
-        (pl.col("start_ns") + pl.col("dur_ns") > pl.col("window_start_ns"))
-        & (pl.col("start_ns") < pl.col("window_end_ns"))
-    )
-    runtime = (
-        ctx.tables.runtime.filter(pl.col("correlation").is_not_null())
-        .group_by("rank", "correlation")
-        .agg(pl.col("dur_ns").sum().alias("api_ns"))
-    )
-    ops = issuing_ops(ctx)
-    return (
-        memops.join(runtime, on=["rank", "correlation"], how="left")
-        .join(ops, on=["rank", "external_id"], how="left")
-        .select(
-            "rank",
-            "device",
-            "stream",
-            pl.col("kind").cast(pl.String),
-            pl.col("src_mem").cast(pl.String),
-            pl.col("dst_mem").cast(pl.String),
-            pl.col("bytes").fill_null(0),
-            "start_ns",
-            "dur_ns",
-            "api_ns",
-            "op",
-            "under",
-        )
+    return copies_with_callers(ctx, memops).select(
+        "rank",
+        "device",
+        "stream",
+        pl.col("kind").cast(pl.String),
+        pl.col("src_mem").cast(pl.String),
+        pl.col("dst_mem").cast(pl.String),
+        pl.col("bytes").fill_null(0),
+        "start_ns",
+        "dur_ns",
+        "api_ns",
+        "op",
+        "under",
     )
 
 

@@ -20,9 +20,9 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from rules._common import copies_with_callers
 from rules.base import register
 from rules.host_sync import rank_windows
-from rules.pageable_memcpy import issuing_ops
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,20 +90,8 @@ def small_copies(ctx: AnalysisContext, max_bytes: int) -> pl.DataFrame:
         & pl.col("bytes").is_not_null()
         & (pl.col("bytes") <= max_bytes)
     )
-    windows = rank_windows(ctx)
-    memops = memops.join(windows, on="rank", how="inner").filter(
-        (pl.col("start_ns") + pl.col("dur_ns") > pl.col("window_start_ns"))
-        & (pl.col("start_ns") < pl.col("window_end_ns"))
-    )
-    runtime = (
-        ctx.tables.runtime.filter(pl.col("correlation").is_not_null())
-        .group_by("rank", "correlation")
-        .agg(pl.col("dur_ns").sum().alias("api_ns"))
-    )
-    ops = issuing_ops(ctx)
     return (
-        memops.join(runtime, on=["rank", "correlation"], how="left")
-        .join(ops, on=["rank", "external_id"], how="left")
+        copies_with_callers(ctx, memops)
         .with_columns(pl.col("api_ns").fill_null(0))
         .select(
             "rank",
