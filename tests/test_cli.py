@@ -137,7 +137,7 @@ def test_export_parquet_round_trip_and_duckdb(tmp_path: Path) -> None:
     rows = duckdb.sql(f"select count(*) from '{out_dir / 'kernels.parquet'}'").fetchall()
     assert rows[0][0] == truth["counts"]["kernels"]
     # Reading the Parquet directory back gives the same report as the trace itself.
-    a, b = tmp_path / "a.md", tmp_path / "b.md"
+    a, b = tmp_path / "a" / "r.md", tmp_path / "b" / "r.md"  # same name: same chart links
     assert main([str(sample), "-o", str(a)]) == 0
     assert main([str(out_dir), "-o", str(b)]) == 0
     body = lambda p: p.read_text().split("\n", 1)[1]  # noqa: E731 - title names the input
