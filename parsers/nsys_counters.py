@@ -26,6 +26,14 @@ _UNIT_WORDS: Final[Mapping[str, str]] = {
     "%": "pct",
     "percent": "pct",
 }
+#: Nsight metrics that measure what a DCGM profiling field measures, as the DCGM field's
+#: counter name (a ratio 0..1): the counter rules and the DCGM section then read Nsight
+#: GPU metrics as they read DCGM. Nsight's own percent series is kept beside it.
+DCGM_EQUIVALENTS: Final[Mapping[str, str]] = {
+    "sm_active_pct": "sm_active_ratio",
+    "tensor_active_pct": "tensor_active_ratio",
+    "gr_active_pct": "gr_engine_active_ratio",
+}
 _NAME_AND_UNIT: Final = re.compile(r"^(?P<name>.*?)\s*(?:\[(?P<unit>[^\]]*)\])?\s*$")
 
 
@@ -67,10 +75,15 @@ def read_gpu_metrics(
     names = {n: metric_name(n) for n in raw["raw_metric"].unique().drop_nulls().to_list()}
     uuids = {g: str(row["uuid"]) for g, row in gpus.items() if row.get("uuid")}
     models = {g: str(row["name"]) for g, row in gpus.items() if row.get("name")}
-    return raw.with_columns(
+    named = raw.with_columns(
         source=pl.lit("nsys"),
         host=pl.lit(host, pl.String()),
         metric=pl.col("raw_metric").replace_strict(names, return_dtype=pl.String()),
         gpu_uuid=pl.col("gpu").replace_strict(uuids, default=None, return_dtype=pl.String()),
         model_name=pl.col("gpu").replace_strict(models, default=None, return_dtype=pl.String()),
     ).drop("raw_metric")
+    equivalents = named.filter(pl.col("metric").is_in(list(DCGM_EQUIVALENTS))).with_columns(
+        pl.col("metric").replace_strict(DCGM_EQUIVALENTS, return_dtype=pl.String()),
+        pl.col("value") / 100.0,
+    )
+    return pl.concat([named, equivalents], how="vertical")

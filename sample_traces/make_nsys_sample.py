@@ -479,7 +479,9 @@ def truth(cap: Capture) -> dict[str, Any]:
             "runtime": len(runtime),
             "syncs": len(cap.rows["CUPTI_ACTIVITY_KIND_SYNCHRONIZATION"]),
             "ops": len(cap.rows["NVTX_EVENTS"]),
-            "counters": len(cap.rows["GPU_METRICS"]),
+            # every sample, plus SM Active again as DCGM's sm_active_ratio
+            "counters": len(cap.rows["GPU_METRICS"])
+            + sum(r["metricId"] == 1 for r in cap.rows["GPU_METRICS"]),
         },
         "kernel_ns_by_name": dict(kernel_ns),
         "api_calls_by_name": dict(api_calls),
@@ -501,7 +503,7 @@ def truth(cap: Capture) -> dict[str, Any]:
         "steps": steps,
         "device": {"name": GPU_NAME, "num_sms": 132, "compute": [9, 0]},
         "gemm_blocks_per_sm": 8 * 4 / 132,
-        "counter_metrics": ["gpc_clock_frequency_mhz", "sm_active_pct"],
+        "counter_metrics": ["gpc_clock_frequency_mhz", "sm_active_pct", "sm_active_ratio"],
         "sm_active_pct_mean": sum(10 * i for i in range(10)) / 10,
     }
 

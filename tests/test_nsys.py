@@ -857,3 +857,13 @@ def test_failed_export_is_an_unreadable_input(
 @pytest.mark.parametrize("stem", ALL_FILES)
 def test_every_table_is_canonical(stem: str) -> None:
     assert _parsed(stem).validate() is _parsed(stem)
+
+
+def test_gpu_metrics_also_feed_the_dcgm_counter_names() -> None:
+    """SM Active [Throughput %] is also stored as DCGM's sm_active_ratio (percent / 100)."""
+    parsed, truth = _sample()
+    counters = parsed.counters
+    ratio = counters.filter((pl.col("metric") == "sm_active_ratio") & (pl.col("gpu") == 0))
+    pct = counters.filter((pl.col("metric") == "sm_active_pct") & (pl.col("gpu") == 0))
+    assert ratio.height == pct.height > 0
+    assert ratio["value"].mean() == pytest.approx(truth["sm_active_pct_mean"] / 100)

@@ -168,7 +168,7 @@ def _missing(summary: pl.DataFrame) -> Paragraph | None:
     absent = [label for key, label in _WANTED.items() if not _present(summary, key)]
     if not absent:
         return None
-    return Paragraph.of(
+    return Paragraph.from_prose(
         f"Not collected: {', '.join(absent)}. Add these DCGM field ids to the collection "
         "(`dcgmi dmon -e ...`, or the dcgm-exporter counters CSV) for a full picture; the "
         "profiling fields (1001-1016) show how busy the SMs, tensor cores and memory were, "
