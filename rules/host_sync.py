@@ -289,7 +289,8 @@ def _finding(
         f"call(s){per_step}, blocking the CPU {blocked_ns / 1e6:.2f} ms; the GPU ran dry "
         f"during them and stayed idle {bubble_ns / 1e6:.2f} ms "
         f"({float(row['bubble_pct']):.1f}% of the {span_ns / 1e6:.1f} ms window), most of it "
-        f"after {top['api']} in {top['op']}."
+        f"after {top['api']} "
+        + ("called directly, outside any CPU op." if top["op"] == _NO_OP else f"in {top['op']}.")
     )
     evidence: dict[str, float | int | str] = {
         "rank": rank,
