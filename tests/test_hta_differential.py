@@ -1,5 +1,8 @@
 """Differential test: our timeline numbers against what HTA 0.5.0 computed on the same traces.
 
+Two HTA outputs are checked: the temporal breakdown (below) and the per-stream idle time
+breakdown (host wait / kernel wait / other, `test_idle_time_breakdown_matches_hta`).
+
 The reference CSVs (../shared/reference/hta/*/temporal_breakdown.csv) hold HTA's per-rank
 idle, compute, non-compute and "kernel" time (the span from the first to the last GPU
 event) in microseconds. Tolerance: 0.5% of each value (plus 1 us for HTA's integer
@@ -61,6 +64,14 @@ CASES = {
 
 _US = 1000
 
+#: Kineto's names of the synchronization records, which HTA classifies by name.
+_SYNC_NAMES = {
+    "stream_sync": "Stream Sync",
+    "event_sync": "Event Sync",
+    "context_sync": "Context Sync",
+    "stream_wait_event": "Stream Wait Event",
+}
+
 
 def _trace_path(rel: str) -> Path:
     path = TRACES / rel
@@ -81,7 +92,7 @@ def _reference(case: str) -> dict[int, dict[str, float]]:
 
 def hta_gpu_events(t: TraceTables) -> pl.DataFrame:
     """GPU events as HTA 0.5.0 sees them (differences 1-4 of the module docstring)."""
-    cols = ["rank", "name", "start_ns", "dur_ns", "correlation"]
+    cols = ["rank", "stream", "name", "start_ns", "dur_ns", "correlation"]
     has_stream = pl.col("stream").is_not_null()
     events = pl.concat(
         [
@@ -89,7 +100,8 @@ def hta_gpu_events(t: TraceTables) -> pl.DataFrame:
             t.memops.filter(has_stream).select(cols).with_columns(pl.col("name").cast(pl.String)),
             t.syncs.select(
                 "rank",
-                pl.lit("Stream Sync").alias("name"),  # any "...Sync" name: HTA's OTHER type
+                "stream",
+                pl.col("kind").cast(pl.String).replace_strict(_SYNC_NAMES).alias("name"),
                 "start_ns",
                 "dur_ns",
                 "correlation",
@@ -163,3 +175,81 @@ def test_temporal_breakdown_matches_hta(case: str) -> None:
             assert math.isclose(got, expected, rel_tol=0.005, abs_tol=1.0), (
                 f"{case} rank {rank} {key}: ours {got} vs HTA {expected}"
             )
+
+
+def hta_idle_breakdown(t: TraceTables, kernel_wait_us: int = 30) -> pl.DataFrame:
+    """Per (rank, stream, category): idle time in us, by HTA's `get_idle_time_breakdown`.
+
+    Consecutive GPU events of a stream (as `hta_gpu_events` sees them): host wait when the
+    launching runtime call started after the previous event ended, kernel wait when the gap
+    is under ``kernel_wait_us``, other otherwise. Runtime start times get HTA's float64
+    rounding too.
+    """
+    base_ns = int(t.meta.flags.get("base_time_ns", "0"))
+    file_ns = pl.col("start_ns") - base_ns
+    start_us = (file_ns // _US).cast(pl.Float64) + (file_ns % _US) / _US
+    launches = (
+        t.runtime.with_columns((start_us.ceil().cast(pl.Int64) * _US + base_ns).alias("rt_ns"))
+        .group_by("rank", "correlation")
+        .agg(pl.col("rt_ns").min())
+    )
+    events = (
+        hta_gpu_events(t)
+        .join(launches, on=["rank", "correlation"], how="left")
+        .sort("rank", "stream", "start_ns")
+        .with_columns(pl.col("end_ns").shift(1).over("rank", "stream").alias("prev_end_ns"))
+        .filter(pl.col("prev_end_ns").is_not_null())
+    )
+    gap = pl.col("start_ns") - pl.col("prev_end_ns")
+    host_wait = (pl.col("rt_ns") > pl.col("prev_end_ns")).fill_null(False)
+    category = (
+        pl.when(host_wait)
+        .then(pl.lit("host_wait"))
+        .when(gap < kernel_wait_us * _US)
+        .then(pl.lit("kernel_wait"))
+        .otherwise(pl.lit("other"))
+    )
+    return (
+        events.with_columns(category.alias("idle_category"), gap.alias("gap_ns"))
+        .group_by("rank", "stream", "idle_category")
+        .agg((pl.col("gap_ns").sum() / _US).alias("idle_time"))
+    )
+
+
+# On these two traces, Kineto's cuda_sync records overlap kernels on stream 7, and HTA's
+# kernel-wait sum on that stream differs from this reproduction by a few hundred us (and
+# stream 20's idle time is split differently); the cause is not pinned down, so the
+# difference is recorded here rather than hidden by a looser tolerance.
+_IDLE_NOT_REPRODUCED = {"critical_path__alexnet", "critical_path__simple_add"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.xfail(reason="overlapping cuda_sync records, see above"))
+        if c in _IDLE_NOT_REPRODUCED
+        else c
+        for c in sorted(CASES)
+    ],
+)
+def test_idle_time_breakdown_matches_hta(case: str) -> None:
+    from parsers import kineto
+
+    path = REFERENCE / "hta" / case / "idle_time_breakdown_0.csv"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared is not beside this checkout)")
+    with path.open() as f:
+        reference = list(csv.DictReader(f))
+    ours = hta_idle_breakdown(kineto.parse(_trace_path(CASES[case])))
+    for row in reference:
+        match = ours.filter(
+            (pl.col("rank") == int(row["rank"]))
+            & (pl.col("stream") == int(row["stream"]))
+            & (pl.col("idle_category") == row["idle_category"])
+        )
+        got = float(match["idle_time"][0]) if match.height else 0.0
+        expected = float(row["idle_time"])
+        assert math.isclose(got, expected, rel_tol=0.005, abs_tol=1.0), (
+            f"{case} rank {row['rank']} stream {row['stream']} {row['idle_category']}: "
+            f"ours {got} vs HTA {expected}"
+        )
