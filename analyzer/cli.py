@@ -20,6 +20,7 @@ from pathlib import Path
 from analyzer import __version__
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.errors import AnalyzerError, BadConfigError
+from analyzer.executor import ExecutorOptions
 from analyzer.findings import Severity
 
 INTERNAL_ERROR = 70
@@ -60,9 +61,34 @@ def _report_parser() -> argparse.ArgumentParser:
         choices=("info", "warning", "critical"),
         help="exit 1 when a finding of this severity or worse exists (for CI)",
     )
+    _add_executor_options(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"analyze {__version__}")
     return p
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    """Where parsing runs: ``--executor``, ``--jobs``, ``--ray-address``."""
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where a multi-rank directory's ranks are parsed: local process pool "
+        "(default) or Ray tasks (pip install '.[ray]')",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="parallel processes: rank files at once, or chunks of one large file "
+        "(default: one per CPU; 1 parses everything in this process)",
+    )
+    p.add_argument(
+        "--ray-address", help="Ray cluster to join with --executor ray (default: a local Ray)"
+    )
+
+
+def _executor(args: argparse.Namespace) -> ExecutorOptions:
+    return ExecutorOptions(kind=args.executor, jobs=args.jobs, ray_address=args.ray_address)
 
 
 def _ids(text: str | None) -> list[str]:
@@ -103,7 +129,7 @@ def run_report(argv: Sequence[str]) -> int:
         mem_bw_gbs=args.mem_bw_gbs,
         samples_per_step=args.samples_per_step,
     )
-    tables = load(args.paths)
+    tables = load(args.paths, _executor(args))
     ctx = AnalysisContext(tables=tables, options=options)
     result = run_rules(ctx, cfg, _ids(args.rules) or None, _ids(args.skip))
     out_format = _output_format(args)
@@ -165,8 +191,9 @@ def run_export(argv: Sequence[str]) -> int:
     p = _ArgumentParser(prog="analyze export", description="Write the canonical tables.")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--parquet", type=Path, required=True, help="output directory")
+    _add_executor_options(p)
     args = p.parse_args(argv)
-    written = parquet.write(load(args.paths), args.parquet)
+    written = parquet.write(load(args.paths, _executor(args)), args.parquet)
     sys.stdout.write(f"wrote {len(written)} tables to {args.parquet}\n")
     return 0
 

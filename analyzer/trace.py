@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from analyzer.executor import ExecutorOptions
 from parsers import detect
 from parsers.errors import BadConfigError, UnreadableInputError, UnsupportedFormatError
 from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, concat_tables
@@ -41,6 +42,22 @@ def _parser_for(kind: str) -> Parser:
     raise UnsupportedFormatError(f"no parser for input kind {kind!r}")
 
 
+_KINETO_KINDS = ("kineto", "kineto-dir")
+
+
+def _parse_kineto(path: Path, executor: ExecutorOptions) -> TraceTables:
+    """A Kineto file (its chunks decoded by ``jobs`` processes, or one per CPU when it is
+    large) or a per-rank directory (its ranks parsed by the executor, in parallel)."""
+    from analyzer.executor import parse_ranks
+    from parsers import kineto
+
+    return kineto.parse(
+        path,
+        workers=executor.jobs,
+        parse_ranks=lambda files: parse_ranks(files, executor),
+    )
+
+
 def _expand(path: Path) -> list[tuple[str, Path]]:
     """Sniffed (kind, path) pairs for one argument; a mixed directory yields several."""
     if not path.exists():
@@ -60,11 +77,12 @@ def _expand(path: Path) -> list[tuple[str, Path]]:
     return pairs
 
 
-def load(paths: Sequence[Path]) -> TraceTables:
+def load(paths: Sequence[Path], executor: ExecutorOptions | None = None) -> TraceTables:
     """Parse every input and combine them into one validated bundle.
 
     At most one trace (Kineto file or per-rank directory, Nsight export, or Parquet
     directory) may be given; any number of DCGM inputs add counter samples to it.
+    ``executor`` says where Kineto parsing runs (default: here, one process).
     """
     if not paths:
         raise BadConfigError("no input given")
@@ -77,7 +95,10 @@ def load(paths: Sequence[Path]) -> TraceTables:
             f"several traces given ({names}); analyze one trace (or one directory of "
             "per-rank traces) at a time"
         )
-    bundles = [_parser_for(k)(p) for k, p in traces + metrics]
+    bundles = [
+        _parse_kineto(p, executor) if k in _KINETO_KINDS and executor else _parser_for(k)(p)
+        for k, p in traces + metrics
+    ]
     if len(bundles) == 1:
         return bundles[0].validate()
     combined = _combine(bundles)

@@ -7,14 +7,21 @@ microseconds relative to ``baseTimeNanoseconds``, ROCm (HIP names, no occupancy)
 (``mtia_ccp_events`` are the accelerator's kernels, ``mtia_runtime`` its runtime calls, as
 HTA treats them), CPU-only traces (empty GPU tables, still a valid bundle).
 
-Pipeline per file: `kineto_read` (bytes, typed decode, truncation salvage) ->
-`kineto_build` (one frame per event kind) -> `kineto_link` (categories, nesting, steps,
-collectives) -> `TraceTables`, validated. Times are exact integer nanoseconds on the Unix
-epoch whenever the trace carries absolute time.
+Pipeline per file: `kineto_chunks` (the file streamed, gunzipped and cut into chunks of
+whole events; truncation salvage) -> `kineto_build` (each chunk decoded and turned into
+one frame per event kind, in this process or by a pool of processes: `kineto_assemble`) ->
+`kineto_link` (categories, nesting, steps, collectives) -> `TraceTables`, validated. A
+file the stream cannot take (malformed, odd layout) is read whole by `kineto_read`, which
+gives the same tables or the one-line error. Times are exact integer nanoseconds on the
+Unix epoch whenever the trace carries absolute time.
+
+A directory's rank files are parsed by ``parse_ranks`` (the analyzer passes its executor:
+a process pool or Ray), then merged (`merge_ranks`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,33 +29,50 @@ import polars as pl
 
 from parsers.detect import classify_dir
 from parsers.errors import UnreadableInputError, UnsupportedFormatError
-from parsers.kineto_build import build_frames, group_events
+from parsers.kineto_assemble import read_file
+from parsers.kineto_chunks import CHUNK_BYTES
 from parsers.kineto_link import finish
 from parsers.kineto_meta import FileFacts, clock, devices, facts, rank_from_name
-from parsers.kineto_read import read_document
 from parsers.schema import RankInfo, TraceMeta, TraceTables, concat_tables
 
 SOURCE = "kineto"
 
 
-def parse(path: Path) -> TraceTables:
-    """Parse a Kineto trace file, or a directory of per-rank trace files."""
+#: Parses a directory's rank files, in order (the caller may run them in parallel).
+RankParser = Callable[[Sequence[Path]], list[TraceTables]]
+
+
+def parse(
+    path: Path, *, workers: int | None = 1, parse_ranks: RankParser | None = None
+) -> TraceTables:
+    """Parse a Kineto trace file, or a directory of per-rank trace files.
+
+    ``workers``: processes that decode one large file's chunks (None: one per CPU when
+    the file is large; 1: in this process). ``parse_ranks``: how a directory's rank files
+    are parsed (default: one after the other, here).
+    """
     path = Path(path)
     if path.is_dir():
-        return parse_dir(path)
+        return parse_dir(path, parse_ranks)
     if not path.exists():
         raise UnreadableInputError("no such file", path)
-    return parse_file(path)
+    return parse_file(path, workers=workers)
 
 
-def parse_file(path: Path) -> TraceTables:
-    """Parse one Kineto file into validated tables of a single rank."""
-    read = read_document(path)
+def parse_file(
+    path: Path, *, workers: int | None = 1, chunk_bytes: int = CHUNK_BYTES, whole: bool = False
+) -> TraceTables:
+    """Parse one Kineto file into validated tables of a single rank.
+
+    The file is streamed in chunks of ``chunk_bytes`` of JSON; ``workers`` processes decode
+    them (None: as many as there are CPUs when the file is large, else 1). ``whole=True``
+    decodes the file at once instead (same tables; kept to check the streaming path).
+    """
+    read = read_file(path, workers=workers, chunk_bytes=chunk_bytes, whole=whole)
     file_facts = facts(read.document)
     rank, rank_from_trace, rank_warning = _rank(file_facts, path)
-    clock_name, offset_ns = clock(read.events, file_facts.base_time_ns)
-    frames = build_frames(group_events(read.events), offset_ns)
-    finished = finish(frames, rank, path.name)
+    clock_name, offset_ns = clock(read.first_x_ts, file_facts.base_time_ns)
+    finished = finish(read.frames, rank, path.name, offset_ns)
     tables = finished.tables
     warnings = [*read.warnings, *finished.warnings, *rank_warning]
     meta = TraceMeta(
@@ -108,17 +132,22 @@ def _span(tables: dict[str, pl.DataFrame], *, start: bool) -> int | None:
     return int(min(found) if start else max(found))
 
 
-def parse_dir(path: Path) -> TraceTables:
+def parse_dir(path: Path, parse_ranks: RankParser | None = None) -> TraceTables:
     """Parse a directory of per-rank Kineto files as one multi-rank trace."""
     groups = classify_dir(path)
     files = sorted(groups.get("kineto", []))
     if not files:
         raise UnsupportedFormatError("directory holds no Kineto trace files", path)
-    parts = [parse_file(f) for f in files]
+    parts = parse_ranks(files) if parse_ranks is not None else [parse_file(f) for f in files]
     ignored = sum(len(v) for k, v in groups.items() if k != "kineto")
-    parts, rank_warnings = _unique_ranks(parts)
-    meta = _merged_meta(path, parts, rank_warnings, ignored)
-    return concat_tables(parts, meta).validate()
+    return merge_ranks(path, parts, ignored)
+
+
+def merge_ranks(path: Path, parts: Sequence[TraceTables], ignored: int = 0) -> TraceTables:
+    """One bundle from the rank files of directory ``path`` (each its own rank)."""
+    unique, rank_warnings = _unique_ranks(list(parts))
+    meta = _merged_meta(path, unique, rank_warnings, ignored)
+    return concat_tables(unique, meta).validate()
 
 
 def _unique_ranks(parts: list[TraceTables]) -> tuple[list[TraceTables], list[str]]:

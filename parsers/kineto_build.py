@@ -2,11 +2,19 @@
 
 Each builder takes the events of one kind and returns a polars frame whose columns are a
 subset of the canonical table's, plus private ``_``-prefixed columns that `kineto_link`
-consumes (collective args, ROCm copy sizes) and drops. Builders decode ``args`` with the
-kind's own Struct and nothing else; python_function events never have their args decoded.
+consumes (collective args, ROCm copy sizes) and drops. Times are on the file's own origin
+(`kineto_link.shift_times` moves them onto the trace's clock).
 
-Builders work on any slice of a trace's events, so a chunked reader can call them batch by
-batch and concatenate the frames.
+Why it is written this way: a 500 MB trace has millions of events, so per-event Python
+work is what costs. Events are grouped by kind with one vectorized expression; each kind's
+``args`` are decoded by one msgspec call over all its events (falling back to one call per
+event, leniently, when a value has an unexpected type); fields are taken out of the decoded
+Structs with C-level transposition (``attrgetter`` + ``zip``); timestamps and raw JSON text
+become columns through one joined string (`kineto_time`). python_function events never have
+their args decoded.
+
+Builders work on any slice of a trace's events, so a chunked reader can call them chunk by
+chunk (`build_kind_frames`) and concatenate the frames (`merge_kind_frames`).
 """
 
 from __future__ import annotations
@@ -14,15 +22,18 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, TypeVar
+from dataclasses import dataclass
+from functools import cache
+from operator import attrgetter
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 import polars as pl
 
 from parsers.kineto_events import (
+    AnyEvent,
     CommArgs,
     DmaArgs,
-    Event,
     KernelArgs,
     MemopArgs,
     MemoryArgs,
@@ -30,7 +41,7 @@ from parsers.kineto_events import (
     RuntimeArgs,
     SyncArgs,
 )
-from parsers.kineto_time import us_to_ns
+from parsers.kineto_time import numeric_us_to_ns, raw_text_column, raw_us, us_to_ns
 
 #: Event ``cat`` -> our kind, for complete (``ph: X``) events. 2021 names included.
 KIND_BY_CAT: Final[dict[str, str]] = {
@@ -69,13 +80,14 @@ _F64 = pl.Float64()
 _STR = pl.String()
 
 
-def group_events(events: Iterable[Event]) -> dict[str, list[Event]]:
-    """Events by kind; metadata, flows, instants other than ``[memory]`` are left out.
+def group_events(events: Iterable[AnyEvent]) -> dict[str, list[AnyEvent]]:
+    """Events by kind, kinds in order of first appearance; metadata, flows, instants
+    other than ``[memory]`` are left out.
 
     MTIA CCP events are the accelerator's kernels, except its DMA requests, which are
     memory copies (HTA counts ``dma*`` events as memory, like Memcpy / Memset).
     """
-    groups: dict[str, list[Event]] = defaultdict(list)
+    groups: dict[str, list[AnyEvent]] = defaultdict(list)
     kinds = KIND_BY_CAT
     for event in events:
         if event.ph == "X":
@@ -87,6 +99,33 @@ def group_events(events: Iterable[Event]) -> dict[str, list[Event]]:
         elif event.ph in ("i", "I") and event.name == MEMORY_EVENT_NAME:
             groups["memory"].append(event)
     return groups
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """The common fields of a kind's events, one list per field."""
+
+    name: list[str | None]
+    pid: list[int | str | None]
+    tid: list[int | str | None]
+    ts: list[msgspec.Raw | int | float | None]  # all raw, or all numbers (one event type)
+    dur: list[msgspec.Raw | int | float | None]
+    args: list[msgspec.Raw]
+
+    @property
+    def count(self) -> int:
+        return len(self.name)
+
+
+def _fields(events: Sequence[AnyEvent]) -> _Fields:
+    return _Fields(
+        name=[e.name for e in events],
+        pid=[e.pid for e in events],
+        tid=[e.tid for e in events],
+        ts=[e.ts for e in events],
+        dur=[e.dur for e in events],
+        args=[e.args for e in events],
+    )
 
 
 def as_int(value: object) -> int | None:
@@ -161,20 +200,45 @@ def _lenient_args(raw: msgspec.Raw, decoder: msgspec.json.Decoder[S], kind: type
     return decoder.decode(msgspec.json.encode(good))
 
 
-def _decoder(kind: type[S]) -> msgspec.json.Decoder[S]:
-    return msgspec.json.Decoder(kind)
+class _Decoders(Generic[S]):
+    """A kind's args decoders: all of a batch at once, or one event at a time."""
+
+    def __init__(self, kind: type[S]) -> None:
+        self.kind = kind
+        self.one = msgspec.json.Decoder(kind)
+        self.batch = msgspec.json.Decoder(list[kind])  # type: ignore[valid-type]
+
+    def decode(self, raws: Sequence[msgspec.Raw]) -> list[S]:
+        """Each raw args object decoded; the batch decode falls back to one by one (and
+        lenient) when any value does not fit."""
+        if not raws:
+            return []
+        payload = b"[" + b",".join([raw or b"{}" for raw in raws]) + b"]"
+        try:
+            decoded: list[S] = self.batch.decode(payload)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return [decode_args(self.one, raw, self.kind) for raw in raws]
+        return decoded
 
 
-_KERNEL_ARGS: Final = _decoder(KernelArgs)
-_MEMOP_ARGS: Final = _decoder(MemopArgs)
-_RUNTIME_ARGS: Final = _decoder(RuntimeArgs)
-_SYNC_ARGS: Final = _decoder(SyncArgs)
-_OP_ARGS: Final = _decoder(OpArgs)
-_COMM_ARGS: Final = _decoder(CommArgs)
-_MEMORY_ARGS: Final = _decoder(MemoryArgs)
-_DMA_ARGS: Final = _decoder(DmaArgs)
-_EMPTY_OP_ARGS: Final = OpArgs()
-_EMPTY_COMM_ARGS: Final = CommArgs()
+_KERNEL_ARGS: Final = _Decoders(KernelArgs)
+_MEMOP_ARGS: Final = _Decoders(MemopArgs)
+_RUNTIME_ARGS: Final = _Decoders(RuntimeArgs)
+_SYNC_ARGS: Final = _Decoders(SyncArgs)
+_OP_ARGS: Final = _Decoders(OpArgs)
+_COMM_ARGS: Final = _Decoders(CommArgs)
+_MEMORY_ARGS: Final = _Decoders(MemoryArgs)
+_DMA_ARGS: Final = _Decoders(DmaArgs)
+
+
+def _columns(items: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Attributes of many Structs, one list per attribute."""
+    return {name: list(map(attrgetter(name), items)) for name in names}
+
+
+def _nulls(name: str, dtype: pl.DataType, height: int) -> pl.Series:
+    """A column of ``height`` nulls."""
+    return pl.Series(name, dtype=dtype).extend_constant(None, height)
 
 
 def _series(name: str, values: Sequence[Any], dtype: pl.DataType) -> pl.Series:
@@ -182,63 +246,102 @@ def _series(name: str, values: Sequence[Any], dtype: pl.DataType) -> pl.Series:
     return pl.Series(name, values, dtype=dtype, strict=False)
 
 
-def _times(events: Sequence[Event], offset_ns: int) -> list[pl.Series]:
-    """``start_ns`` and ``dur_ns`` columns, exact, shifted onto the trace's clock."""
-    start = us_to_ns([e.ts for e in events], "start_ns") + offset_ns
-    dur = us_to_ns([e.dur for e in events], "dur_ns")
-    return [start, dur]
+def _times(fields: _Fields) -> list[pl.Series]:
+    """``start_ns`` and ``dur_ns`` columns, exact, on the file's own origin."""
+    return [_ns(fields.ts, "start_ns"), _ns(fields.dur, "dur_ns")]
 
 
-def _ids(values: Sequence[object]) -> list[int | None]:
-    """pids / tids as integers (ints pass through untouched)."""
-    return [v if type(v) is int else as_id(v) for v in values]
+def _ns(values: Sequence[msgspec.Raw | int | float | None], name: str) -> pl.Series:
+    """Nanoseconds from raw text or decoded numbers (`NeedExactTimes` when inexact)."""
+    if values and isinstance(values[0], msgspec.Raw):
+        return us_to_ns(values, name)  # type: ignore[arg-type]
+    return numeric_us_to_ns(values, name)  # type: ignore[arg-type]
 
 
-def _or_ids(primary: Sequence[int | None], fallback: Sequence[object]) -> list[int | None]:
+def _id_series(name: str, values: Sequence[object], dtype: pl.DataType) -> pl.Series:
+    """pids / tids / devices as integers: integers pass through, 2021 text is read."""
+    try:
+        return pl.Series(name, values, dtype=_I64, strict=True).cast(dtype, strict=False)
+    except (TypeError, OverflowError, pl.exceptions.PolarsError):
+        return _series(name, [v if type(v) is int else as_id(v) for v in values], dtype)
+
+
+def _or_ids(
+    name: str, primary: Sequence[int | None], fallback: Sequence[object], dtype: pl.DataType
+) -> pl.Series:
     """``primary`` where present, else the fallback id (a kernel's device from its pid)."""
-    return [
+    if None not in primary:
+        return _series(name, primary, dtype)
+    values = [
         p if p is not None else (f if type(f) is int else as_id(f))
         for p, f in zip(primary, fallback, strict=True)
     ]
+    return _series(name, values, dtype)
 
 
-_WithExternalId = KernelArgs | MemopArgs | RuntimeArgs | OpArgs
-
-
-def _external_ids(args: Sequence[_WithExternalId]) -> list[int | None]:
+def _external_ids(columns: dict[str, list[Any]]) -> pl.Series:
     """``External id`` (or 2021's ``external id``); 0 and below mean "no op" in Kineto."""
-    values = [a.external_id if a.external_id is not None else a.external_id_2021 for a in args]
-    return [v if v is not None and v > 0 else None for v in values]
+    current, old = columns["external_id"], columns["external_id_2021"]
+    if any(v is not None for v in old):
+        values = [c if c is not None else o for c, o in zip(current, old, strict=True)]
+    else:
+        values = list(current)
+    ids = _series("external_id", values, _I64)
+    return ids.set(ids <= 0, None) if ids.len() else ids
 
 
-def _component(triples: Sequence[list[int] | None], index: int) -> list[int | None]:
-    """One component of grid / block triples."""
-    return [t[index] if t is not None and len(t) > index else None for t in triples]
+def _triples(prefix: str, triples: Sequence[list[int] | None]) -> list[pl.Series]:
+    """``{prefix}_x/_y/_z`` columns from grid / block triples (null where absent)."""
+    try:  # the usual case, every event with three components: a C-level transposition
+        components: list[Sequence[int | None]] = list(zip(*triples, strict=True))
+    except (TypeError, ValueError):  # a triple absent, or triples of different lengths
+        components = []
+    if len(components) != 3:
+        components = [
+            [t[index] if t is not None and len(t) > index else None for t in triples]
+            for index in range(3)
+        ]
+    return [
+        _series(f"{prefix}_{axis}", values, _I32)
+        for axis, values in zip("xyz", components, strict=True)
+    ]
 
 
-_XYZ: Final = ((0, "x"), (1, "y"), (2, "z"))
+_KERNEL_FIELDS: Final = (
+    "device",
+    "stream",
+    "correlation",
+    "external_id",
+    "external_id_2021",
+    "registers",
+    "shared_mem",
+    "blocks_per_sm",
+    "warps_per_sm",
+    "occupancy",
+    "grid",
+    "block",
+)
 
 
-def kernels(events: Sequence[Event], offset_ns: int) -> pl.DataFrame:
+def kernels(fields: _Fields) -> pl.DataFrame:
     """Kernel rows (CUDA, ROCm, MTIA CCP) with launch geometry and collective args."""
-    args = [decode_args(_KERNEL_ARGS, e.args, KernelArgs) for e in events]
-    grids = [a.grid for a in args]
-    blocks = [a.block for a in args]
+    args = _KERNEL_ARGS.decode(fields.args)
+    a = _columns(args, _KERNEL_FIELDS)
     columns = [
-        _series("device", _or_ids([a.device for a in args], [e.pid for e in events]), _I32),
-        _series("stream", [a.stream for a in args], _I64),
-        _series("name", [e.name for e in events], _STR),
-        *_times(events, offset_ns),
-        _series("correlation", [a.correlation for a in args], _I64),
-        _series("external_id", _external_ids(args), _I64),
-        *(_series(f"grid_{c}", _component(grids, i), _I32) for i, c in _XYZ),
-        *(_series(f"block_{c}", _component(blocks, i), _I32) for i, c in _XYZ),
-        _series("registers_per_thread", [a.registers for a in args], _I32),
-        _series("shared_mem_bytes", [a.shared_mem for a in args], _I64),
-        _series("blocks_per_sm", [a.blocks_per_sm for a in args], _F64),
-        _series("warps_per_sm", [a.warps_per_sm for a in args], _F64),
-        _series("occupancy_pct", [a.occupancy for a in args], _F64),
-        *_comm_columns(args),
+        _or_ids("device", a["device"], fields.pid, _I32),
+        _series("stream", a["stream"], _I64),
+        _series("name", fields.name, _STR),
+        *_times(fields),
+        _series("correlation", a["correlation"], _I64),
+        _external_ids(a),
+        *_triples("grid", a["grid"]),
+        *_triples("block", a["block"]),
+        _series("registers_per_thread", a["registers"], _I32),
+        _series("shared_mem_bytes", a["shared_mem"], _I64),
+        _series("blocks_per_sm", a["blocks_per_sm"], _F64),
+        _series("warps_per_sm", a["warps_per_sm"], _F64),
+        _series("occupancy_pct", a["occupancy"], _F64),
+        *_comm_columns(args, len(args)),
     ]
     return pl.DataFrame(columns)
 
@@ -252,41 +355,54 @@ _COMM_DTYPES: Final[tuple[tuple[str, pl.DataType], ...]] = (
     ("_c_pg_name", _STR),
     ("_c_seq", _I64),
 )
+_COMM_FIELDS: Final = (
+    "collective",
+    "dtype",
+    "in_nelems",
+    "out_nelems",
+    "group_size",
+    "pg_name",
+    "seq",
+)
 
 
-def _comm_columns(args: Sequence[KernelArgs | CommArgs]) -> list[pl.Series]:
+def _comm_columns(args: Sequence[KernelArgs | CommArgs], height: int) -> list[pl.Series]:
     """Private collective-arg columns (``_c_*``) read by `kineto_link`; all null (cheaply)
     when no event of the batch carries a collective name."""
-    if all(a.collective is None for a in args):
-        return [pl.Series(name, [None] * len(args), dtype=dtype) for name, dtype in _COMM_DTYPES]
-    values: tuple[list[Any], ...] = (
-        [a.collective for a in args],
-        [a.dtype for a in args],
-        [a.in_nelems for a in args],
-        [a.out_nelems for a in args],
-        [a.group_size for a in args],
-        [as_str(a.pg_name) for a in args],
-        [a.seq for a in args],
-    )
+    collective = _columns(args, ("collective",))["collective"]
+    if len(args) != height or not any(c is not None for c in collective):
+        return [_nulls(name, dtype, height) for name, dtype in _COMM_DTYPES]
+    values = _columns(args, _COMM_FIELDS)
+    values["pg_name"] = [as_str(v) for v in values["pg_name"]]
     return [
-        _series(name, column, dtype)
-        for (name, dtype), column in zip(_COMM_DTYPES, values, strict=True)
+        _series(name, values[field], dtype)
+        for (name, dtype), field in zip(_COMM_DTYPES, _COMM_FIELDS, strict=True)
     ]
 
 
-def memops(events: Sequence[Event], offset_ns: int, kind: str) -> pl.DataFrame:
+_MEMOP_FIELDS: Final = (
+    "device",
+    "stream",
+    "correlation",
+    "external_id",
+    "external_id_2021",
+    "bytes",
+)
+
+
+def memops(fields: _Fields, kind: str) -> pl.DataFrame:
     """Memcpy or memset rows; kind and memory types come later from the name."""
-    args = [decode_args(_MEMOP_ARGS, e.args, MemopArgs) for e in events]
+    a = _columns(_MEMOP_ARGS.decode(fields.args), _MEMOP_FIELDS)
     return pl.DataFrame(
         [
-            _series("device", _or_ids([a.device for a in args], [e.pid for e in events]), _I32),
-            _series("stream", [a.stream for a in args], _I64),
-            _series("name", [e.name for e in events], _STR),
-            _series("_memset", [kind == "memset"] * len(events), pl.Boolean()),
-            _series("bytes", [a.bytes for a in args], _I64),
-            *_times(events, offset_ns),
-            _series("correlation", [a.correlation for a in args], _I64),
-            _series("external_id", _external_ids(args), _I64),
+            _or_ids("device", a["device"], fields.pid, _I32),
+            _series("stream", a["stream"], _I64),
+            _series("name", fields.name, _STR),
+            pl.Series("_memset", [kind == "memset"] * fields.count, dtype=pl.Boolean()),
+            _series("bytes", a["bytes"], _I64),
+            *_times(fields),
+            _series("correlation", a["correlation"], _I64),
+            _external_ids(a),
         ]
     )
 
@@ -298,48 +414,54 @@ _DMA_DIRECTION: Final[dict[str, tuple[str, str, str]]] = {
 }
 
 
-def dma(events: Sequence[Event], offset_ns: int) -> pl.DataFrame:
+def dma(fields: _Fields) -> pl.DataFrame:
     """MTIA DMA requests as memory copies: direction gives the kind, ``size`` the bytes."""
-    args = [decode_args(_DMA_ARGS, e.args, DmaArgs) for e in events]
+    args = _DMA_ARGS.decode(fields.args)
     kinds = [_DMA_DIRECTION.get(a.direction or "", ("other", "unknown", "unknown")) for a in args]
     return pl.DataFrame(
         [
-            _series("device", _ids([e.pid for e in events]), _I32),
+            _id_series("device", fields.pid, _I32),
             _series("stream", [a.stream for a in args], _I64),
-            _series("name", [e.name for e in events], _STR),
-            _series("_memset", [False] * len(events), pl.Boolean()),
+            _series("name", fields.name, _STR),
+            pl.Series("_memset", [False] * fields.count, dtype=pl.Boolean()),
             _series("kind", [k[0] for k in kinds], _STR),
             _series("src_mem", [k[1] for k in kinds], _STR),
             _series("dst_mem", [k[2] for k in kinds], _STR),
             _series("bytes", [a.size for a in args], _I64),
-            *_times(events, offset_ns),
+            *_times(fields),
             _series("correlation", [a.correlation for a in args], _I64),
         ]
     )
 
 
-def runtime(events: Sequence[Event], offset_ns: int, kind: str) -> pl.DataFrame:
+_RUNTIME_FIELDS: Final = ("correlation", "external_id", "external_id_2021", "size", "bytes")
+
+
+def runtime(fields: _Fields, kind: str) -> pl.DataFrame:
     """Runtime or driver API call rows, with the ROCm copy size kept privately."""
-    args = [decode_args(_RUNTIME_ARGS, e.args, RuntimeArgs) for e in events]
+    a = _columns(_RUNTIME_ARGS.decode(fields.args), _RUNTIME_FIELDS)
     return pl.DataFrame(
         [
-            _series("pid", _ids([e.pid for e in events]), _I64),
-            _series("tid", _ids([e.tid for e in events]), _I64),
-            _series("name", [e.name for e in events], _STR),
-            _series("kind", [kind] * len(events), _STR),
-            *_times(events, offset_ns),
-            _series("correlation", [a.correlation for a in args], _I64),
-            _series("external_id", _external_ids(args), _I64),
-            _series("_copy_bytes", [_copy_size(a) for a in args], _I64),
+            _id_series("pid", fields.pid, _I64),
+            _id_series("tid", fields.tid, _I64),
+            _series("name", fields.name, _STR),
+            pl.Series("kind", [kind] * fields.count, dtype=_STR),
+            *_times(fields),
+            _series("correlation", a["correlation"], _I64),
+            _external_ids(a),
+            _series("_copy_bytes", _copy_sizes(a["size"], a["bytes"]), _I64),
         ]
     )
 
 
-def _copy_size(args: RuntimeArgs) -> int | None:
+def _copy_sizes(sizes: Sequence[object], byte_counts: Sequence[object]) -> list[int | None]:
     """The byte count a ROCm copy call carries (``size``, sometimes ``bytes``)."""
-    if args.size is None and args.bytes is None:
-        return None
-    return as_int(args.size if args.size is not None else args.bytes)
+    if not any(v is not None for v in sizes) and not any(v is not None for v in byte_counts):
+        return [None] * len(sizes)
+    return [
+        None if s is None and b is None else as_int(s if s is not None else b)
+        for s, b in zip(sizes, byte_counts, strict=True)
+    ]
 
 
 _SYNC_KIND: Final[dict[str, str]] = {
@@ -350,19 +472,19 @@ _SYNC_KIND: Final[dict[str, str]] = {
 }
 
 
-def syncs(events: Sequence[Event], offset_ns: int) -> pl.DataFrame:
+def syncs(fields: _Fields) -> pl.DataFrame:
     """``cuda_sync`` rows; the kind comes from ``cuda_sync_kind`` or else the name."""
-    args = [decode_args(_SYNC_ARGS, e.args, SyncArgs) for e in events]
+    args = _SYNC_ARGS.decode(fields.args)
     kinds = [
-        _SYNC_KIND.get((a.kind or e.name or "").strip().lower(), "other")
-        for a, e in zip(args, events, strict=True)
+        _SYNC_KIND.get((a.kind or name or "").strip().lower(), "other")
+        for a, name in zip(args, fields.name, strict=True)
     ]
     return pl.DataFrame(
         [
             _series("device", [_non_negative(a.device) for a in args], _I32),
             _series("stream", [_non_negative(as_id(a.stream)) for a in args], _I64),
             _series("kind", kinds, _STR),
-            *_times(events, offset_ns),
+            *_times(fields),
             _series("correlation", [a.correlation for a in args], _I64),
         ]
     )
@@ -373,100 +495,213 @@ def _non_negative(value: int | None) -> int | None:
     return value if value is not None and value >= 0 else None
 
 
-def ops(events: Sequence[Event], offset_ns: int, kind: str) -> pl.DataFrame:
+_OP_FIELDS: Final = (
+    "external_id",
+    "external_id_2021",
+    "sequence_number",
+    "input_dims",
+    "input_types",
+    "concrete_inputs",
+)
+
+
+def ops(fields: _Fields, kind: str) -> pl.DataFrame:
     """CPU op / annotation / python function rows; shapes kept as raw JSON text."""
     if kind == "python_function":
-        args: list[OpArgs] = [_EMPTY_OP_ARGS] * len(events)
+        args: list[OpArgs] = []
+        a = {name: [None] * fields.count for name in _OP_FIELDS}
+        shapes = [_nulls(n, _STR, fields.count) for n in _SHAPE_COLUMNS]
     else:
-        args = [decode_args(_OP_ARGS, e.args, OpArgs) for e in events]
-    comm_args = [
-        decode_args(_COMM_ARGS, e.args, CommArgs)
-        if e.name == "record_param_comms"
-        else _EMPTY_COMM_ARGS
-        for e in events
+        args = _OP_ARGS.decode(fields.args)
+        a = _columns(args, _OP_FIELDS)
+        shapes = [_json_text(n, a[f]) for n, f in zip(_SHAPE_COLUMNS, _SHAPE_FIELDS, strict=True)]
+    return pl.DataFrame(
+        [
+            _id_series("pid", fields.pid, _I64),
+            _id_series("tid", fields.tid, _I64),
+            _series("name", fields.name, _STR),
+            pl.Series("kind", [kind] * fields.count, dtype=_STR),
+            *_times(fields),
+            _external_ids(a),
+            _series("sequence_number", a["sequence_number"], _I64),
+            *shapes,
+            *_comm_columns(_recorded_comm_args(fields), fields.count),
+        ]
+    )
+
+
+_SHAPE_COLUMNS: Final = ("input_dims", "input_types", "concrete_inputs")
+_SHAPE_FIELDS: Final = ("input_dims", "input_types", "concrete_inputs")
+_RECORD_PARAM_COMMS: Final = "record_param_comms"
+
+
+def _recorded_comm_args(fields: _Fields) -> list[CommArgs]:
+    """Collective args of ``record_param_comms`` ops (others get empty args); an empty
+    list when the batch has none."""
+    if _RECORD_PARAM_COMMS not in fields.name:
+        return []
+    empty = CommArgs()
+    return [
+        decode_args(_COMM_ARGS.one, raw, CommArgs) if name == _RECORD_PARAM_COMMS else empty
+        for name, raw in zip(fields.name, fields.args, strict=True)
     ]
-    return pl.DataFrame(
-        [
-            _series("pid", _ids([e.pid for e in events]), _I64),
-            _series("tid", _ids([e.tid for e in events]), _I64),
-            _series("name", [e.name for e in events], _STR),
-            _series("kind", [kind] * len(events), _STR),
-            *_times(events, offset_ns),
-            _series("external_id", _external_ids(args), _I64),
-            _series("sequence_number", [a.sequence_number for a in args], _I64),
-            _series("input_dims", [_text(a.input_dims) for a in args], _STR),
-            _series("input_types", [_text(a.input_types) for a in args], _STR),
-            _series("concrete_inputs", [_text(a.concrete_inputs) for a in args], _STR),
-            *_comm_columns(comm_args),
-        ]
-    )
 
 
-def _text(raw: msgspec.Raw) -> str | None:
-    """Raw JSON as text, undecoded (None when the key is absent or null)."""
-    if not raw:
-        return None
-    text = bytes(raw).decode("utf-8", "replace")
-    return None if text == "null" else text
+def _json_text(name: str, raws: Sequence[msgspec.Raw | None]) -> pl.Series:
+    """Raw JSON values as text, undecoded (null when the key is absent or null)."""
+    if not any(raws):
+        return _nulls(name, _STR, len(raws))
+    text = raw_text_column([r or msgspec.Raw() for r in raws], name)
+    return text.set((text == "") | (text == "null"), None)
 
 
-def collectives(events: Sequence[Event], offset_ns: int) -> pl.DataFrame:
+def collectives(fields: _Fields) -> pl.DataFrame:
     """``collective_comm`` events: collectives recorded by Kineto's NCCL profiler."""
-    args = [decode_args(_COMM_ARGS, e.args, CommArgs) for e in events]
-    external = [a.external_id for a in args]
+    args = _COMM_ARGS.decode(fields.args)
+    external = _series("external_id", [a.external_id for a in args], _I64)
     return pl.DataFrame(
         [
-            _series("name", [e.name for e in events], _STR),
-            *_times(events, offset_ns),
-            _series(
-                "external_id", [v if v is not None and v > 0 else None for v in external], _I64
-            ),
-            *_comm_columns(args),
+            _series("name", fields.name, _STR),
+            *_times(fields),
+            external.set(external <= 0, None) if external.len() else external,
+            *_comm_columns(args, len(args)),
         ]
     )
 
 
-def memory(events: Sequence[Event], offset_ns: int) -> pl.DataFrame:
+_MEMORY_FIELDS: Final = ("device_type", "device_id", "bytes", "total_allocated", "total_reserved")
+
+
+def memory(fields: _Fields) -> pl.DataFrame:
     """``[memory]`` allocator events; host memory (Device Type 0) gets device -1."""
-    args = [decode_args(_MEMORY_ARGS, e.args, MemoryArgs) for e in events]
+    a = _columns(_MEMORY_ARGS.decode(fields.args), _MEMORY_FIELDS)
+    device = [-1 if t == 0 else d for t, d in zip(a["device_type"], a["device_id"], strict=True)]
     return pl.DataFrame(
         [
-            _series("device", [-1 if a.device_type == 0 else a.device_id for a in args], _I32),
-            us_to_ns([e.ts for e in events], "ts_ns") + offset_ns,
-            _series("bytes", [a.bytes for a in args], _I64),
-            _series("total_allocated_bytes", [a.total_allocated for a in args], _I64),
-            _series("total_reserved_bytes", [a.total_reserved for a in args], _I64),
+            _series("device", device, _I32),
+            _ns(fields.ts, "ts_ns"),
+            _series("bytes", a["bytes"], _I64),
+            _series("total_allocated_bytes", a["total_allocated"], _I64),
+            _series("total_reserved_bytes", a["total_reserved"], _I64),
         ]
     )
 
 
-def build_frames(groups: dict[str, list[Event]], offset_ns: int) -> dict[str, list[pl.DataFrame]]:
-    """Frames per target table from grouped events (several frames per table possible)."""
-    frames: dict[str, list[pl.DataFrame]] = defaultdict(list)
-    for kind, events in groups.items():
-        if not events:
+@dataclass(frozen=True, slots=True)
+class KindFrames:
+    """Frames built from one slice of a trace's events, one per event kind present, in the
+    order the kinds first appear (so that slices concatenate to the whole-file result)."""
+
+    frames: tuple[tuple[str, str, pl.DataFrame], ...]  # (kind, table, frame)
+    events: int  # events decoded from the slice
+    skipped: int  # malformed events skipped in it
+    first_x_ts: bytes | None  # raw ``ts`` of its first complete event (fixes the clock)
+
+
+def first_complete_ts(events: Sequence[AnyEvent]) -> bytes | None:
+    """``ts`` (as JSON text) of the first complete (``ph: X``) event whose ``ts`` is a
+    number."""
+    for event in events:
+        if event.ph != "X":
             continue
-        table, frame = _build_one(kind, events, offset_ns)
-        frames[table].append(frame)
-    return frames
+        text = event.ts if isinstance(event.ts, msgspec.Raw) else _number_text(event.ts)
+        if raw_us(text) is not None:
+            return bytes(text)
+    return None
 
 
-def _build_one(kind: str, events: Sequence[Event], offset_ns: int) -> tuple[str, pl.DataFrame]:
+def _number_text(value: int | float | None) -> msgspec.Raw:
+    return msgspec.Raw(b"" if value is None else str(value).encode())
+
+
+def build_kind_frames(events: Sequence[AnyEvent], skipped: int = 0) -> KindFrames:
+    """Frames of one slice of events, times relative to the file's own origin (offset 0),
+    compacted (`merge_kind_frames` restores what compacting left out)."""
+    built = tuple(
+        (kind, table, _compact(table, frame))
+        for kind, grouped in group_events(events).items()
+        if grouped
+        for table, frame in (_build_one(kind, grouped),)
+    )
+    return KindFrames(built, len(events), skipped, first_complete_ts(events))
+
+
+def _compact(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame without its all-null columns and its columns that only repeat the kind:
+    a slice built in a worker process crosses to the parent at half the size."""
+    empty = [c for c in frame.columns if frame[c].null_count() == frame.height]
+    constant = [c for c in _KIND_COLUMNS.get(table, ()) if c in frame.columns]
+    return frame.drop(empty + [c for c in constant if c not in empty])
+
+
+#: Columns whose value follows from the event kind alone, per table.
+_KIND_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "ops": ("kind",),
+    "runtime": ("kind",),
+    "memops": ("_memset",),
+}
+
+
+def _restore(kind: str, table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The columns `_compact` dropped because the kind gives them."""
+    if table in ("ops", "runtime"):
+        return frame.with_columns(pl.lit(kind, dtype=_STR).alias("kind"))
+    if table == "memops":
+        return frame.with_columns(pl.lit(kind == "memset").alias("_memset"))
+    return frame
+
+
+#: One kind per table whose builder yields every column of that table (plus DMA for the
+#: columns only MTIA copies have).
+_SCHEMA_KINDS: Final[dict[str, tuple[str, ...]]] = {
+    "kernels": ("kernel",),
+    "memops": ("memcpy", "dma"),
+    "runtime": ("runtime",),
+    "syncs": ("sync",),
+    "ops": ("cpu_op",),
+    "collectives": ("collective",),
+    "memory": ("memory",),
+}
+
+
+@cache
+def _empty_frame(table: str) -> pl.DataFrame:
+    """A table's builder columns and types, no rows (what compacted slices lack)."""
+    parts = [_build_one(kind, [])[1] for kind in _SCHEMA_KINDS[table]]
+    return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+
+
+def merge_kind_frames(slices: Iterable[KindFrames]) -> dict[str, list[pl.DataFrame]]:
+    """Frames per target table, kinds in order of first appearance, each kind's frames in
+    slice order: the same row order as building every event at once. Each table's list
+    starts with an empty frame of all its columns, so the concatenation has them all."""
+    by_kind: dict[str, tuple[str, list[pl.DataFrame]]] = {}
+    for piece in slices:
+        for kind, table, frame in piece.frames:
+            by_kind.setdefault(kind, (table, []))[1].append(_restore(kind, table, frame))
+    tables: dict[str, list[pl.DataFrame]] = {}
+    for table, frames in by_kind.values():
+        tables.setdefault(table, [_empty_frame(table)]).extend(frames)
+    return tables
+
+
+def _build_one(kind: str, events: Sequence[AnyEvent]) -> tuple[str, pl.DataFrame]:
     """The target table and frame for one kind's events."""
+    fields = _fields(events)
     if kind == "kernel":
-        return "kernels", kernels(events, offset_ns)
+        return "kernels", kernels(fields)
     if kind in ("memcpy", "memset"):
-        return "memops", memops(events, offset_ns, kind)
+        return "memops", memops(fields, kind)
     if kind == "dma":
-        return "memops", dma(events, offset_ns)
+        return "memops", dma(fields)
     if kind in ("runtime", "driver"):
-        return "runtime", runtime(events, offset_ns, kind)
+        return "runtime", runtime(fields, kind)
     if kind == "sync":
-        return "syncs", syncs(events, offset_ns)
+        return "syncs", syncs(fields)
     if kind in OP_KINDS:
-        return "ops", ops(events, offset_ns, kind)
+        return "ops", ops(fields, kind)
     if kind == "collective":
-        return "collectives", collectives(events, offset_ns)
+        return "collectives", collectives(fields)
     if kind == "memory":
-        return "memory", memory(events, offset_ns)
+        return "memory", memory(fields)
     raise KeyError(kind)

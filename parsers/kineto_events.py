@@ -1,11 +1,13 @@
 """Typed msgspec shapes of a Kineto Chrome-trace document, its events and their ``args``.
 
 Why typed Structs: decoding into these is several times faster than decoding into dicts and
-never builds one Python dict per event. ``ts`` and ``dur`` stay raw JSON text so that epoch
-microseconds with three decimals (``1712195495505583.123``) convert to nanoseconds exactly
-(`kineto_time`); a float64 cannot hold them. ``args`` stays a ``msgspec.Raw`` slice of the
-input (empty when absent) and is decoded later, only for the event kinds that need it, each
-with its own small Struct.
+never builds one Python dict per event; ``gc=False`` keeps the millions of instances of a
+large trace out of the cyclic garbage collector (they hold nothing that could form a cycle:
+strings, numbers, raw slices, lists of integers). ``ts`` and ``dur`` stay raw JSON text so
+that epoch microseconds with three decimals (``1712195495505583.123``) convert to
+nanoseconds exactly (`kineto_time`); a float64 cannot hold them. ``args`` stays a
+``msgspec.Raw`` slice of the input (empty when absent) and is decoded later, only for the
+event kinds that need it, each with its own small Struct.
 
 Every field has a default: real traces omit fields freely (2021 traces have no ``External
 id``, ROCm kernels have no occupancy, MTIA events have no ``device``). Integer fields are
@@ -29,7 +31,7 @@ _Num = int | float | None
 _Scalar = int | float | str | None
 
 
-class Event(msgspec.Struct, frozen=True):
+class Event(msgspec.Struct, frozen=True, gc=False):
     """One entry of ``traceEvents``; ``args`` is left undecoded."""
 
     ph: str = ""
@@ -40,6 +42,24 @@ class Event(msgspec.Struct, frozen=True):
     ts: Raw = NO_RAW
     dur: Raw = NO_RAW
     args: Raw = NO_RAW
+
+
+class NumericEvent(msgspec.Struct, frozen=True, gc=False):
+    """`Event` with ``ts`` and ``dur`` decoded as numbers: faster to decode and to turn
+    into columns; exact for integers and for most floats (`kineto_time.numeric_us_to_ns`
+    says when not, and the chunk is then decoded as `Event`)."""
+
+    ph: str = ""
+    cat: str | None = None
+    name: str | None = None
+    pid: int | str | None = None
+    tid: int | str | None = None
+    ts: _Num = None
+    dur: _Num = None
+    args: Raw = NO_RAW
+
+
+AnyEvent = Event | NumericEvent
 
 
 class Document(msgspec.Struct):
@@ -68,7 +88,7 @@ class Document(msgspec.Struct):
     metadata: Raw = NO_RAW
 
 
-class KernelArgs(msgspec.Struct, frozen=True):
+class KernelArgs(msgspec.Struct, frozen=True, gc=False):
     """Args of a GPU kernel (CUDA, ROCm, MTIA CCP); NCCL kernels may carry collective args."""
 
     device: _Int = None
@@ -92,7 +112,7 @@ class KernelArgs(msgspec.Struct, frozen=True):
     seq: _Int = msgspec.field(default=None, name="Seq")
 
 
-class MemopArgs(msgspec.Struct, frozen=True):
+class MemopArgs(msgspec.Struct, frozen=True, gc=False):
     """Args of a memcpy / memset on the GPU timeline."""
 
     device: _Int = None
@@ -103,7 +123,7 @@ class MemopArgs(msgspec.Struct, frozen=True):
     bytes: _Int = None
 
 
-class DmaArgs(msgspec.Struct, frozen=True):
+class DmaArgs(msgspec.Struct, frozen=True, gc=False):
     """Args of an MTIA ``dma_request`` CCP event."""
 
     stream: _Int = None
@@ -112,7 +132,7 @@ class DmaArgs(msgspec.Struct, frozen=True):
     size: _Int = None
 
 
-class RuntimeArgs(msgspec.Struct, frozen=True):
+class RuntimeArgs(msgspec.Struct, frozen=True, gc=False):
     """Args of a runtime / driver API call; ROCm memcpy calls also carry ``size``."""
 
     correlation: _Int = None
@@ -122,7 +142,7 @@ class RuntimeArgs(msgspec.Struct, frozen=True):
     bytes: _Scalar = None
 
 
-class SyncArgs(msgspec.Struct, frozen=True):
+class SyncArgs(msgspec.Struct, frozen=True, gc=False):
     """Args of a ``cuda_sync`` record."""
 
     device: _Int = None
@@ -131,7 +151,7 @@ class SyncArgs(msgspec.Struct, frozen=True):
     kind: str | None = msgspec.field(default=None, name="cuda_sync_kind")
 
 
-class OpArgs(msgspec.Struct, frozen=True):
+class OpArgs(msgspec.Struct, frozen=True, gc=False):
     """Args of a CPU op or annotation; shape args stay raw JSON text."""
 
     external_id: _Int = msgspec.field(default=None, name="External id")
@@ -142,7 +162,7 @@ class OpArgs(msgspec.Struct, frozen=True):
     concrete_inputs: Raw = msgspec.field(default=NO_RAW, name="Concrete Inputs")
 
 
-class CommArgs(msgspec.Struct, frozen=True):
+class CommArgs(msgspec.Struct, frozen=True, gc=False):
     """Collective args of ``record_param_comms`` ops and ``collective_comm`` events."""
 
     external_id: _Int = msgspec.field(default=None, name="External id")
@@ -155,7 +175,7 @@ class CommArgs(msgspec.Struct, frozen=True):
     seq: _Int = msgspec.field(default=None, name="Seq")
 
 
-class MemoryArgs(msgspec.Struct, frozen=True):
+class MemoryArgs(msgspec.Struct, frozen=True, gc=False):
     """Args of a ``[memory]`` allocator instant event."""
 
     device_type: _Int = msgspec.field(default=None, name="Device Type")

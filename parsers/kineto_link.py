@@ -11,7 +11,7 @@ conformed to the canonical schema, sorted by start.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from array import array
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -100,28 +100,45 @@ class Finished:
     warnings: list[str] = field(default_factory=list)
 
 
-def finish(frames: Mapping[str, list[pl.DataFrame]], rank: int, label: str) -> Finished:
-    """Concatenate, clean, link and conform one rank's frames into canonical tables."""
+def finish(
+    frames: dict[str, list[pl.DataFrame]], rank: int, label: str, offset_ns: int = 0
+) -> Finished:
+    """Concatenate, clean, link and conform one rank's frames into canonical tables.
+
+    Times move by ``offset_ns`` onto the trace's clock. ``frames`` is emptied as it is
+    consumed, and every intermediate is dropped as soon as the next one exists: for a
+    large trace, two copies of a table at once is the memory peak of the whole parse.
+    """
     out = Finished(tables={})
-    merged = {name: _concat(parts) for name, parts in frames.items() if parts}
-    for name, frame in list(merged.items()):
-        merged[name] = _drop_bad_times(frame, name, label, out.warnings)
-    kernels = _kernels(merged.get("kernels"))
-    ops = _ops(merged.get("ops"))
-    runtime = merged.get("runtime")
+    merged: dict[str, pl.DataFrame] = {}
+    for name in list(frames):
+        frame = _drop_bad_times(_concat(frames.pop(name)), name, label, out.warnings)
+        merged[name] = _shifted(frame, name, offset_ns)
+    kernels = _kernels(merged.pop("kernels", None))
+    ops = _ops(merged.pop("ops", None))
+    runtime = merged.pop("runtime", None)
     tables: dict[str, pl.DataFrame | None] = {
-        "kernels": kernels,
-        "memops": _memops(merged.get("memops"), runtime),
-        "runtime": runtime,
-        "syncs": merged.get("syncs"),
-        "ops": ops,
-        "comms": _comms(kernels, ops, merged.get("collectives")),
+        "memops": _memops(merged.pop("memops", None), runtime),
+        "comms": _comms(kernels, ops, merged.pop("collectives", None)),
         "steps": _steps(ops),
-        "memory": merged.get("memory"),
+        "kernels": kernels,
+        "runtime": runtime,
+        "syncs": merged.pop("syncs", None),
+        "ops": ops,
+        "memory": merged.pop("memory", None),
     }
+    del kernels, ops, runtime
     for name in TABLE_NAMES:
-        out.tables[name] = _canonical(name, tables.get(name), rank)
+        out.tables[name] = _canonical(name, tables.pop(name, None), rank)
     return out
+
+
+def _shifted(frame: pl.DataFrame, table: str, offset_ns: int) -> pl.DataFrame:
+    """Times moved onto the trace's clock (frames are built relative to the file)."""
+    if offset_ns == 0:
+        return frame
+    column = "ts_ns" if table == "memory" else "start_ns"
+    return frame.with_columns(pl.col(column) + offset_ns)
 
 
 def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -136,13 +153,13 @@ def _drop_bad_times(
     keep = pl.col(start).is_not_null()
     if "dur_ns" in frame.columns:
         keep = keep & pl.col("dur_ns").is_not_null() & (pl.col("dur_ns") >= 0)
-    kept = frame.filter(keep)
-    dropped = frame.height - kept.height
-    if dropped:
-        warnings.append(
-            f"{label}: dropped {dropped} {table} events without a valid timestamp or duration"
-        )
-    return kept
+    dropped = frame.height - frame.select(keep.sum()).item()
+    if not dropped:
+        return frame
+    warnings.append(
+        f"{label}: dropped {dropped} {table} events without a valid timestamp or duration"
+    )
+    return frame.filter(keep)
 
 
 def _canonical(name: str, frame: pl.DataFrame | None, rank: int) -> pl.DataFrame:
@@ -234,39 +251,57 @@ def _ops(frame: pl.DataFrame | None) -> pl.DataFrame | None:
     frame = frame.sort(
         ["start_ns", "dur_ns"], descending=[False, True], maintain_order=True
     ).with_row_index("op_id")
-    parent, depth = _nesting(
-        frame["pid"].to_list(),
-        frame["tid"].to_list(),
-        frame["start_ns"].to_list(),
-        frame["dur_ns"].to_list(),
-    )
-    return frame.with_columns(
-        pl.col("op_id").cast(pl.Int64),
-        pl.Series("parent", parent, dtype=pl.Int64),
-        pl.Series("depth", depth, dtype=pl.Int32),
-    )
+    parent, depth = _nesting(frame)
+    return frame.with_columns(pl.col("op_id").cast(pl.Int64), parent, depth)
 
 
-def _nesting(
-    pids: list[int | None], tids: list[int | None], starts: list[int], durs: list[int]
-) -> tuple[list[int | None], list[int]]:
-    """Parent index and depth of each op, from time containment on its (pid, tid).
+def _nesting(ops: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """Parent row and depth of each op, from time containment on its (pid, tid).
 
     Ops arrive sorted by start, longer first on ties, so an enclosing op is always seen
     before the ops it encloses. An op is inside the innermost open op whose end is after
-    its start.
+    its start (a stack walk per thread; partial overlaps, which real traces have, follow
+    the stack). The walk reads the columns through memory views of their Arrow buffers
+    and writes into typed arrays: a million ops cost no Python objects beyond the stacks.
     """
-    stacks: dict[tuple[int | None, int | None], list[tuple[int, int]]] = {}
-    parents: list[int | None] = []
-    depths: list[int] = []
-    for index, (pid, tid, start, dur) in enumerate(zip(pids, tids, starts, durs, strict=True)):
-        stack = stacks.setdefault((pid, tid), [])
-        while stack and stack[-1][0] <= start:
-            stack.pop()
-        parents.append(stack[-1][1] if stack else None)
-        depths.append(len(stack))
-        stack.append((start + dur, index))
-    return parents, depths
+    columns = ops.select(
+        _thread_code().alias("thread"),
+        pl.col("start_ns"),
+        (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
+    )
+    threads, starts, ends = (_int64_view(columns[name]) for name in columns.columns)
+    count = ops.height
+    parents = array("q", [-1]) * count
+    depths = array("i", [0]) * count
+    stacks: dict[int, tuple[list[int], list[int]]] = {}
+    for index in range(count):
+        thread = threads[index]
+        start = starts[index]
+        open_ends, open_rows = stacks.get(thread) or stacks.setdefault(thread, ([], []))
+        while open_ends and open_ends[-1] <= start:
+            open_ends.pop()
+            open_rows.pop()
+        if open_rows:
+            parents[index] = open_rows[-1]
+            depths[index] = len(open_rows)
+        open_ends.append(ends[index])
+        open_rows.append(index)
+    parent = pl.Series("parent", parents, dtype=pl.Int64)
+    return parent.set(parent < 0, None), pl.Series("depth", depths, dtype=pl.Int32)
+
+
+def _thread_code() -> pl.Expr:
+    """One small non-null integer per (pid, tid) pair, nulls included as their own value."""
+    pid = pl.col("pid").rank("dense").fill_null(0).cast(pl.Int64)
+    tid = pl.col("tid").rank("dense").fill_null(0).cast(pl.Int64)
+    return (pid * (pl.len().cast(pl.Int64) + 1) + tid).rank("dense").cast(pl.Int64)
+
+
+def _int64_view(column: pl.Series) -> memoryview:
+    """A non-null Int64 column's values, without converting them to Python objects."""
+    values = column.rechunk().to_arrow()
+    buffer = memoryview(values.buffers()[1]).cast("q")
+    return buffer[values.offset : values.offset + len(values)]
 
 
 def _steps(ops: pl.DataFrame | None) -> pl.DataFrame | None:

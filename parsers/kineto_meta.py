@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from parsers.kineto_build import as_int
-from parsers.kineto_events import Document, Event
+from parsers.kineto_events import Document
 from parsers.kineto_time import raw_us
 from parsers.schema import DeviceInfo
 
@@ -165,16 +165,17 @@ def rank_from_name(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def clock(events: list[Event], base_time_ns: int | None) -> tuple[str, int]:
+def clock(first_ts: bytes | None, base_time_ns: int | None) -> tuple[str, int]:
     """The trace's clock and the offset that puts its timestamps on it.
 
     ``baseTimeNanoseconds`` present: timestamps are relative to it, the clock is the Unix
     epoch. Absent: timestamps are epoch microseconds when large enough (before PyTorch 2.4),
-    else they are relative to an unknown origin.
+    judged from ``first_ts``, the raw ``ts`` of the first complete event; else they are
+    relative to an unknown origin.
     """
     if base_time_ns is not None:
         return "epoch", base_time_ns
-    first = next((t for e in events if e.ph == "X" and (t := raw_us(e.ts)) is not None), None)
+    first = raw_us(msgspec.Raw(first_ts)) if first_ts is not None else None
     if first is not None and abs(first) >= _EPOCH_US_FLOOR:
         return "epoch", 0
     return "relative", 0

@@ -25,7 +25,7 @@ from parsers.errors import (
 )
 from parsers.kineto_events import DOCUMENT_DECODER, EVENT_DECODER, NO_RAW, Document, Event
 
-_GZIP_MAGIC: Final = b"\x1f\x8b"
+GZIP_MAGIC: Final = b"\x1f\x8b"
 _TRACE_EVENTS_KEY: Final = re.compile(rb'"traceEvents"\s*:\s*\[')
 _LEADING_SPACE: Final = re.compile(rb"[\xef\xbb\xbf\s]*")
 #: How many cut points to try, from the end, before giving up on a truncated file.
@@ -51,7 +51,7 @@ def read_bytes(path: Path) -> tuple[bytes, bool]:
         raise UnreadableInputError(f"cannot read: {exc.strerror or exc}", path) from exc
     if not data:
         raise UnreadableInputError("empty file", path)
-    if data[:2] != _GZIP_MAGIC:
+    if data[:2] != GZIP_MAGIC:
         return data, False
     return _gunzip(data, path)
 
@@ -77,21 +77,33 @@ def _gunzip(data: bytes, path: Path) -> tuple[bytes, bool]:
 def read_document(path: Path) -> ReadResult:
     """Decode a Kineto file into its `Document` and event list, or raise an AnalyzerError."""
     data, gzip_cut = read_bytes(path)
+    decoded = _decode_or_salvage(data, path)
+    events, skipped = _events_of(decoded, data, path)
+    warnings = read_warnings(path, gzip_cut, decoded.dropped_bytes, len(events), skipped)
+    return ReadResult(document=decoded.document, events=events, warnings=tuple(warnings))
+
+
+def read_warnings(
+    path: Path, gzip_cut: bool, dropped_bytes: int | None, kept_events: int, skipped: int
+) -> list[str]:
+    """What reading lost, one line each; no events at all is an `EmptyTraceError`.
+
+    ``dropped_bytes`` is None for a complete file; a truncated one says how much was cut
+    back (0 when it ended right after an event, which still lost the closing brackets).
+    """
     warnings: list[str] = []
     if gzip_cut:
         warnings.append(f"{path.name}: gzip stream ends early (file cut while being written)")
-    decoded = _decode_or_salvage(data, path)
-    events, skipped = _events_of(decoded, data, path)
-    if decoded.dropped_bytes:
+    if dropped_bytes is not None:
         warnings.append(
             f"{path.name}: trace is truncated (the profiler stopped mid-write); kept "
-            f"{len(events)} complete events, dropped the last {decoded.dropped_bytes} bytes"
+            f"{kept_events} complete events, dropped the last {dropped_bytes} bytes"
         )
     if skipped:
         warnings.append(f"{path.name}: skipped {skipped} malformed events")
-    if not events:
+    if not kept_events:
         raise EmptyTraceError("trace has no events (traceEvents is empty)", path)
-    return ReadResult(document=decoded.document, events=events, warnings=tuple(warnings))
+    return warnings
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +112,7 @@ class _Decoded:
 
     document: Document
     raw_events: list[msgspec.Raw] | None = None
-    dropped_bytes: int = 0
+    dropped_bytes: int | None = None  # None: the file was complete
 
 
 def _decode_or_salvage(data: bytes, path: Path) -> _Decoded:
@@ -134,18 +146,18 @@ def _not_a_trace(head: bytes, path: Path) -> UnsupportedFormatError:
 def _loose(data: bytes, path: Path) -> _Decoded:
     """Decode metadata typed and events raw, so that one odd event does not sink the file."""
     try:
-        meta = _METADATA_DECODER.decode(data)
+        meta = METADATA_DECODER.decode(data)
         raw_events = _RAW_LIST_DECODER.decode(meta.traceEvents) if meta.traceEvents else None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise UnsupportedFormatError(f"not a Kineto trace ({exc})", path) from exc
-    fields = {f: getattr(meta, f) for f in _MetadataDocument.__struct_fields__}
+    fields = {f: getattr(meta, f) for f in MetadataDocument.__struct_fields__}
     fields["traceEvents"] = None
     if raw_events is None:
         return _Decoded(Document(**fields))
     return _Decoded(Document(**fields), raw_events=raw_events)
 
 
-class _MetadataDocument(msgspec.Struct):
+class MetadataDocument(msgspec.Struct):
     """`Document` with ``traceEvents`` left raw (used by the lenient path only)."""
 
     traceEvents: msgspec.Raw = NO_RAW
@@ -171,7 +183,7 @@ class _MetadataDocument(msgspec.Struct):
     metadata: msgspec.Raw = NO_RAW
 
 
-_METADATA_DECODER: Final = msgspec.json.Decoder(_MetadataDocument)
+METADATA_DECODER: Final = msgspec.json.Decoder(MetadataDocument)
 _RAW_LIST_DECODER: Final = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -183,12 +195,12 @@ def _events_of(decoded: _Decoded, data: bytes, path: Path) -> tuple[list[Event],
         raise UnsupportedFormatError(
             f"not a Kineto trace (no traceEvents): {describe(data[:4096])}", path
         )
-    decoded_events = [_event_or_none(raw) for raw in decoded.raw_events]
+    decoded_events = [event_or_none(raw) for raw in decoded.raw_events]
     events = [e for e in decoded_events if e is not None]
     return events, len(decoded_events) - len(events)
 
 
-def _event_or_none(raw: msgspec.Raw) -> Event | None:
+def event_or_none(raw: msgspec.Raw) -> Event | None:
     """One event decoded, or None when it does not have an event's shape."""
     try:
         return EVENT_DECODER.decode(raw)
@@ -201,7 +213,7 @@ def _salvage(data: bytes) -> _Decoded | None:
     key = _TRACE_EVENTS_KEY.search(data)
     if key is None:
         return None
-    for cut, closer in _cut_points(data, key.end()):
+    for cut, closer in cut_points(data, key.end()):
         try:
             document = DOCUMENT_DECODER.decode(data[:cut] + closer)
         except (msgspec.DecodeError, UnicodeDecodeError):
@@ -212,7 +224,7 @@ def _salvage(data: bytes) -> _Decoded | None:
     return None
 
 
-def _cut_points(data: bytes, array_start: int) -> list[tuple[int, bytes]]:
+def cut_points(data: bytes, array_start: int) -> list[tuple[int, bytes]]:
     """Candidate (cut offset, closing bytes) pairs, most promising first.
 
     First the end of the events array when it closed before the cut (only trailing

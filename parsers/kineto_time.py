@@ -3,47 +3,118 @@
 Kineto writes ``ts`` and ``dur`` as JSON numbers in microseconds: integers (2021), floats
 with three decimals relative to ``baseTimeNanoseconds`` (current), or epoch microseconds
 with three decimals (``1712195495505583.123``, PyTorch 2.2-2.3). The last do not fit a
-float64 exactly (16 + 3 significant digits), so we never go through float: the raw JSON
-text is split at the decimal point and both parts are read as integers, vectorized in
-polars. Sub-nanosecond digits round half up; the rare spelling the fast path does not
-cover (exponent, quoted number) goes through `decimal.Decimal`, which is exact too.
+float64 exactly (16 + 3 significant digits).
+
+Two ways, both exact. `numeric_us_to_ns` takes the numbers msgspec decoded: integers are
+exact; floats are used only when they are small (under 2**32 us, about 71 minutes: the
+float error of ``x * 1000`` stays below a millionth of a nanosecond) and every ``x * 1000``
+is within 0.001 of an integer (at most three decimals), so rounding gives the exact value;
+anything else raises `NeedExactTimes` and the caller converts the raw text instead.
+`us_to_ns` takes the raw JSON text: joined into one string, split into a polars column and
+cast to a 128-bit decimal (9 fractional digits), vectorized. Sub-nanosecond digits round
+half up (away from zero); a spelling polars does not read (a quoted number) goes through
+`decimal.Decimal`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Final
 
 import msgspec
 import polars as pl
 
-_PLAIN_DECIMAL: Final = r"^(-?)(\d{1,16})(?:\.(\d*))?$"
-#: Largest integer-microsecond part whose nanoseconds still fit an int64.
-_MAX_US: Final = (2**63 - 1) // 1000 - 1
+#: Microseconds as exact decimals: up to 29 integer and 9 fractional digits.
+_US_DECIMAL: Final = pl.Decimal(38, 9)
+#: No larger magnitude in microseconds has nanoseconds that fit an int64.
+_MAX_ABS_US: Final = 10**16
+#: Joins raw values into one text; JSON text never holds a raw NUL.
+_SEPARATOR: Final = "\x00"
+
+
+#: Floats under this magnitude (us) have ``x * 1000`` within 1e-6 ns of the exact product.
+_FLOAT_EXACT_US: Final = 2.0**32
+#: How far ``x * 1000`` may sit from an integer for ``x`` to have at most three decimals.
+_SUB_NS_TOLERANCE: Final = 1e-3
+#: Largest integer microseconds whose nanoseconds fit an int64.
+_MAX_INT_US: Final = (2**63 - 1) // 1000
+
+
+class NeedExactTimes(Exception):
+    """Decoded floats cannot be converted exactly; convert the raw text instead."""
+
+
+def numeric_us_to_ns(values: Sequence[int | float | None], name: str) -> pl.Series:
+    """Nanoseconds (Int64) from microseconds decoded as JSON numbers, or `NeedExactTimes`."""
+    try:
+        us = pl.Series(name, values, dtype=pl.Int64(), strict=True)
+    except TypeError:
+        return _float_us_to_ns(pl.Series(name, values, dtype=pl.Float64(), strict=False))
+    out_of_range = (us > _MAX_INT_US) | (us < -_MAX_INT_US)
+    return us.set(out_of_range, None) * 1000
+
+
+def _float_us_to_ns(us: pl.Series) -> pl.Series:
+    """Exact nanoseconds from small floats with at most three decimals (else raise)."""
+    x = pl.col(us.name)
+    scaled = x.abs() * 1000.0
+    frame = pl.DataFrame([us])
+    exact = frame.select(
+        ((x.abs() < _FLOAT_EXACT_US) & ((scaled - scaled.round(0)).abs() <= _SUB_NS_TOLERANCE))
+        .fill_null(True)
+        .all()
+    ).item()
+    if not exact:
+        raise NeedExactTimes(us.name)
+    magnitude = (scaled + 0.5).floor().cast(pl.Int64())
+    return frame.select(
+        pl.when(x < 0).then(-magnitude).otherwise(magnitude).alias(us.name)
+    ).to_series()
 
 
 def us_to_ns(raws: Sequence[msgspec.Raw], name: str) -> pl.Series:
     """Nanoseconds (Int64, null where absent or unreadable) from raw JSON microseconds."""
-    text = pl.Series(name, [bytes(r) for r in raws], dtype=pl.Binary()).cast(
+    text = raw_text_column(raws, name)
+    us = pl.col(name).cast(_US_DECIMAL, strict=False)
+    magnitude = (us.abs() * pl.lit(1000, dtype=pl.Decimal(38, 0)) + pl.lit(Decimal("0.5"))).cast(
+        pl.Int64(), strict=False
+    )
+    ns = (
+        pl.DataFrame([text])
+        .select(
+            pl.when(us.abs() > _MAX_ABS_US)
+            .then(None)
+            .when(us < 0)
+            .then(-magnitude)
+            .otherwise(magnitude)
+            .alias(name)
+        )
+        .to_series()
+    )
+    return _slow_path(ns, text)
+
+
+def raw_text_column(raws: Sequence[msgspec.Raw], name: str) -> pl.Series:
+    """Raw JSON values as a String column ("" where absent, null where not UTF-8)."""
+    if not raws:
+        return pl.Series(name, [], dtype=pl.String())
+    joined = b"\x00".join(raws)
+    try:
+        text = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return _text_one_by_one(raws, name)
+    column = pl.Series(name, [text]).str.split(_SEPARATOR).explode()
+    if column.len() != len(raws):
+        return _text_one_by_one(raws, name)
+    return column
+
+
+def _text_one_by_one(raws: Sequence[msgspec.Raw], name: str) -> pl.Series:
+    """The same column built value by value (invalid UTF-8 becomes null)."""
+    return pl.Series(name, [bytes(r) for r in raws], dtype=pl.Binary()).cast(
         pl.String(), strict=False
     )
-    frame = pl.DataFrame([text]).select(
-        pl.col(name).str.extract_groups(_PLAIN_DECIMAL).alias("parts"), pl.col(name)
-    )
-    parts = pl.col("parts")
-    whole = parts.struct.field("2").cast(pl.Int64())
-    fraction = parts.struct.field("3").fill_null("").str.pad_end(4, "0")
-    magnitude = (
-        whole * 1000
-        + fraction.str.slice(0, 3).cast(pl.Int64())
-        + (fraction.str.slice(3, 1).cast(pl.Int64()) >= 5).cast(pl.Int64())
-    )
-    signed = pl.when(parts.struct.field("1") == "-").then(-magnitude).otherwise(magnitude)
-    ns = frame.select(
-        pl.when(whole <= _MAX_US).then(signed).otherwise(None).alias(name)
-    ).to_series()
-    return _slow_path(ns, text)
 
 
 def _slow_path(ns: pl.Series, text: pl.Series) -> pl.Series:
@@ -65,7 +136,7 @@ def decimal_to_ns(text: str | None) -> int | None:
         return None
     if not value.is_finite():
         return None
-    return int(value.scaleb(3).to_integral_value())
+    return int(value.scaleb(3).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def raw_us(raw: msgspec.Raw) -> Decimal | None:

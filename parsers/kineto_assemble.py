@@ -1,0 +1,194 @@
+"""One Kineto file to per-table column frames: streamed in chunks, serially or by a process
+pool, or (for files the stream cannot take) decoded whole.
+
+Both ways give the same frames in the same row order (`kineto_build.merge_kind_frames`), so
+everything after this step is identical whichever way the file was read. Times are left on
+the file's own origin; `kineto.parse_file` shifts them once the clock is known (the
+``baseTimeNanoseconds`` key may come after the events).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from parsers.kineto_build import KindFrames, build_kind_frames, merge_kind_frames
+from parsers.kineto_chunks import (
+    CHUNK_BYTES,
+    EventStream,
+    NeedWholeFile,
+    Piece,
+    Span,
+    SplitError,
+    decode_events,
+)
+from parsers.kineto_events import Document
+from parsers.kineto_read import GZIP_MAGIC, read_document, read_warnings
+from parsers.kineto_time import NeedExactTimes
+
+#: Files whose JSON text is at least this big are decoded by a process pool (when allowed):
+#: below it, starting the workers costs more than it saves.
+PARALLEL_MIN_BYTES: Final = 96 << 20
+#: Chunks in flight per worker: enough to keep workers busy, few enough to bound memory.
+_IN_FLIGHT_PER_WORKER: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled:
+    """A file's top-level keys, its frames per table, and what reading it lost."""
+
+    document: Document
+    frames: dict[str, list[pl.DataFrame]]
+    first_x_ts: bytes | None
+    warnings: list[str]
+
+
+def read_file(
+    path: Path, *, workers: int | None = 1, chunk_bytes: int = CHUNK_BYTES, whole: bool = False
+) -> Assembled:
+    """Frames of one Kineto file; ``workers=None`` picks a pool size from the file's size."""
+    if not whole:
+        try:
+            return read_chunked(path, _worker_count(path, workers), chunk_bytes)
+        except NeedWholeFile:
+            pass
+    return read_whole(path)
+
+
+def read_whole(path: Path) -> Assembled:
+    """The whole-file path: every event decoded at once (`kineto_read`)."""
+    read = read_document(path)
+    built = build_kind_frames(read.events)
+    return Assembled(read.document, merge_kind_frames([built]), built.first_x_ts, [*read.warnings])
+
+
+def read_chunked(path: Path, workers: int = 1, chunk_bytes: int = CHUNK_BYTES) -> Assembled:
+    """The streaming path; raises `NeedWholeFile` for files it cannot take."""
+    stream = EventStream(path, chunk_bytes)
+    slices: list[KindFrames] | None = None
+    if workers > 1:
+        slices = _parallel(stream, workers)
+        if slices is None:  # a wrong boundary guess: redo it serially, validating each cut
+            stream = EventStream(path, chunk_bytes)
+    if slices is None:
+        slices = _serial(stream)
+    stream.finish_tail()
+    found = stream.facts
+    slices.append(build_kind_frames(found.tail_events, found.tail_skipped))
+    kept = sum(s.events for s in slices)
+    skipped = sum(s.skipped for s in slices)
+    warnings = read_warnings(path, found.gzip_cut, found.dropped_bytes, kept, skipped)
+    first = next((s.first_x_ts for s in slices if s.first_x_ts is not None), None)
+    return Assembled(found.document(), merge_kind_frames(slices), first, warnings)
+
+
+def _serial(stream: EventStream) -> list[KindFrames]:
+    """Chunks decoded here, one at a time; a chunk that does not decode moves the cut back."""
+    built: list[KindFrames] = []
+
+    def accept(piece: Piece) -> bool:
+        frames = build_payload(piece.payload)
+        if frames is None:
+            return False
+        built.append(frames)
+        return True
+
+    for _ in stream.pieces(accept):
+        pass
+    return built
+
+
+def build_payload(payload: bytes) -> KindFrames | None:
+    """One chunk's frames (a worker task), or None when the chunk is not whole events.
+
+    Times decoded as numbers unless that would not be exact; then the chunk is decoded
+    again with its times as text.
+    """
+    try:
+        events, skipped = decode_events(payload)
+        try:
+            return build_kind_frames(events, skipped)
+        except NeedExactTimes:
+            del events
+            events, skipped = decode_events(payload, exact=True)
+            return build_kind_frames(events, skipped)
+    except SplitError:
+        return None
+
+
+def build_span(span: Span) -> KindFrames | None:
+    """A worker task for a plain file: read the chunk's bytes, then as `build_payload`."""
+    return build_payload(span.payload())
+
+
+def _parallel(stream: EventStream, workers: int) -> list[KindFrames] | None:
+    """Chunks decoded by a pool of spawned processes (polars is not fork-safe), in order.
+
+    None when a chunk turned out not to be whole events (a boundary guess inside a
+    string), or when the pool broke (a worker could not start: a script that calls this
+    without the ``if __name__ == "__main__":`` guard spawn needs): the caller then reads
+    the file again serially.
+    """
+    context = multiprocessing.get_context("spawn")
+    results: list[KindFrames] = []
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        pending: deque[Future[KindFrames | None]] = deque()
+        tasks = (
+            (pool.submit(build_span, span) for span in stream.spans())
+            if stream.plain
+            else (pool.submit(build_payload, piece.payload) for piece in stream.pieces())
+        )
+        for task in tasks:
+            pending.append(task)
+            while len(pending) > workers * _IN_FLIGHT_PER_WORKER:
+                if not _collect(pending.popleft(), results):
+                    return None
+        while pending:
+            if not _collect(pending.popleft(), results):
+                return None
+    except BrokenProcessPool:
+        return None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _collect(future: Future[KindFrames | None], results: list[KindFrames]) -> bool:
+    result = future.result()
+    if result is None:
+        return False
+    results.append(result)
+    return True
+
+
+def _worker_count(path: Path, workers: int | None) -> int:
+    """Workers for one file: as asked, or (None) the CPUs when the file is big enough."""
+    if workers is not None:
+        return max(1, workers)
+    cpus = os.cpu_count() or 1
+    if cpus < 2 or _json_size(path) < PARALLEL_MIN_BYTES:
+        return 1
+    return cpus
+
+
+def _json_size(path: Path) -> int:
+    """Size of the file's JSON text: the file size, or gzip's recorded size (mod 4 GiB)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            if handle.read(2) != GZIP_MAGIC:
+                return size
+            handle.seek(-4, os.SEEK_END)
+            recorded = int.from_bytes(handle.read(4), "little")
+    except OSError:
+        return 0
+    return recorded if recorded >= size else recorded + (1 << 32)
