@@ -17,6 +17,13 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+# polars' allocator (jemalloc) keeps freed pages for a while by default; returning them
+# sooner lowers the peak memory of a large trace by ~10% for ~2% more time. Must be set
+# before polars is first imported; a value the user set wins.
+os.environ.setdefault(
+    "_RJEM_MALLOC_CONF", "background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0"
+)
+
 from analyzer import __version__
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.errors import AnalyzerError, BadConfigError

@@ -44,6 +44,7 @@ def copies_with_callers(ctx: AnalysisContext, memops: pl.DataFrame) -> pl.DataFr
         .group_by("rank", "correlation")
         .agg(pl.col("dur_ns").sum().alias("api_ns"))
     )
+    callers = issuing_ops(ctx, inside.filter(pl.col("external_id").is_not_null()))
     return inside.join(runtime, on=["rank", "correlation"], how="left").join(
-        issuing_ops(ctx), on=["rank", "external_id"], how="left"
+        callers, on=["rank", "external_id"], how="left"
     )

@@ -95,19 +95,24 @@ def pageable_copies(ctx: AnalysisContext) -> pl.DataFrame:
 _STEP = r"^ProfilerStep#"
 
 
-def issuing_ops(ctx: AnalysisContext) -> pl.DataFrame:
+def issuing_ops(ctx: AnalysisContext, keys: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per (rank, external_id): the CPU op that issued GPU work, and where it was called.
 
     ``op`` is the innermost op carrying the external id (``aten::copy_``); ``under`` is its
     outermost ancestor below the ``ProfilerStep#N`` annotation (``aten::to``,
     ``Optimizer.step#SGD.step``, ``## forward ##``), found by following ``parent`` links.
+    ``keys`` (rank, external_id) limits the walk to the GPU work asked about.
     """
     ops = ctx.tables.ops.select(
         "rank", "op_id", "parent", "depth", "external_id", pl.col("name").cast(pl.String)
     )
+    launching = ops.filter(pl.col("external_id").is_not_null())
+    if keys is not None:
+        launching = launching.join(
+            keys.select("rank", "external_id").unique(), on=["rank", "external_id"], how="semi"
+        )
     inner = (
-        ops.filter(pl.col("external_id").is_not_null())
-        .sort("depth", descending=True)
+        launching.sort("depth", descending=True)
         .group_by("rank", "external_id", maintain_order=True)
         .agg(pl.col("name").first().alias("op"), pl.col("op_id").first().alias("cur_id"))
     )

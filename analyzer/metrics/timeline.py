@@ -370,16 +370,30 @@ def step_times(t: TraceTables) -> pl.DataFrame:
 
 
 def _union_within_steps(intervals: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFrame:
-    """Union length of ``intervals`` clipped to each step's window, per (rank, step)."""
+    """Union length of ``intervals`` clipped to each step's window, per (rank, step).
+
+    An inequality join pairs each interval only with the steps it overlaps (not every
+    step of its rank), so memory stays proportional to the events, not events x steps.
+    """
     if intervals.height == 0:
         return pl.DataFrame(schema={"rank": pl.Int32(), "step": pl.Int64(), "union_ns": pl.Int64()})
     windows = steps.select(
-        "rank", "step", pl.col("start_ns").alias("w_start"), pl.col("end_ns").alias("w_end")
+        pl.col("rank").alias("w_rank"),
+        "step",
+        pl.col("start_ns").alias("w_start"),
+        pl.col("end_ns").alias("w_end"),
     )
     clipped = (
-        intervals.join(windows, on="rank", how="inner")
-        .filter((pl.col("start_ns") < pl.col("w_end")) & (pl.col("end_ns") > pl.col("w_start")))
-        .with_columns(
+        intervals.select("rank", "start_ns", "end_ns")
+        .join_where(
+            windows,
+            pl.col("start_ns") < pl.col("w_end"),
+            pl.col("end_ns") > pl.col("w_start"),
+        )
+        .filter(pl.col("rank") == pl.col("w_rank"))
+        .select(
+            "rank",
+            "step",
             pl.max_horizontal("start_ns", "w_start").alias("start_ns"),
             pl.min_horizontal("end_ns", "w_end").alias("end_ns"),
         )

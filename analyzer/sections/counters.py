@@ -18,7 +18,6 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.metrics import counters
 from analyzer.report import fmt
-from analyzer.report.counters_chart import counters_chart, write_svg
 from analyzer.report.model import Cell, Code, Image, Paragraph, Section, Table
 
 #: Charted metrics and their facet labels (unit included).
@@ -227,6 +226,8 @@ def _chart(ctx: AnalysisContext, out_dir: Path) -> Image | None:
     points = chart_points(ctx.tables.counters)
     if points.height == 0:
         return None
+    from analyzer.report.counters_chart import counters_chart, write_svg  # altair: slow import
+
     chart = counters_chart(points, "DCGM counters per GPU")
     write_svg(chart, out_dir / CHART_NAME)
     return Image(path=f"{out_dir.name}/{CHART_NAME}", alt="DCGM counters over time, per GPU")

@@ -12,7 +12,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.devices import DeviceSpec, ResolvedDevice
 from analyzer.metrics.roofline import Roofline, RooflineSummary, roofline
-from analyzer.report import charts, fmt
+from analyzer.report import fmt
 from analyzer.report.model import Block, Cell, Code, Image, Paragraph, Section, Strong, Table
 from analyzer.sections.common import short_name
 
@@ -249,6 +249,8 @@ def _slug(text: str) -> str:
 
 
 def _chart_blocks(result: Roofline, out_dir: Path) -> list[Block]:
+    from analyzer.report import charts  # altair is slow to import: only when drawing
+
     """Write one chart per known device with plottable points; link each as an image."""
     specs = _specs_by_key(result.devices)
     blocks: list[Block] = []
