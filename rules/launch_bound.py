@@ -233,7 +233,7 @@ def _table(ctx: AnalysisContext, rank: int, device: int, cfg: LaunchBoundConfig)
             pl.col("dur_ns").median().alias("median_ns"),
             pl.col("dur_ns").sum().alias("total_ns"),
         )
-        .sort(["calls", "total_ns"], descending=True)
+        .sort(["calls", "total_ns", "name"], descending=[True, True, False])
         .head(cfg.top_kernels)
     )
     rows: list[list[str | int | float | None]] = [

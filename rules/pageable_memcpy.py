@@ -262,7 +262,10 @@ def _table(copies: pl.DataFrame, top_rows: int) -> EvidenceTable:
             pl.col("dur_ns").sum().alias("gpu_ns"),
             pl.col("api_ns").sum().alias("api_ns"),
         )
-        .sort(["gpu_ns", "copies"], descending=True)
+        .sort(
+            ["gpu_ns", "copies", "kind", "op", "under"],
+            descending=[True, True, False, False, False],
+        )
         .head(top_rows)
     )
     rows: list[list[str | int | float | None]] = [

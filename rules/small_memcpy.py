@@ -199,7 +199,10 @@ def _table(copies: pl.DataFrame, top_rows: int) -> EvidenceTable:
             pl.col("bytes").median().alias("median_bytes"),
             pl.col("cost_ns").median().alias("median_cost_ns"),
         )
-        .sort(["copies", "median_cost_ns"], descending=True)
+        .sort(
+            ["copies", "median_cost_ns", "kind", "op", "under"],
+            descending=[True, True, False, False, False],
+        )
         .head(top_rows)
     )
     rows: list[list[str | int | float | None]] = [
