@@ -6,7 +6,7 @@ The only place that decides the report's order and content; renderers only forma
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -83,14 +83,42 @@ def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
     span = _span_ns(ctx)
     if span:
         second.append(("" if not second else " · ") + f"span {fmt.duration(span)}")
-    versions = [
-        f"{k} {v}" for k, v in sorted(meta.versions.items()) if v and k not in _HIDDEN_VERSIONS
-    ]
+    versions = version_labels(meta.versions)
     if versions:
-        second.append(("" if not second else " · ") + ", ".join(versions[:4]))
+        second.append(("" if not second else " · ") + ", ".join(versions[:5]))
     if second:
         lines.append(second)
     return lines
+
+
+#: Display names of the version entries, in the order the header lists them.
+_VERSION_LABELS = {
+    "pytorch_version": "PyTorch",
+    "cuda_runtime_version": "CUDA runtime",
+    "cuda_driver_version": "CUDA driver",
+    "hip_runtime_version": "HIP runtime",
+    "hip_driver_version": "HIP driver",
+    "nccl_version": "NCCL",
+    "cupti_version": "CUPTI",
+    "roctracer_version": "roctracer",
+}
+#: CUDA encodes versions as 1000 * major + 10 * minor (12040 is 12.4).
+_CUDA_ENCODED = frozenset({"cuda_runtime_version", "cuda_driver_version"})
+
+
+def version_labels(versions: Mapping[str, str]) -> list[str]:
+    """Readable ``"CUDA runtime 12.4"`` labels: known entries first, then the rest."""
+    ordered = [k for k in _VERSION_LABELS if k in versions]
+    ordered += sorted(k for k in versions if k not in _VERSION_LABELS)
+    labels = []
+    for key in ordered:
+        value = str(versions[key])
+        if not value or key in _HIDDEN_VERSIONS:
+            continue
+        if key in _CUDA_ENCODED and value.isdigit() and int(value) >= 1000:
+            value = f"{int(value) // 1000}.{int(value) % 1000 // 10}"
+        labels.append(f"{_VERSION_LABELS.get(key, key)} {value}")
+    return labels
 
 
 def _span_ns(ctx: AnalysisContext) -> int | None:

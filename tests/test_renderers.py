@@ -115,3 +115,23 @@ def test_every_renderer_handles_an_empty_report(render: object) -> None:
     )
     out = render(empty)  # type: ignore[operator]
     assert "empty" in out
+
+
+def test_version_labels_are_readable() -> None:
+    from analyzer.build import version_labels
+
+    labels = version_labels(
+        {
+            "cuda_driver_version": "12080",  # CUDA's 1000 * major + 10 * minor
+            "cuda_runtime_version": "12040",
+            "pytorch_version": "2.6.0+cu124",
+            "kineto_schema_version": "1",
+            "nsys": "2026.2.1.210",
+        }
+    )
+    assert labels == [
+        "PyTorch 2.6.0+cu124",
+        "CUDA runtime 12.4",
+        "CUDA driver 12.8",
+        "nsys 2026.2.1.210",
+    ]
