@@ -20,11 +20,49 @@ Definitions (all durations in ns, shares of the window's span):
 
 from __future__ import annotations
 
-from typing import Literal
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import wraps
+from typing import Literal, ParamSpec
 
 import polars as pl
 
 from parsers.schema import TraceTables
+
+P = ParamSpec("P")
+
+#: How many recent (tables, arguments) results each cached metric keeps.
+_CACHE_SIZE = 8
+
+
+def per_tables(fn: Callable[P, pl.DataFrame]) -> Callable[P, pl.DataFrame]:
+    """Compute a metric once per `TraceTables` object (and arguments), not once per caller.
+
+    Rules and sections call the same building blocks (GPU events, launch times, step
+    windows) many times on the same tables; the bundle is frozen, so the result of the
+    last few calls is kept, keyed by the bundle's identity. The cached frame is returned
+    as is: polars frames are not changed in place by this code base.
+    """
+    cache: OrderedDict[tuple[object, ...], tuple[TraceTables, pl.DataFrame]] = OrderedDict()
+
+    @wraps(fn)
+    def cached(*args: P.args, **kwargs: P.kwargs) -> pl.DataFrame:
+        tables = args[0]
+        if not isinstance(tables, TraceTables):
+            return fn(*args, **kwargs)
+        key = (id(tables), *args[1:], *sorted(kwargs.items()))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is tables:
+            cache.move_to_end(key)
+            return hit[1]
+        result = fn(*args, **kwargs)
+        cache[key] = (tables, result)
+        if len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+        return result
+
+    return cached
+
 
 Window = Literal["steps", "trace"]
 
@@ -36,6 +74,7 @@ _DATALOADER_PATTERN = r"^enumerate\(DataLoader\)"
 _EVENT_COLUMNS = ["rank", "device", "stream", "name", "kind", "start_ns", "end_ns", "dur_ns"]
 
 
+@per_tables
 def gpu_events(t: TraceTables) -> pl.DataFrame:
     """Kernels and memory operations as one frame with a ``kind``: compute, comm or memory."""
     kernels = t.kernels.select(
@@ -100,6 +139,7 @@ def union_ns(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     )
 
 
+@per_tables
 def launch_times(t: TraceTables) -> pl.DataFrame:
     """Each GPU event joined to the start of the runtime call that launched it.
 
@@ -114,6 +154,7 @@ def launch_times(t: TraceTables) -> pl.DataFrame:
     return events.join(runtime, on=["rank", "correlation"], how="left")
 
 
+@per_tables
 def step_windows(t: TraceTables) -> pl.DataFrame:
     """Profiled steps with ``gpu_end_ns``: the end of the GPU work launched inside each step.
 
@@ -138,6 +179,7 @@ def step_windows(t: TraceTables) -> pl.DataFrame:
     return steps.join(gpu_end, on=["rank", "step"], how="left").sort("rank", "start_ns")
 
 
+@per_tables
 def analysis_windows(t: TraceTables, window: Window = "steps") -> pl.DataFrame:
     """Per rank: ``window_start_ns`` and ``window_end_ns`` of the analysis window.
 
