@@ -189,7 +189,7 @@ def build_report(
 def _data(ctx: AnalysisContext) -> dict[str, object]:
     """Machine-readable figures for the JSON output (units in the keys)."""
     b = overview.breakdown(ctx)
-    steps = overview.step_stats(ctx)
+    steps = overview.step_times(ctx)
     data: dict[str, object] = {
         "breakdown": _rows(b),
         "steps": _rows(steps),

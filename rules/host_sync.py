@@ -34,6 +34,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import timeline
+from parsers.schema import TraceTables
 from rules.base import register
 
 #: Runtime or driver calls that block the host until the device (or a stream/event) is done.
@@ -422,9 +423,13 @@ def rank_windows(ctx: AnalysisContext) -> pl.DataFrame:
 
     The profiled steps (to the end of the GPU work they launched) when the rank has steps,
     else the whole trace: first to last event of any kind (CPU op, runtime call, GPU event).
-    ``window_basis`` says which (steps, trace).
+    ``window_basis`` says which (steps, trace). Computed once per analysis (several rules
+    ask for it).
     """
-    t = ctx.tables
+    return ctx.metric("host_sync.rank_windows", _rank_windows)
+
+
+def _rank_windows(t: TraceTables) -> pl.DataFrame:
     spans = [
         frame.select("rank", "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"))
         for frame in (t.ops, t.runtime, t.kernels, t.memops)
@@ -448,7 +453,7 @@ def rank_windows(ctx: AnalysisContext) -> pl.DataFrame:
         )
         .with_columns(pl.lit("trace").alias("window_basis"))
     )
-    steps = ctx.metric("timeline.step_windows", timeline.step_windows)
+    steps = timeline.step_windows(t)
     if steps.height == 0:
         return whole.sort("rank")
     stepped = (

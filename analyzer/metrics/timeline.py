@@ -333,6 +333,7 @@ def gaps(t: TraceTables, window: Window = "steps") -> pl.DataFrame:
     )
 
 
+@per_tables
 def step_stats(t: TraceTables) -> pl.DataFrame:
     """Per (rank, step): wall time and what the GPU and the input pipeline did in it.
 

@@ -8,13 +8,14 @@ from analyzer.context import AnalysisContext
 from analyzer.report import fmt
 from analyzer.report.model import Cell, Code, Paragraph, Section, Table
 from analyzer.sections.common import short_name
+from parsers.schema import TraceTables
 
 TOP_KERNELS = 15
 
 
-def kernel_summary(ctx: AnalysisContext) -> pl.DataFrame:
+def kernel_summary(t: TraceTables) -> pl.DataFrame:
     """Per kernel name: category, calls, total/mean/max ns, share of all kernel time."""
-    k = ctx.tables.kernels
+    k = t.kernels
     total = int(k["dur_ns"].sum()) if k.height else 0
     return (
         k.group_by(pl.col("name").cast(pl.String))
@@ -46,7 +47,7 @@ def build(ctx: AnalysisContext) -> Section | None:
     """The "Top kernels" section, or None for a trace without kernels."""
     if ctx.tables.kernels.height == 0:
         return None
-    summary = ctx.metric("kernels.summary", lambda _t: kernel_summary(ctx))
+    summary = ctx.metric("kernels.summary", kernel_summary)
     ranks = ctx.tables.kernels["rank"].n_unique()
     scope = "summed over all ranks" if ranks > 1 else "on the one rank traced"
     rows: list[list[Cell]] = [

@@ -16,7 +16,7 @@ def breakdown(ctx: AnalysisContext) -> pl.DataFrame:
     return ctx.metric("timeline.breakdown", timeline.breakdown)
 
 
-def step_stats(ctx: AnalysisContext) -> pl.DataFrame:
+def step_times(ctx: AnalysisContext) -> pl.DataFrame:
     """Per-step times (device-aware: a step lasts until the GPU work it launched ends)."""
     return ctx.metric("timeline.step_times", timeline.step_times)
 
@@ -38,7 +38,7 @@ def overall_shares(b: pl.DataFrame) -> dict[str, float]:
 def headline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     """Rows of the headline table: step time, GPU busy, time split."""
     rows: list[list[Cell]] = []
-    steps = step_stats(ctx)
+    steps = step_times(ctx)
     if steps.height:
         d = steps["dur_ns"]
         ranks = steps["rank"].n_unique()
@@ -110,7 +110,7 @@ def ranks_section(ctx: AnalysisContext) -> Section | None:
     b = breakdown(ctx)
     if b.height == 0:
         return None
-    steps = step_stats(ctx)
+    steps = step_times(ctx)
     per_rank_steps = (
         steps.group_by("rank").agg(
             pl.len().alias("steps"), pl.col("dur_ns").median().alias("step_median_ns")
