@@ -7,6 +7,7 @@ reparsing the trace, and any Parquet reader (DuckDB, pandas, Spark) can query th
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +69,13 @@ def _meta_to_dict(meta: TraceMeta) -> dict[str, Any]:
         "source": meta.source,
         "paths": list(meta.paths),
         "clock": meta.clock,
-        "ranks": [_asdict(r) for r in meta.ranks],
-        "devices": [_asdict(d) for d in meta.devices],
+        "ranks": [asdict(r) for r in meta.ranks],
+        "devices": [asdict(d) for d in meta.devices],
         "world_size": meta.world_size,
         "versions": dict(meta.versions),
         "flags": dict(meta.flags),
         "warnings": list(meta.warnings),
     }
-
-
-def _asdict(obj: RankInfo | DeviceInfo) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
 
 
 def _meta_from_dict(d: dict[str, Any]) -> TraceMeta:
