@@ -118,14 +118,7 @@ class _Fields:
 
 
 def _fields(events: Sequence[AnyEvent]) -> _Fields:
-    return _Fields(
-        name=[e.name for e in events],
-        pid=[e.pid for e in events],
-        tid=[e.tid for e in events],
-        ts=[e.ts for e in events],
-        dur=[e.dur for e in events],
-        args=[e.args for e in events],
-    )
+    return _Fields(**_columns(events, _Fields.__slots__))
 
 
 def as_int(value: object) -> int | None:
@@ -282,7 +275,7 @@ def _or_ids(
 def _external_ids(columns: dict[str, list[Any]]) -> pl.Series:
     """``External id`` (or 2021's ``external id``); 0 and below mean "no op" in Kineto."""
     current, old = columns["external_id"], columns["external_id_2021"]
-    if any(v is not None for v in old):
+    if old.count(None) != len(old):
         values = [c if c is not None else o for c, o in zip(current, old, strict=True)]
     else:
         values = list(current)
@@ -341,7 +334,7 @@ def kernels(fields: _Fields) -> pl.DataFrame:
         _series("blocks_per_sm", a["blocks_per_sm"], _F64),
         _series("warps_per_sm", a["warps_per_sm"], _F64),
         _series("occupancy_pct", a["occupancy"], _F64),
-        *_comm_columns(args, len(args)),
+        *_comm_columns(args),
     ]
     return pl.DataFrame(columns)
 
@@ -366,12 +359,12 @@ _COMM_FIELDS: Final = (
 )
 
 
-def _comm_columns(args: Sequence[KernelArgs | CommArgs], height: int) -> list[pl.Series]:
-    """Private collective-arg columns (``_c_*``) read by `kineto_link`; all null (cheaply)
-    when no event of the batch carries a collective name."""
+def _comm_columns(args: Sequence[KernelArgs | CommArgs]) -> list[pl.Series]:
+    """Private collective-arg columns (``_c_*``) read by `kineto_link`; none when no event
+    of the batch carries a collective name (`_OPTIONAL_COLUMNS`)."""
     collective = _columns(args, ("collective",))["collective"]
-    if len(args) != height or not any(c is not None for c in collective):
-        return [_nulls(name, dtype, height) for name, dtype in _COMM_DTYPES]
+    if collective.count(None) == len(collective):
+        return []
     values = _columns(args, _COMM_FIELDS)
     values["pg_name"] = [as_str(v) for v in values["pg_name"]]
     return [
@@ -398,7 +391,6 @@ def memops(fields: _Fields, kind: str) -> pl.DataFrame:
             _or_ids("device", a["device"], fields.pid, _I32),
             _series("stream", a["stream"], _I64),
             _series("name", fields.name, _STR),
-            pl.Series("_memset", [kind == "memset"] * fields.count, dtype=pl.Boolean()),
             _series("bytes", a["bytes"], _I64),
             *_times(fields),
             _series("correlation", a["correlation"], _I64),
@@ -423,7 +415,6 @@ def dma(fields: _Fields) -> pl.DataFrame:
             _id_series("device", fields.pid, _I32),
             _series("stream", [a.stream for a in args], _I64),
             _series("name", fields.name, _STR),
-            pl.Series("_memset", [False] * fields.count, dtype=pl.Boolean()),
             _series("kind", [k[0] for k in kinds], _STR),
             _series("src_mem", [k[1] for k in kinds], _STR),
             _series("dst_mem", [k[2] for k in kinds], _STR),
@@ -445,7 +436,6 @@ def runtime(fields: _Fields, kind: str) -> pl.DataFrame:
             _id_series("pid", fields.pid, _I64),
             _id_series("tid", fields.tid, _I64),
             _series("name", fields.name, _STR),
-            pl.Series("kind", [kind] * fields.count, dtype=_STR),
             *_times(fields),
             _series("correlation", a["correlation"], _I64),
             _external_ids(a),
@@ -454,9 +444,9 @@ def runtime(fields: _Fields, kind: str) -> pl.DataFrame:
     )
 
 
-def _copy_sizes(sizes: Sequence[object], byte_counts: Sequence[object]) -> list[int | None]:
+def _copy_sizes(sizes: list[object], byte_counts: list[object]) -> list[int | None]:
     """The byte count a ROCm copy call carries (``size``, sometimes ``bytes``)."""
-    if not any(v is not None for v in sizes) and not any(v is not None for v in byte_counts):
+    if sizes.count(None) == len(sizes) and byte_counts.count(None) == len(byte_counts):
         return [None] * len(sizes)
     return [
         None if s is None and b is None else as_int(s if s is not None else b)
@@ -510,22 +500,26 @@ def ops(fields: _Fields, kind: str) -> pl.DataFrame:
     if kind == "python_function":
         args: list[OpArgs] = []
         a = {name: [None] * fields.count for name in _OP_FIELDS}
-        shapes = [_nulls(n, _STR, fields.count) for n in _SHAPE_COLUMNS]
+        shapes: list[pl.Series] = []
     else:
         args = _OP_ARGS.decode(fields.args)
         a = _columns(args, _OP_FIELDS)
-        shapes = [_json_text(n, a[f]) for n, f in zip(_SHAPE_COLUMNS, _SHAPE_FIELDS, strict=True)]
+        shapes = [
+            text
+            for n, f in zip(_SHAPE_COLUMNS, _SHAPE_FIELDS, strict=True)
+            if (text := _json_text(n, a[f])) is not None
+        ]
+    names = _series("name", fields.name, _STR)
     return pl.DataFrame(
         [
             _id_series("pid", fields.pid, _I64),
             _id_series("tid", fields.tid, _I64),
-            _series("name", fields.name, _STR),
-            pl.Series("kind", [kind] * fields.count, dtype=_STR),
+            names,
             *_times(fields),
             _external_ids(a),
             _series("sequence_number", a["sequence_number"], _I64),
             *shapes,
-            *_comm_columns(_recorded_comm_args(fields), fields.count),
+            *_recorded_comm_columns(fields, names),
         ]
     )
 
@@ -535,22 +529,24 @@ _SHAPE_FIELDS: Final = ("input_dims", "input_types", "concrete_inputs")
 _RECORD_PARAM_COMMS: Final = "record_param_comms"
 
 
-def _recorded_comm_args(fields: _Fields) -> list[CommArgs]:
-    """Collective args of ``record_param_comms`` ops (others get empty args); an empty
-    list when the batch has none."""
-    if _RECORD_PARAM_COMMS not in fields.name:
+def _recorded_comm_columns(fields: _Fields, names: pl.Series) -> list[pl.Series]:
+    """Collective-arg columns of a batch of ops: only ``record_param_comms`` ops carry them,
+    so only their args are decoded, and the values land on their rows (null elsewhere)."""
+    positions = (names == _RECORD_PARAM_COMMS).arg_true()
+    if not positions.len():
         return []
-    empty = CommArgs()
+    args = [decode_args(_COMM_ARGS.one, fields.args[i], CommArgs) for i in positions]
     return [
-        decode_args(_COMM_ARGS.one, raw, CommArgs) if name == _RECORD_PARAM_COMMS else empty
-        for name, raw in zip(fields.name, fields.args, strict=True)
+        _nulls(column.name, column.dtype, fields.count).scatter(positions, column)
+        for column in _comm_columns(args)
     ]
 
 
-def _json_text(name: str, raws: Sequence[msgspec.Raw | None]) -> pl.Series:
-    """Raw JSON values as text, undecoded (null when the key is absent or null)."""
+def _json_text(name: str, raws: Sequence[msgspec.Raw | None]) -> pl.Series | None:
+    """Raw JSON values as text, undecoded (null when the key is absent or null); None when
+    no event of the batch has the key (`_OPTIONAL_COLUMNS`)."""
     if not any(raws):
-        return _nulls(name, _STR, len(raws))
+        return None
     text = raw_text_column([r or msgspec.Raw() for r in raws], name)
     return text.set((text == "") | (text == "null"), None)
 
@@ -564,7 +560,7 @@ def collectives(fields: _Fields) -> pl.DataFrame:
             _series("name", fields.name, _STR),
             *_times(fields),
             external.set(external <= 0, None) if external.len() else external,
-            *_comm_columns(args, len(args)),
+            *_comm_columns(args),
         ]
     )
 
@@ -618,7 +614,7 @@ def build_kind_frames(events: Sequence[AnyEvent], skipped: int = 0) -> KindFrame
     """Frames of one slice of events, times relative to the file's own origin (offset 0),
     compacted (`merge_kind_frames` restores what compacting left out)."""
     built = tuple(
-        (kind, table, _compact(table, frame))
+        (kind, table, _compact(frame))
         for kind, grouped in group_events(events).items()
         if grouped
         for table, frame in (_build_one(kind, grouped),)
@@ -626,24 +622,15 @@ def build_kind_frames(events: Sequence[AnyEvent], skipped: int = 0) -> KindFrame
     return KindFrames(built, len(events), skipped, first_complete_ts(events))
 
 
-def _compact(table: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """The frame without its all-null columns and its columns that only repeat the kind:
-    a slice built in a worker process crosses to the parent at half the size."""
-    empty = [c for c in frame.columns if frame[c].null_count() == frame.height]
-    constant = [c for c in _KIND_COLUMNS.get(table, ()) if c in frame.columns]
-    return frame.drop(empty + [c for c in constant if c not in empty])
-
-
-#: Columns whose value follows from the event kind alone, per table.
-_KIND_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "ops": ("kind",),
-    "runtime": ("kind",),
-    "memops": ("_memset",),
-}
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame without its all-null columns: a slice built in a worker process crosses
+    to the parent at half the size (`merge_kind_frames` restores them)."""
+    return frame.drop([c for c in frame.columns if frame[c].null_count() == frame.height])
 
 
 def _restore(kind: str, table: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """The columns `_compact` dropped because the kind gives them."""
+    """The columns whose value follows from the kind alone (no builder writes them: the
+    value would repeat on every row of the slice)."""
     if table in ("ops", "runtime"):
         return frame.with_columns(pl.lit(kind, dtype=_STR).alias("kind"))
     if table == "memops":
@@ -664,11 +651,25 @@ _SCHEMA_KINDS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
+#: Columns a builder leaves out of a batch in which no event has them (`_compact` would drop
+#: them anyway); a table's empty frame declares them, so every concatenation has them.
+_OPTIONAL_COLUMNS: Final[dict[str, tuple[tuple[str, pl.DataType], ...]]] = {
+    "kernels": _COMM_DTYPES,
+    "ops": (*_COMM_DTYPES, *((name, _STR) for name in _SHAPE_COLUMNS)),
+    "collectives": _COMM_DTYPES,
+}
+
+
 @cache
 def _empty_frame(table: str) -> pl.DataFrame:
     """A table's builder columns and types, no rows (what compacted slices lack)."""
     parts = [_build_one(kind, [])[1] for kind in _SCHEMA_KINDS[table]]
-    return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+    frame = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+    return frame.with_columns(
+        pl.Series(name, dtype=dtype)
+        for name, dtype in _OPTIONAL_COLUMNS.get(table, ())
+        if name not in frame.columns
+    )
 
 
 def merge_kind_frames(slices: Iterable[KindFrames]) -> dict[str, list[pl.DataFrame]]:
