@@ -142,3 +142,24 @@ def test_export_parquet_round_trip_and_duckdb(tmp_path: Path) -> None:
     assert main([str(out_dir), "-o", str(b)]) == 0
     body = lambda p: p.read_text().split("\n", 1)[1]  # noqa: E731 - title names the input
     assert body(a) == body(b)
+
+
+def test_console_script_entry_exits_with_main_code_and_flushes_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`entry` skips the interpreter's teardown: the report must still be complete on a
+    pipe, and the exit code must be main's (3: missing input)."""
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-c", "from analyzer.cli import entry; entry()"]
+    sample = str(SAMPLES / "synthetic_train.json.gz")
+    ok = subprocess.run([*run, sample], capture_output=True, text=True, check=False)
+    assert ok.returncode == main([sample, "--format", "md"])
+    assert ok.stdout == capsys.readouterr().out
+    assert ok.stdout.count("\n") > 50
+    missing = subprocess.run(
+        [*run, str(tmp_path / "absent.json")], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 3
+    assert missing.stderr.startswith("analyze: error: ") and "absent.json" in missing.stderr
