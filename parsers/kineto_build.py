@@ -23,7 +23,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from operator import attrgetter
 from typing import Any, Final, Generic, TypeVar
 
@@ -101,24 +101,41 @@ def group_events(events: Iterable[AnyEvent]) -> dict[str, list[AnyEvent]]:
     return groups
 
 
-@dataclass(frozen=True, slots=True)
 class _Fields:
-    """The common fields of a kind's events, one list per field."""
+    """The common fields of a kind's events, one list per field, each taken out of the
+    events when a builder first asks for it (a ``[memory]`` event needs only two)."""
 
-    name: list[str | None]
-    pid: list[int | str | None]
-    tid: list[int | str | None]
-    ts: list[msgspec.Raw | int | float | None]  # all raw, or all numbers (one event type)
-    dur: list[msgspec.Raw | int | float | None]
-    args: list[msgspec.Raw]
+    def __init__(self, events: Sequence[AnyEvent]) -> None:
+        self.events = events
+        self.count = len(events)
 
-    @property
-    def count(self) -> int:
-        return len(self.name)
+    def _take(self, name: str) -> list[Any]:
+        return list(map(attrgetter(name), self.events))
 
+    @cached_property
+    def name(self) -> list[str | None]:
+        return self._take("name")
 
-def _fields(events: Sequence[AnyEvent]) -> _Fields:
-    return _Fields(**_columns(events, _Fields.__slots__))
+    @cached_property
+    def pid(self) -> list[int | str | None]:
+        return self._take("pid")
+
+    @cached_property
+    def tid(self) -> list[int | str | None]:
+        return self._take("tid")
+
+    @cached_property
+    def ts(self) -> list[msgspec.Raw | int | float | None]:
+        """All raw, or all numbers (a chunk decodes to one event type)."""
+        return self._take("ts")
+
+    @cached_property
+    def dur(self) -> list[msgspec.Raw | int | float | None]:
+        return self._take("dur")
+
+    @cached_property
+    def args(self) -> list[msgspec.Raw]:
+        return self._take("args")
 
 
 def as_int(value: object) -> int | None:
@@ -259,17 +276,15 @@ def _id_series(name: str, values: Sequence[object], dtype: pl.DataType) -> pl.Se
         return _series(name, [v if type(v) is int else as_id(v) for v in values], dtype)
 
 
-def _or_ids(
-    name: str, primary: Sequence[int | None], fallback: Sequence[object], dtype: pl.DataType
-) -> pl.Series:
-    """``primary`` where present, else the fallback id (a kernel's device from its pid)."""
+def _device_or_pid(primary: Sequence[int | None], fields: _Fields) -> pl.Series:
+    """The ``device`` arg where present, else the device id the event's pid gives."""
     if None not in primary:
-        return _series(name, primary, dtype)
+        return _series("device", primary, _I32)
     values = [
         p if p is not None else (f if type(f) is int else as_id(f))
-        for p, f in zip(primary, fallback, strict=True)
+        for p, f in zip(primary, fields.pid, strict=True)
     ]
-    return _series(name, values, dtype)
+    return _series("device", values, _I32)
 
 
 def _external_ids(columns: dict[str, list[Any]]) -> pl.Series:
@@ -321,7 +336,7 @@ def kernels(fields: _Fields) -> pl.DataFrame:
     args = _KERNEL_ARGS.decode(fields.args)
     a = _columns(args, _KERNEL_FIELDS)
     columns = [
-        _or_ids("device", a["device"], fields.pid, _I32),
+        _device_or_pid(a["device"], fields),
         _series("stream", a["stream"], _I64),
         _series("name", fields.name, _STR),
         *_times(fields),
@@ -388,7 +403,7 @@ def memops(fields: _Fields, kind: str) -> pl.DataFrame:
     a = _columns(_MEMOP_ARGS.decode(fields.args), _MEMOP_FIELDS)
     return pl.DataFrame(
         [
-            _or_ids("device", a["device"], fields.pid, _I32),
+            _device_or_pid(a["device"], fields),
             _series("stream", a["stream"], _I64),
             _series("name", fields.name, _STR),
             _series("bytes", a["bytes"], _I64),
@@ -688,7 +703,7 @@ def merge_kind_frames(slices: Iterable[KindFrames]) -> dict[str, list[pl.DataFra
 
 def _build_one(kind: str, events: Sequence[AnyEvent]) -> tuple[str, pl.DataFrame]:
     """The target table and frame for one kind's events."""
-    fields = _fields(events)
+    fields = _Fields(events)
     if kind == "kernel":
         return "kernels", kernels(fields)
     if kind in ("memcpy", "memset"):
