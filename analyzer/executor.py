@@ -17,17 +17,16 @@ Ray is an optional extra (``pip install '.[ray]'``).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from parsers.errors import AnalyzerError, BadConfigError
+from parsers.pool import process_pool
 from parsers.schema import TraceTables
 
 EXECUTORS: Final = ("local", "ray")
@@ -70,9 +69,8 @@ def parse_ranks(files: Sequence[Path], options: ExecutorOptions) -> list[TraceTa
     workers = min(len(files), options.jobs or os.cpu_count() or 1)
     if workers <= 1:
         return [_parse_here(f) for f in files]
-    context = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with process_pool(workers) as pool:
             results = list(pool.map(_parse_in_worker, [str(f) for f in files]))
     except BrokenProcessPool:  # workers could not start (e.g. a caller without the
         return [_parse_here(f) for f in files]  # __main__ guard spawn needs): parse here

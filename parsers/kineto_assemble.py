@@ -10,11 +10,10 @@ the file's own origin; `kineto.parse_file` shifts them once the clock is known (
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from parsers.kineto_chunks import (
 from parsers.kineto_events import Document
 from parsers.kineto_read import GZIP_MAGIC, read_document, read_warnings
 from parsers.kineto_time import NeedExactTimes
+from parsers.pool import process_pool
 
 #: Files whose JSON text is at least this big are decoded by a process pool (when allowed):
 #: below it, starting the workers costs more than it saves.
@@ -162,11 +162,10 @@ def _parallel(stream: EventStream, workers: int) -> list[KindFrames] | None:
     not start: a script that calls this without the ``if __name__ == "__main__":``
     guard spawn needs): the caller then reads the file again serially.
     """
-    context = multiprocessing.get_context("spawn")
     slots: list[Future[KindFrames | None] | KindFrames | None] = []
     in_flight: deque[Future[KindFrames | None]] = deque()
     room = (workers - 1) * _IN_FLIGHT_PER_WORKER
-    pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=context)
+    pool = process_pool(workers - 1)
     try:
         for task, payload in _tasks(stream):
             while in_flight and in_flight[0].done():
