@@ -344,14 +344,15 @@ def concat_tables(parts: Sequence[TraceTables], meta: TraceMeta) -> TraceTables:
     """Merge per-rank bundles into one (rows re-sorted by start), under a merged meta."""
     merged: dict[str, pl.DataFrame] = {}
     for name in TABLE_NAMES:
+        if name == "ops" and len(parts) > 1:
+            merged[name] = _concat_ops(parts)  # op ids renumbered so they stay unique
+            continue
         frames = [p.table(name) for p in parts if p.table(name).height]
         if not frames:
             merged[name] = empty_table(name)
             continue
         df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
         merged[name] = df.sort(_SORT_KEY[name], maintain_order=True)
-    if len(parts) > 1:
-        merged["ops"] = _concat_ops(parts)
     return TraceTables(meta=meta, **merged)
 
 

@@ -87,11 +87,18 @@ class MemoryHeadroom:
             return
         high = table.filter(pl.col("used_pct") >= cfg.warning_used_pct)
         if high.height:
-            yield _finding(high.sort("used_pct", descending=True), cfg, high=True)
+            yield _finding(_by_use(high), cfg, high=True)
             return
         trusted = table.filter(_proves_low(cfg))
         if trusted.height == table.height and (table["used_pct"] < cfg.info_below_used_pct).all():
-            yield _finding(table.sort("used_pct", descending=True), cfg, high=False)
+            yield _finding(_by_use(table), cfg, high=False)
+
+
+def _by_use(rows: pl.DataFrame) -> pl.DataFrame:
+    """Peak rows, highest use first; equal uses in source, rank, host, device order (the
+    per-device aggregation leaves rows in no fixed order: the report must not vary)."""
+    keys = ["used_pct", "source", "rank", "host", "device"]
+    return rows.sort(keys, descending=[True, False, False, False, False], nulls_last=True)
 
 
 def _proves_low(cfg: MemoryHeadroomConfig) -> pl.Expr:

@@ -207,6 +207,17 @@ def test_memory_headroom_from_trace_memory_events() -> None:
     assert _run(MemoryHeadroom, _memory_tables({0: 60.0}, 80.0)) == []  # 75%: in between
 
 
+def test_memory_headroom_lists_equal_peaks_in_device_order_every_time() -> None:
+    """16 devices at the same 95% peak: the evidence rows follow the device number (a hash
+    aggregation leaves them in a random order, which made reports differ run to run)."""
+    tables = _memory_tables(dict.fromkeys(range(16), 76.0), 80.0)
+    for _ in range(5):
+        (f,) = _run(MemoryHeadroom, tables)
+        assert f.evidence["device"] == 0 and f.evidence["devices"] == 16
+        assert f.table is not None
+        assert [row[1] for row in f.table.rows] == [f"rank 0 device {d}" for d in range(16)]
+
+
 def test_memory_headroom_old_traces_without_totals_give_a_lower_bound() -> None:
     """2021 traces carry only each event's Bytes: the running sum is a lower bound."""
     gib_steps = [4.0, 70.0, -10.0, 5.0]  # running sum 4, 74, 64, 69: peak 74 GiB
