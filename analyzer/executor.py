@@ -1,10 +1,10 @@
 """Where the per-rank parse of a multi-rank Kineto directory runs: here, a local process
 pool, or a Ray cluster.
 
-``local`` (the default): one rank file per worker of a `ProcessPoolExecutor` (spawned
-processes: polars is not fork-safe), ``min(ranks, jobs or CPUs)`` workers; a single file, or
-``jobs=1``, parses in this process. Each worker returns its rank's tables; this process
-merges them (`parsers.kineto.merge_ranks`).
+``local`` (the default): ``min(ranks, jobs or CPUs)`` processes parse one rank file at a
+time: this one and spawned workers (`parsers.pool.share_work`; spawned, because polars is
+not fork-safe); a single file, or ``jobs=1``, parses in this process alone. Each worker
+returns its rank's tables; this process merges them (`parsers.kineto.merge_ranks`).
 
 ``ray``: each rank is a Ray task that parses its file and writes the tables as Parquet
 (`analyzer.parquet`); the files come back through Ray's object store (so the cluster needs
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from parsers.errors import AnalyzerError, BadConfigError
-from parsers.pool import process_pool
+from parsers.pool import share_work
 from parsers.schema import TraceTables
 
 EXECUTORS: Final = ("local", "ray")
@@ -70,8 +70,7 @@ def parse_ranks(files: Sequence[Path], options: ExecutorOptions) -> list[TraceTa
     if workers <= 1:
         return [_parse_here(f) for f in files]
     try:
-        with process_pool(workers) as pool:
-            results = list(pool.map(_parse_in_worker, [str(f) for f in files]))
+        results = share_work(_parse_in_worker, [str(f) for f in files], workers - 1)
     except BrokenProcessPool:  # workers could not start (e.g. a caller without the
         return [_parse_here(f) for f in files]  # __main__ guard spawn needs): parse here
     return [_unwrap(r) for r in results]

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import gc
 import os
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import polars as pl
 
@@ -35,7 +33,7 @@ from parsers.kineto_chunks import (
 from parsers.kineto_events import Document
 from parsers.kineto_read import GZIP_MAGIC, read_document, read_warnings
 from parsers.kineto_time import NeedExactTimes
-from parsers.pool import process_pool
+from parsers.pool import share_work
 
 #: Files whose JSON text is at least this big are decoded by a process pool (when allowed):
 #: below it, starting the workers costs more than it saves.
@@ -152,47 +150,25 @@ def build_span(span: Span) -> KindFrames | None:
 
 
 def _parallel(stream: EventStream, workers: int) -> list[KindFrames] | None:
-    """Chunks decoded by this process and ``workers - 1`` spawned processes (polars is not
-    fork-safe), results in chunk order.
+    """Chunks decoded by this process and ``workers - 1`` spawned ones (`share_work`), in
+    order; a plain file's chunks as byte ranges each worker reads itself, a gzip file's as
+    text gunzipped here.
 
-    This process hands each chunk to the pool while the pool has room and decodes it
-    itself otherwise: it would only wait on the pool, and one process fewer to start
-    saves a tenth of a second per file. None when a chunk turned out not to be whole
-    events (a boundary guess inside a string), or when the pool broke (a worker could
-    not start: a script that calls this without the ``if __name__ == "__main__":``
-    guard spawn needs): the caller then reads the file again serially.
+    None when a chunk turned out not to be whole events (a boundary guess inside a
+    string), or when the pool broke (a worker could not start: a script that calls this
+    without the ``if __name__ == "__main__":`` guard spawn needs): the caller then reads
+    the file again serially.
     """
-    slots: list[Future[KindFrames | None] | KindFrames | None] = []
-    in_flight: deque[Future[KindFrames | None]] = deque()
-    room = (workers - 1) * _IN_FLIGHT_PER_WORKER
-    pool = process_pool(workers - 1)
     try:
-        for task, payload in _tasks(stream):
-            while in_flight and in_flight[0].done():
-                in_flight.popleft()
-            if len(in_flight) < room:
-                in_flight.append(pool.submit(task, payload))
-                slots.append(in_flight[-1])
-            else:
-                slots.append(task(payload))
-        results = [slot.result() if isinstance(slot, Future) else slot for slot in slots]
+        if stream.plain:
+            results = share_work(build_span, stream.spans(), workers - 1)
+        else:
+            payloads = (piece.payload for piece in stream.pieces())
+            results = share_work(build_payload, payloads, workers - 1)
     except BrokenProcessPool:
         return None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
     built = [r for r in results if r is not None]
     return built if len(built) == len(results) else None
-
-
-def _tasks(stream: EventStream) -> Iterator[tuple[Callable[[Any], KindFrames | None], Any]]:
-    """(task, argument) per chunk: a plain file's byte ranges, read by whoever builds
-    them; a gzip file's chunks of text, gunzipped here."""
-    if stream.plain:
-        for span in stream.spans():
-            yield build_span, span
-    else:
-        for piece in stream.pieces():
-            yield build_payload, piece.payload
 
 
 def _worker_count(path: Path, workers: int | None) -> int:
