@@ -25,26 +25,32 @@ def window_scope(t: TraceTables, ranks: list[int]) -> Scope:
     )
 
 
-def copies_with_callers(ctx: AnalysisContext, memops: pl.DataFrame) -> pl.DataFrame:
+def copies_with_callers(ctx: AnalysisContext) -> pl.DataFrame:
     """Memory operations inside each rank's window, with the CPU side that issued them.
 
     Adds ``api_ns`` (CPU time of the launching call, null when not linked) and ``op`` /
     ``under`` (the CPU ops that issued the copy, see `rules.pageable_memcpy.issuing_ops`).
+    Computed once per analysis; rules keep the copies they look at with a row filter.
     """
+    return ctx.metric("rules.copies_with_callers", lambda _: _copies_with_callers(ctx))
+
+
+def _copies_with_callers(ctx: AnalysisContext) -> pl.DataFrame:
     from rules.host_sync import rank_windows
     from rules.pageable_memcpy import issuing_ops
 
     windows = rank_windows(ctx)
-    inside = memops.join(windows, on="rank", how="inner").filter(
+    inside = ctx.tables.memops.join(windows, on="rank", how="inner", maintain_order="left").filter(
         (pl.col("start_ns") + pl.col("dur_ns") > pl.col("window_start_ns"))
         & (pl.col("start_ns") < pl.col("window_end_ns"))
     )
+    launched = inside["correlation"].drop_nulls().unique()
     runtime = (
-        ctx.tables.runtime.filter(pl.col("correlation").is_not_null())
+        ctx.tables.runtime.filter(pl.col("correlation").is_in(launched.implode()))
         .group_by("rank", "correlation")
         .agg(pl.col("dur_ns").sum().alias("api_ns"))
     )
     callers = issuing_ops(ctx, inside.filter(pl.col("external_id").is_not_null()))
-    return inside.join(runtime, on=["rank", "correlation"], how="left").join(
-        callers, on=["rank", "external_id"], how="left"
+    return inside.join(runtime, on=["rank", "correlation"], how="left", maintain_order="left").join(
+        callers, on=["rank", "external_id"], how="left", maintain_order="left"
     )

@@ -27,6 +27,7 @@ from rules._common import window_scope
 from rules.base import RuleConfig, register
 
 _KEYS = ["rank", "device"]
+_GRID = ["grid_x", "grid_y", "grid_z"]
 _TOP_KERNELS = 8
 _NAME_CHARS = 100
 #: Float noise left by summing +x and -x in the sweep below.
@@ -120,8 +121,11 @@ def kernel_efficiency(t: TraceTables, options: AnalysisOptions) -> pl.DataFrame:
     the rule leaves such kernels out and counts them in ``kernels_without_grid``).
     Times are clipped to the rank's analysis window (the profiled steps).
     """
-    kernels = t.kernels.filter(
-        (pl.col("category").cast(pl.String) != "comm") & (pl.col("dur_ns") > 0)
+    kernels = (
+        t.kernels.lazy()
+        .filter((pl.col("category") != "comm") & (pl.col("dur_ns") > 0))
+        .select(*_KEYS, "name", "category", "start_ns", "dur_ns", *_GRID, "blocks_per_sm")
+        .collect()
     )
     if kernels.height == 0:
         return _empty_kernels()
@@ -131,7 +135,7 @@ def kernel_efficiency(t: TraceTables, options: AnalysisOptions) -> pl.DataFrame:
     sms = _sm_counts(t, options, kernels)
     blocks = pl.col("grid_x") * pl.col("grid_y") * pl.col("grid_z")
     clipped = (
-        kernels.join(windows, on="rank", how="inner")
+        kernels.join(windows, on="rank", how="inner", maintain_order="left")
         .with_columns(
             pl.max_horizontal("start_ns", "window_start_ns").alias("start_ns"),
             pl.min_horizontal(pl.col("start_ns") + pl.col("dur_ns"), "window_end_ns").alias(
@@ -139,7 +143,7 @@ def kernel_efficiency(t: TraceTables, options: AnalysisOptions) -> pl.DataFrame:
             ),
         )
         .filter(pl.col("end_ns") > pl.col("start_ns"))
-        .join(sms, on=_KEYS, how="left")
+        .join(sms, on=_KEYS, how="left", maintain_order="left")
         .with_columns(blocks.cast(pl.Int64).alias("blocks"))
     )
     bps = pl.coalesce(
@@ -226,28 +230,43 @@ def sm_efficiency_segments(kernels: pl.DataFrame) -> pl.DataFrame:
 
     A sweep over kernel starts and ends: between consecutive boundaries the efficiency is
     the sum of the running kernels' ``sm_eff`` capped at 1. Returns rank, device, start_ns,
-    end_ns, sm_eff for every stretch with at least one kernel running.
+    end_ns, sm_eff for every stretch with at least one kernel running, by rank, device, time.
+    The sweep runs one device at a time and groups boundaries that fall on the same time
+    after sorting on it (starts before ends, each in table order): several times faster
+    than hashing (rank, device, time), and each group's sum is added in that fixed order.
     """
+    devices = kernels.select(*_KEYS, "start_ns", "end_ns", "sm_eff").partition_by(
+        _KEYS, maintain_order=True
+    )
+    if not devices:
+        return _device_segments(kernels)
+    keys = pl.concat([part.select(_KEYS).head(1) for part in devices]).with_row_index()
+    order = keys.sort(_KEYS)["index"]
+    return pl.concat([_device_segments(devices[i]) for i in order])
+
+
+def _device_segments(kernels: pl.DataFrame) -> pl.DataFrame:
+    """`sm_efficiency_segments` of the kernels of one (rank, device)."""
     eff = pl.col("sm_eff").fill_null(0.0)
     starts = kernels.select(
-        *_KEYS, pl.col("start_ns").alias("t_ns"), eff.alias("d_eff"), pl.lit(1).alias("d_count")
+        pl.col("start_ns").alias("t_ns"), eff.alias("d_eff"), pl.lit(1).alias("d_count")
     )
     ends = kernels.select(
-        *_KEYS, pl.col("end_ns").alias("t_ns"), (-eff).alias("d_eff"), pl.lit(-1).alias("d_count")
+        pl.col("end_ns").alias("t_ns"), (-eff).alias("d_eff"), pl.lit(-1).alias("d_count")
     )
     points = (
         pl.concat([starts, ends])
-        .group_by([*_KEYS, "t_ns"])
+        .sort("t_ns", maintain_order=True)
+        .group_by("t_ns", maintain_order=True)
         .agg(pl.col("d_eff").sum(), pl.col("d_count").sum())
-        .sort([*_KEYS, "t_ns"])
         .with_columns(
-            pl.col("d_eff").cum_sum().over(_KEYS).alias("level"),
-            pl.col("d_count").cum_sum().over(_KEYS).alias("running"),
-            pl.col("t_ns").shift(-1).over(_KEYS).alias("end_ns"),
+            pl.col("d_eff").cum_sum().alias("level"),
+            pl.col("d_count").cum_sum().alias("running"),
+            pl.col("t_ns").shift(-1).alias("end_ns"),
         )
     )
     return points.filter((pl.col("running") > 0) & pl.col("end_ns").is_not_null()).select(
-        *_KEYS,
+        *(pl.lit(kernels[key].first(), dtype=kernels[key].dtype).alias(key) for key in _KEYS),
         pl.col("t_ns").alias("start_ns"),
         "end_ns",
         pl.when(pl.col("level") < _EPSILON)

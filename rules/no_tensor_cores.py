@@ -27,6 +27,7 @@ from analyzer import devices
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import timeline
+from analyzer.metrics.roofline import launch_external_ids
 from parsers.schema import DeviceInfo, TraceTables
 from rules._common import window_scope
 from rules.base import RuleConfig, register
@@ -134,10 +135,8 @@ class NoTensorCores:
         device = _device_of(ctx.tables, stake)
         spec = _spec(ctx, device)
         ranks = stake["rank"].unique().to_list()
-        by_class = {
-            c: int(kernels.filter(pl.col("class") == c)["dur_ns"].sum())
-            for c in (FP32_GEMM, FP32_CONV, FP32_GEMV, TENSOR)
-        }
+        class_ns = dict(kernels.group_by("class").agg(pl.col("dur_ns").sum()).iter_rows())
+        by_class = {c: int(class_ns.get(c) or 0) for c in (FP32_GEMM, FP32_CONV, FP32_GEMV, TENSOR)}
         return [
             Finding(
                 rule_id=self.id,
@@ -176,7 +175,9 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
         "rank", "window_start_ns", "window_end_ns"
     )
     kernels = (
-        t.kernels.join(windows, on="rank", how="inner")
+        t.kernels.select("rank", "device", "name", "category", "start_ns", "dur_ns")
+        .with_columns(launch_external_ids(t)["external_id"])
+        .join(windows, on="rank", how="inner")
         .filter(
             (pl.col("start_ns") >= pl.col("window_start_ns"))
             & (pl.col("start_ns") < pl.col("window_end_ns"))
@@ -188,18 +189,7 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
             pl.col("category").cast(pl.String),
             "dur_ns",
             "external_id",
-            "correlation",
         )
-    )
-    launched_by = (
-        t.runtime.filter(pl.col("correlation").is_not_null() & pl.col("external_id").is_not_null())
-        .select("rank", "correlation", pl.col("external_id").alias("_runtime_ext"))
-        .unique(["rank", "correlation"])
-    )
-    kernels = (
-        kernels.join(launched_by, on=["rank", "correlation"], how="left")
-        .with_columns(pl.coalesce("external_id", "_runtime_ext").alias("external_id"))
-        .drop("_runtime_ext", "correlation")
     )
     names = kernels["name"].unique().to_list()
     classes = {n: kernel_class(n) for n in names}
@@ -226,14 +216,13 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
 
 def _fp32_matrix_ops(t: TraceTables) -> pl.DataFrame:
     """(rank, external_id) of GEMM/conv CPU ops whose first input is an fp32 tensor."""
-    ops = t.ops.filter(
-        pl.col("external_id").is_not_null()
-        & pl.col("input_types").is_not_null()
-        & pl.col("name").cast(pl.String).str.contains(_MATRIX_OPS)
-    )
+    ops = t.ops.filter(pl.col("external_id").is_not_null() & pl.col("input_types").is_not_null())
+    names = ops["name"].unique().cast(pl.String)
+    matrix = names.filter(names.str.contains(_MATRIX_OPS))
     first_type = pl.col("input_types").str.extract(r'^\s*\[\s*"([^"]*)"', 1)
     return (
-        ops.filter(first_type == "float")
+        ops.filter(pl.col("name").is_in(matrix.implode()))
+        .filter(first_type == "float")
         .select("rank", "external_id", pl.lit(True).alias("_fp32_op"))
         .unique(["rank", "external_id"])
     )
@@ -253,7 +242,8 @@ def _tensor_core_devices(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.Data
     tc_ran = set(
         kernels.filter(pl.col("class") == TENSOR).select("rank", "device").unique().iter_rows()
     )
-    mfma_seen = bool(kernels["name"].str.contains(r"_MI\d+x\d+|mfma|xdlops|gtcx").any())
+    names = kernels["name"].unique()
+    mfma_seen = bool(names.str.contains(r"_MI\d+x\d+|mfma|xdlops|gtcx").any())
     keys = []
     for rank, device in (
         kernels.select("rank", "device").unique().sort("rank", "device").iter_rows()

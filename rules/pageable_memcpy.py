@@ -23,6 +23,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics.roofline import OpTree
 from rules._common import copies_with_callers
 from rules.base import register
 from rules.host_sync import rank_windows
@@ -72,23 +73,26 @@ def pageable_copies(ctx: AnalysisContext) -> pl.DataFrame:
     api_ns (CPU time of the launching call, null when not linked), op and under (see
     `issuing_ops`; null when unknown).
     """
-    memops = ctx.tables.memops.filter(
-        (pl.col("src_mem").cast(pl.String) == "pageable")
-        | (pl.col("dst_mem").cast(pl.String) == "pageable")
+    pageable = (pl.col("src_mem").cast(pl.String) == "pageable") | (
+        pl.col("dst_mem").cast(pl.String) == "pageable"
     )
-    return copies_with_callers(ctx, memops).select(
-        "rank",
-        "device",
-        "stream",
-        pl.col("kind").cast(pl.String),
-        pl.col("src_mem").cast(pl.String),
-        pl.col("dst_mem").cast(pl.String),
-        pl.col("bytes").fill_null(0),
-        "start_ns",
-        "dur_ns",
-        "api_ns",
-        "op",
-        "under",
+    return (
+        copies_with_callers(ctx)
+        .filter(pageable)
+        .select(
+            "rank",
+            "device",
+            "stream",
+            pl.col("kind").cast(pl.String),
+            pl.col("src_mem").cast(pl.String),
+            pl.col("dst_mem").cast(pl.String),
+            pl.col("bytes").fill_null(0),
+            "start_ns",
+            "dur_ns",
+            "api_ns",
+            "op",
+            "under",
+        )
     )
 
 
@@ -98,46 +102,51 @@ _STEP = r"^ProfilerStep#"
 def issuing_ops(ctx: AnalysisContext, keys: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per (rank, external_id): the CPU op that issued GPU work, and where it was called.
 
-    ``op`` is the innermost op carrying the external id (``aten::copy_``); ``under`` is its
-    outermost ancestor below the ``ProfilerStep#N`` annotation (``aten::to``,
-    ``Optimizer.step#SGD.step``, ``## forward ##``), found by following ``parent`` links.
-    ``keys`` (rank, external_id) limits the walk to the GPU work asked about.
+    ``op`` is the innermost op carrying the external id (``aten::copy_``; the first in table
+    order among equally deep ones); ``under`` is its outermost ancestor below the
+    ``ProfilerStep#N`` annotation (``aten::to``, ``Optimizer.step#SGD.step``,
+    ``## forward ##``), found by following ``parent`` links. ``keys`` (rank, external_id)
+    limits the walk to the GPU work asked about.
     """
-    ops = ctx.tables.ops.select(
-        "rank", "op_id", "parent", "depth", "external_id", pl.col("name").cast(pl.String)
-    )
+    ops = ctx.tables.ops.select("rank", "op_id", "parent", "depth", "external_id", "name")
     launching = ops.filter(pl.col("external_id").is_not_null())
     if keys is not None:
         launching = launching.join(
             keys.select("rank", "external_id").unique(), on=["rank", "external_id"], how="semi"
         )
     inner = (
-        launching.sort("depth", descending=True)
+        launching.sort("depth", descending=True, maintain_order=True)
         .group_by("rank", "external_id", maintain_order=True)
-        .agg(pl.col("name").first().alias("op"), pl.col("op_id").first().alias("cur_id"))
+        .agg(pl.col("name").first().cast(pl.String).alias("op"), pl.col("op_id").first())
     )
-    parents = ops.filter(~pl.col("name").str.contains(_STEP)).select(
-        pl.col("op_id").alias("cur_id"), pl.col("parent").alias("up_id")
-    )
-    names = ops.select(pl.col("op_id").alias("cur_id"), pl.col("name").alias("under"))
-    for _ in range(int(ops.select(pl.col("depth").max()).item() or 0) + 1):
-        stepped = inner.join(parents, on="cur_id", how="left").join(
-            parents.select(pl.col("cur_id").alias("up_id")).with_columns(
-                pl.lit(True).alias("up_ok")
-            ),
-            on="up_id",
-            how="left",
-        )
-        moved = stepped.with_columns(
-            pl.when(pl.col("up_ok").fill_null(False))
-            .then(pl.col("up_id"))
-            .otherwise(pl.col("cur_id"))
-            .alias("cur_id")
-        ).drop("up_id", "up_ok")
-        if moved["cur_id"].equals(inner["cur_id"]):
+    if inner.height == 0:
+        return inner.select("rank", "external_id", "op", pl.col("op").alias("under"))
+    tree = OpTree.of(ops.select("op_id", "parent", "name", _is_step(ops["name"]).alias("step")))
+    max_depth = int(ops.select(pl.col("depth").max()).item() or 0)
+    top = _outermost_below_step(tree, inner["op_id"], max_depth)
+    under = tree.lookup(top, "name").cast(pl.String).alias("under")
+    return inner.with_columns(under).select("rank", "external_id", "op", "under")
+
+
+def _is_step(names: pl.Series) -> pl.Expr:
+    """Whether an op is a ``ProfilerStep#N`` annotation (the regex runs once per name)."""
+    distinct = names.unique().cast(pl.String)
+    return pl.col("name").is_in(distinct.filter(distinct.str.contains(_STEP)).implode())
+
+
+def _outermost_below_step(tree: OpTree, op_ids: pl.Series, max_depth: int) -> pl.Series:
+    """Each op's outermost ancestor-or-self reached without entering a step annotation:
+    climb while the op is not a step and its parent is a known op that is not a step."""
+    current = op_ids
+    for _ in range(max_depth + 1):
+        up = pl.select(pl.when(~tree.lookup(current, "step")).then(tree.lookup(current, "parent")))
+        parent = up.to_series()
+        climb = (~tree.lookup(parent, "step")).fill_null(False)
+        moved = pl.select(pl.when(climb).then(parent).otherwise(current)).to_series()
+        if moved.equals(current):
             break
-        inner = moved
-    return inner.join(names, on="cur_id", how="left").select("rank", "external_id", "op", "under")
+        current = moved
+    return current
 
 
 def _per_rank(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame:

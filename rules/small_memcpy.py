@@ -85,13 +85,13 @@ def small_copies(ctx: AnalysisContext, max_bytes: int) -> pl.DataFrame:
     not linked), cost_ns (the larger of the two), op and under (the CPU op issuing it and
     its outermost caller, see `issuing_ops`).
     """
-    memops = ctx.tables.memops.filter(
-        (pl.col("kind").cast(pl.String) != "memset")
-        & pl.col("bytes").is_not_null()
-        & (pl.col("bytes") <= max_bytes)
-    )
     return (
-        copies_with_callers(ctx, memops)
+        copies_with_callers(ctx)
+        .filter(
+            (pl.col("kind").cast(pl.String) != "memset")
+            & pl.col("bytes").is_not_null()
+            & (pl.col("bytes") <= max_bytes)
+        )
         .with_columns(pl.col("api_ns").fill_null(0))
         .select(
             "rank",

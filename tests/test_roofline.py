@@ -17,10 +17,19 @@ import msgspec
 import polars as pl
 import pytest
 from conftest import shared_trace
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.devices import match
-from analyzer.metrics.roofline import Roofline, choose_roof, compute, roofline
+from analyzer.metrics.roofline import (
+    OpTree,
+    Roofline,
+    _with_prev_end,
+    choose_roof,
+    compute,
+    roofline,
+)
 from analyzer.report.model import Image, Table
 from analyzer.sections import roofline as roofline_section
 from parsers.schema import DeviceInfo, TraceMeta, TraceTables, table_from_columns
@@ -376,3 +385,32 @@ def test_report_markdown_shows_the_roofline(tmp_path: Path) -> None:
     assert "## Roofline" in text
     assert "](report_files/roofline_h100-sxm.svg)" in text
     assert "`aten::addmm`" in text
+
+
+@pytest.mark.parametrize(
+    ("ids", "parents"),
+    [
+        ([0, 1, 2, 3], [None, 0, 1, 1]),  # consecutive ids: row = id
+        ([40, 7, 12, 3], [None, 40, 7, 999]),  # sparse, unsorted, a parent outside the table
+    ],
+)
+def test_op_tree_lookup_by_id(ids: list[int], parents: list[int | None]) -> None:
+    tree = OpTree.of(pl.DataFrame({"op_id": ids, "parent": parents}))
+    wanted = pl.Series([*ids, None, 999, -1], dtype=pl.Int64)
+    expected = dict(zip(ids, parents, strict=True))
+    got = tree.lookup(wanted, "parent").to_list()
+    assert got == [expected.get(i) if i is not None else None for i in wanted.to_list()]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 4)), st.integers(0, 50)), max_size=40)
+)
+def test_prev_end_is_the_running_max_of_earlier_rows_in_the_run(
+    rows: list[tuple[int | None, int]],
+) -> None:
+    frame = pl.DataFrame(rows, schema={"op_id": pl.Int64, "_end_ns": pl.Int64}, orient="row").sort(
+        "op_id"
+    )
+    window = pl.col("_end_ns").cum_max().shift(1).over("op_id")  # polars' own, per group
+    assert _with_prev_end(frame, "op_id").equals(frame.with_columns(window.alias("_prev_end")))

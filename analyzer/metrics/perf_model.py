@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -955,55 +955,61 @@ def model_op(
 
 COST_COLUMNS: Final = ("family", "flops", "bytes", "dtype", "matrix", "shapes")
 
-_KEYS: Final = ("name", "input_dims", "input_types", "concrete_inputs")
+#: The op columns a cost is computed from (the name and the three JSON argument lists).
+KEY_COLUMNS: Final = ("name", "input_dims", "input_types", "concrete_inputs")
+
+_COST_SCHEMA: Final = {
+    "family": pl.String(),
+    "flops": pl.Int64(),
+    "bytes": pl.Int64(),
+    "dtype": pl.String(),
+    "matrix": pl.Boolean(),
+    "shapes": pl.String(),
+}
 
 
-def _cost_rows(unique: pl.DataFrame) -> Iterator[dict[str, Any]]:
-    for row in unique.iter_rows(named=True):
-        cost = model_op(row["name"], row["input_dims"], row["input_types"], row["concrete_inputs"])
-        if cost is not None:
-            yield {
-                **row,
-                "family": cost.family,
-                "flops": cost.flops,
-                "bytes": cost.bytes,
-                "dtype": cost.dtype,
-                "matrix": cost.matrix,
-                "shapes": cost.shapes,
-            }
+def _costs(keys: pl.DataFrame) -> pl.DataFrame:
+    """`COST_COLUMNS` for each row of ``keys`` (name and the three JSON texts), null where
+    the op is not modeled."""
+    costs = [model_op(*key) for key in keys.iter_rows()]
+    return pl.DataFrame(
+        {c: [getattr(cost, c) if cost else None for cost in costs] for c in COST_COLUMNS},
+        schema=_COST_SCHEMA,
+    )
+
+
+def op_costs(ops: pl.DataFrame) -> pl.DataFrame:
+    """Every row of ``ops`` the perf model covers: its position (``row``) and `COST_COLUMNS`.
+
+    JSON is decoded once per distinct (name, dims, types, concrete) combination, so a trace
+    with thousands of identical layer calls costs a few hundred decodes; only rows whose op
+    name has a model are looked at.
+    """
+    candidates = (
+        ops.select(KEY_COLUMNS).with_row_index("row").filter(pl.col("name").is_in(list(MODELS)))
+    )
+    groups = (
+        candidates.group_by(KEY_COLUMNS)
+        .agg("row")
+        .with_columns(pl.col(c).cast(pl.String) for c in KEY_COLUMNS)
+    )
+    costs = pl.concat([groups.select("row"), _costs(groups.select(KEY_COLUMNS))], how="horizontal")
+    return costs.filter(pl.col("flops").is_not_null()).explode("row")
 
 
 def model_ops(ops: pl.DataFrame) -> pl.DataFrame:
     """The ``ops`` table with the perf model's columns added (null where not modeled).
 
     Adds ``family``, ``flops`` (Int64), ``bytes`` (Int64), ``dtype``, ``matrix`` (bool) and
-    ``shapes``. JSON is decoded once per distinct (name, dims, types, concrete) combination,
-    so a trace with thousands of identical layer calls costs a few hundred decodes.
+    ``shapes`` (see `op_costs`).
     """
-    ops = ops.with_columns(pl.col(c).cast(pl.String) for c in _KEYS[1:])
-    keys = ops.select(pl.col("name").cast(pl.String), *(pl.col(c) for c in _KEYS[1:]))
-    candidates = keys.filter(pl.col("name").is_in(list(MODELS))).unique()
-    schema = {
-        "name": pl.String(),
-        "input_dims": pl.String(),
-        "input_types": pl.String(),
-        "concrete_inputs": pl.String(),
-        "family": pl.String(),
-        "flops": pl.Int64(),
-        "bytes": pl.Int64(),
-        "dtype": pl.String(),
-        "matrix": pl.Boolean(),
-        "shapes": pl.String(),
-    }
-    costs = pl.DataFrame(list(_cost_rows(candidates)), schema=schema)
-    joined = ops.with_columns(pl.col("name").cast(pl.String).alias("_name")).join(
-        costs.rename({"name": "_name"}),
-        on=["_name", *_KEYS[1:]],
-        how="left",
-        nulls_equal=True,
-        maintain_order="left",
+    ops = ops.with_columns(pl.col(c).cast(pl.String) for c in KEY_COLUMNS[1:])
+    costs = op_costs(ops).rename({"row": "_row"})
+    return (
+        ops.with_row_index("_row")
+        .join(costs, on="_row", how="left", maintain_order="left")
+        .drop("_row")
     )
-    return joined.drop("_name")
 
 
 def is_gemm_name(name: str) -> bool:

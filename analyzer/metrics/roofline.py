@@ -39,7 +39,8 @@ import polars as pl
 
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.devices import DeviceSpec, ResolvedDevice, resolve, resolve_missing
-from analyzer.metrics.perf_model import model_ops
+from analyzer.metrics.perf_model import KEY_COLUMNS, op_costs
+from analyzer.metrics.timeline import per_tables
 from parsers.schema import TraceTables
 
 METRIC_NAME: Final = "roofline"
@@ -197,70 +198,146 @@ def _device_key(resolved: ResolvedDevice | None) -> str:
 # --- Attribution --------------------------------------------------------------------------
 
 
+@per_tables
+def launch_external_ids(t: TraceTables) -> pl.DataFrame:
+    """One row per kernel, in table order: ``external_id`` of the CPU op that launched it.
+
+    The kernel's own external id, else its launching runtime call's (matched on rank and
+    correlation; the first call in table order when several share a correlation). Only
+    kernels without their own id are looked up: current Kineto traces give every kernel one.
+    """
+    kernels = t.kernels.select("rank", "correlation", "external_id")
+    keys = ["rank", "correlation"]
+    missing = kernels.filter(pl.col("external_id").is_null()).select(keys).drop_nulls().unique()
+    if missing.height == 0:
+        return kernels.select("external_id")
+    calls = (
+        t.runtime.select(*keys, pl.col("external_id").alias("_rt_ext"))
+        .drop_nulls(["correlation", "_rt_ext"])
+        .join(missing, on=keys, how="semi", maintain_order="left")
+        .unique(keys, keep="first")
+    )
+    return kernels.join(calls, on=keys, how="left", maintain_order="left").select(
+        pl.coalesce("external_id", "_rt_ext").alias("external_id")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpTree:
+    """Ops looked up by ``op_id``, to walk ``parent`` links a level at a time.
+
+    An op's row is its id minus the first id when the ids are consecutive (the parsers
+    number ops 0..n-1), else found by binary search over the sorted ids. A walk over some
+    ops then costs in proportion to those ops, not to the whole ops table (as a hash join
+    or a dict of every op would).
+    """
+
+    ops: pl.DataFrame
+    consecutive: bool
+
+    @classmethod
+    def of(cls, ops: pl.DataFrame) -> OpTree:
+        """The tree of ``ops`` (needs ``op_id``, unique, and whatever columns are looked up)."""
+        ops = ops if ops["op_id"].is_sorted() else ops.sort("op_id")
+        steps = ops["op_id"].diff().drop_nulls()
+        return cls(ops, steps.len() == 0 or (steps.min() == 1 and steps.max() == 1))
+
+    def rows(self, op_ids: pl.Series) -> pl.Series:
+        """The row of each op in ``op_ids``: null where the id is null or not in the tree."""
+        ids = self.ops["op_id"]
+        if ids.len() == 0:
+            return pl.repeat(None, op_ids.len(), dtype=pl.Int64, eager=True)
+        if self.consecutive:
+            row = op_ids - ids[0]
+            return pl.select(pl.when((row >= 0) & (row < ids.len())).then(row)).to_series()
+        row = ids.search_sorted(op_ids).clip(upper_bound=ids.len() - 1)
+        return pl.select(pl.when(ids.gather(row) == op_ids).then(row)).to_series()
+
+    def lookup(self, op_ids: pl.Series, column: str) -> pl.Series:
+        """``column`` of each op in ``op_ids``: null where the id is null or not in the tree."""
+        return self.ops[column].gather(self.rows(op_ids))
+
+
 def _link_kernels(tables: TraceTables) -> pl.DataFrame:
     """Kernels with the op that launched them (``launch_op``) and the op that gets them
-    (``op_id``, with its cost columns), per the attribution rule in the module docstring."""
-    k = tables.kernels.with_row_index("kernel_row")
-    runtime_ext = (
-        tables.runtime.select("rank", "correlation", pl.col("external_id").alias("_rt_ext"))
-        .drop_nulls(["correlation", "_rt_ext"])
-        .unique(["rank", "correlation"], keep="first")
+    (``op_id``, with its cost columns), per the attribution rule in the module docstring.
+
+    The joins run on the two key columns only; their result is set beside the kernels.
+    """
+    keys = tables.kernels.select("rank", launch_external_ids(tables)["external_id"].alias("_ext"))
+    ops = (
+        tables.ops.lazy()
+        .filter(pl.col("kind") == "cpu_op")
+        .select("rank", "op_id", "parent", "depth", "external_id", *KEY_COLUMNS)
+        .collect()
     )
-    k = k.join(runtime_ext, on=["rank", "correlation"], how="left").with_columns(
-        pl.coalesce("external_id", "_rt_ext").alias("_ext")
+    launch = _launch_ops(ops, keys["_ext"])
+    links = keys.join(launch, on=["rank", "_ext"], how="left", maintain_order="left")
+    cost = _modeled_ops(ops)
+    tree = OpTree.of(
+        ops.select(
+            "op_id", "parent", pl.col("op_id").is_in(cost["op_id"].implode()).alias("modeled")
+        )
     )
-    ops = model_ops(tables.ops.filter(pl.col("kind").cast(pl.String) == "cpu_op"))
-    ops = ops.with_columns(pl.col("flops").is_not_null().alias("modeled"))
-    launch = (
-        ops.select("rank", pl.col("external_id").alias("_ext"), "op_id", "depth")
-        .drop_nulls("_ext")
-        .sort("depth", descending=True)
-        .unique(["rank", "_ext"], keep="first")
-        .select("rank", "_ext", pl.col("op_id").alias("launch_op"))
+    target = _attribution_targets(tree, cost["op_id"], links["launch_op"].drop_nulls().unique())
+    links = links.join(target, on="launch_op", how="left", maintain_order="left").join(
+        cost, on="op_id", how="left", maintain_order="left"
     )
-    k = k.join(launch, on=["rank", "_ext"], how="left")
-    names = ops.select(
-        pl.col("op_id").alias("launch_op"), pl.col("name").cast(pl.String).alias("launch_op_name")
-    )
-    k = k.join(names, on="launch_op", how="left")
-    target = _attribution_targets(ops, k["launch_op"].drop_nulls().unique())
-    k = k.join(target, on="launch_op", how="left")
-    cost = ops.select(
-        "op_id", pl.col("name").cast(pl.String).alias("op_name"), "family", "flops", "bytes",
-        pl.col("dtype").alias("op_dtype"), "matrix", "shapes",
+    return pl.concat([tables.kernels, links.drop("rank", "_ext")], how="horizontal")
+
+
+def _modeled_ops(ops: pl.DataFrame) -> pl.DataFrame:
+    """The ops the perf model covers: op_id, op_name and the cost columns (dtype as op_dtype)."""
+    costs = op_costs(ops)
+    named = ops[costs["row"]].select("op_id", pl.col("name").cast(pl.String).alias("op_name"))
+    return pl.concat([named, costs.drop("row").rename({"dtype": "op_dtype"})], how="horizontal")
+
+
+def _launch_ops(ops: pl.DataFrame, kernel_ext: pl.Series) -> pl.DataFrame:
+    """(rank, ``_ext``) -> the innermost op carrying that external id (``launch_op``, the
+    first in table order among equally deep ones) and its name, for the kernels' ids."""
+    return (
+        ops.filter(pl.col("external_id").is_in(kernel_ext.drop_nulls().unique().implode()))
+        .sort("depth", descending=True, maintain_order=True)
+        .unique(["rank", "external_id"], keep="first")
+        .select(
+            "rank", pl.col("external_id").alias("_ext"), pl.col("op_id").alias("launch_op"),
+            pl.col("name").cast(pl.String).alias("launch_op_name"),
+        )
     )  # fmt: skip
-    return k.join(cost, on="op_id", how="left").sort("kernel_row").drop("_rt_ext", "_ext")
 
 
-def _attribution_targets(ops: pl.DataFrame, launch_ops: pl.Series) -> pl.DataFrame:
+def _attribution_targets(tree: OpTree, modeled: pl.Series, launch_ops: pl.Series) -> pl.DataFrame:
     """launch_op -> op_id: itself when modeled, else the nearest modeled ancestor that has no
     modeled descendant (null when there is none)."""
-    parent = dict(zip(ops["op_id"].to_list(), ops["parent"].to_list(), strict=True))
-    modeled = set(ops.filter(pl.col("modeled"))["op_id"].to_list())
-    covers = _ancestors_of(modeled, parent)
-    targets: dict[int, int | None] = {}
-    for op in launch_ops.to_list():
-        node: int | None = op
-        while node is not None and node not in modeled:
-            node = parent.get(node)
-        if node is not None and node != op and node in covers:
-            node = None
-        targets[op] = node
+    node = launch_ops
+    for _ in range(tree.ops.height + 1):  # each op once, then one id outside the tree
+        climb = node.is_not_null() & ~tree.lookup(node, "modeled").fill_null(False)
+        if not climb.any():
+            break
+        node = pl.select(pl.when(climb).then(tree.lookup(node, "parent")).otherwise(node))[:, 0]
+    above = node.is_not_null() & (node != launch_ops)
+    if above.any():
+        node = pl.select(
+            pl.when(above & node.is_in(_ancestors(tree, modeled).implode()))
+            .then(None)
+            .otherwise(node)
+        )[:, 0]
     return pl.DataFrame(
-        {"launch_op": list(targets), "op_id": list(targets.values())},
+        {"launch_op": launch_ops, "op_id": node},
         schema={"launch_op": pl.Int64(), "op_id": pl.Int64()},
     )
 
 
-def _ancestors_of(nodes: set[int], parent: Mapping[int, int | None]) -> set[int]:
-    """Every strict ancestor of any node in ``nodes``."""
-    seen: set[int] = set()
-    for node in nodes:
-        up = parent.get(node)
-        while up is not None and up not in seen:
-            seen.add(up)
-            up = parent.get(up)
-    return seen
+def _ancestors(tree: OpTree, nodes: pl.Series) -> pl.Series:
+    """Every strict ancestor of any op in ``nodes`` (climbing stops at ids not in the tree)."""
+    found = pl.Series("op_id", [], dtype=pl.Int64)
+    level = tree.lookup(nodes, "parent").drop_nulls().unique()
+    while level.len():
+        level = level.filter(~level.is_in(found.implode()))
+        found = pl.concat([found, level])
+        level = tree.lookup(level, "parent").drop_nulls().unique()
+    return found
 
 
 # --- Per op instance ----------------------------------------------------------------------
@@ -518,13 +595,38 @@ def _with_covered_ns(kernels: pl.DataFrame, key: str) -> pl.DataFrame:
     intervals (sorted by start; a kernel inside an earlier one adds 0), so that the group sum
     is the union length."""
     k = kernels.with_columns((pl.col("start_ns") + pl.col("dur_ns")).alias("_end_ns"))
-    k = k.sort(key, "start_ns").with_columns(
-        pl.col("_end_ns").cum_max().shift(1).over(key).alias("_prev_end")
-    )
+    k = _with_prev_end(k.sort(key, "start_ns"), key)
     covered = (
         pl.col("_end_ns") - pl.max_horizontal("start_ns", pl.col("_prev_end").fill_null(0))
     ).clip(lower_bound=0)
     return k.with_columns(covered.alias("_covered_ns")).drop("_end_ns", "_prev_end")
+
+
+def _with_prev_end(k: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Adds ``_prev_end``: the latest ``_end_ns`` of the rows before each row in its run of
+    equal ``key`` (``k`` is sorted by key; null on a run's first row).
+
+    A running max restarted at every run, computed in log2(longest run) vectorized steps
+    (each row takes the max reached ``span`` rows back when that row is in its run, for
+    span = 1, 2, 4, ...): a window expression over ``key`` costs per group, and ops are
+    many with few kernels each.
+    """
+    row = pl.int_range(pl.len())
+
+    def same_run(span: int) -> pl.Expr:
+        return (row >= span) & pl.col(key).eq_missing(pl.col(key).shift(span))
+
+    longest = int(k.select(pl.col(key).rle().struct.field("len").max()).item() or 0)
+    k = k.with_columns(pl.col("_end_ns").alias("_run_end"))
+    span = 1
+    while span < longest:
+        reach = pl.max_horizontal("_run_end", pl.col("_run_end").shift(span))
+        k = k.with_columns(
+            pl.when(same_run(span)).then(reach).otherwise("_run_end").alias("_run_end")
+        )
+        span *= 2
+    prev_end = pl.when(same_run(1)).then(pl.col("_run_end").shift(1))
+    return k.with_columns(prev_end.alias("_prev_end")).drop("_run_end")
 
 
 def _heuristic_groups(kernels: pl.DataFrame) -> pl.DataFrame:
@@ -579,11 +681,14 @@ def _summary(
     if total <= 0:
         return RooflineSummary(unknown_devices=_unknown(per_kernel, devices))
 
-    def share(condition: pl.Expr) -> float:
-        return float(per_kernel.filter(condition)["dur_ns"].sum()) / total
+    by_kind = per_kernel.group_by("basis", "bound").agg(pl.col("dur_ns").sum())
+    kernel_ns = {(basis, bound): int(ns) for basis, bound, ns in by_kind.iter_rows()}
 
-    modeled, heuristic = pl.col("basis") == "modeled", pl.col("basis") == "heuristic"
-    compute, memory = pl.col("bound") == "compute", pl.col("bound") == "memory"
+    def share(basis: str | None = None, bound: str | None = None) -> float:
+        """Share of kernel time with that basis and bound (None: any)."""
+        ns = sum(v for (b, d), v in kernel_ns.items() if basis in (None, b) and bound in (None, d))
+        return float(ns) / total
+
     tensor = groups.filter((pl.col("basis") == "modeled") & (pl.col("pipe") == "tensor"))
     tensor_flops = float(tensor["flops"].sum() or 0)
     tensor_ns = int(tensor["gpu_time_ns"].sum() or 0)
@@ -591,15 +696,15 @@ def _summary(
     dtype, peak = _tensor_peak(tensor)
     return RooflineSummary(
         kernel_time_ns=total,
-        compute_bound_share=share(compute),
-        memory_bound_share=share(memory),
-        unclassified_share=share(pl.col("bound") == "unclassified"),
-        modeled_share=share(modeled),
-        heuristic_share=share(heuristic),
-        modeled_compute_bound_share=share(modeled & compute),
-        modeled_memory_bound_share=share(modeled & memory),
-        heuristic_compute_bound_share=share(heuristic & compute),
-        heuristic_memory_bound_share=share(heuristic & memory),
+        compute_bound_share=share(bound="compute"),
+        memory_bound_share=share(bound="memory"),
+        unclassified_share=share(bound="unclassified"),
+        modeled_share=share("modeled"),
+        heuristic_share=share("heuristic"),
+        modeled_compute_bound_share=share("modeled", "compute"),
+        modeled_memory_bound_share=share("modeled", "memory"),
+        heuristic_compute_bound_share=share("heuristic", "compute"),
+        heuristic_memory_bound_share=share("heuristic", "memory"),
         above_roof_ops=int(groups["above_roof_calls"].sum() or 0),
         tensor_flops=tensor_flops,
         tensor_gpu_time_ns=tensor_ns,

@@ -14,19 +14,26 @@ TOP_KERNELS = 15
 
 
 def kernel_summary(t: TraceTables) -> pl.DataFrame:
-    """Per kernel name: category, calls, total/mean/max ns, share of all kernel time."""
+    """Per kernel name: category, calls, total/mean/max ns, share of all kernel time.
+
+    Grouped on the categorical name (far cheaper to hash than the text), cast after.
+    """
     k = t.kernels
     total = int(k["dur_ns"].sum()) if k.height else 0
     return (
-        k.group_by(pl.col("name").cast(pl.String))
+        k.group_by("name")
         .agg(
-            pl.col("category").cast(pl.String).first(),
+            pl.col("category").first(),
             pl.len().alias("calls"),
             pl.col("dur_ns").sum().alias("total_ns"),
             pl.col("dur_ns").mean().alias("mean_ns"),
             pl.col("dur_ns").max().alias("max_ns"),
         )
-        .with_columns((100.0 * pl.col("total_ns") / max(total, 1)).alias("share_pct"))
+        .with_columns(
+            pl.col("name").cast(pl.String),
+            pl.col("category").cast(pl.String),
+            (100.0 * pl.col("total_ns") / max(total, 1)).alias("share_pct"),
+        )
         .sort(["total_ns", "name"], descending=[True, False])
     )
 
@@ -36,9 +43,12 @@ def category_summary(ctx: AnalysisContext) -> pl.DataFrame:
     k = ctx.tables.kernels
     total = int(k["dur_ns"].sum()) if k.height else 0
     return (
-        k.group_by(pl.col("category").cast(pl.String))
+        k.group_by("category")
         .agg(pl.len().alias("calls"), pl.col("dur_ns").sum().alias("total_ns"))
-        .with_columns((100.0 * pl.col("total_ns") / max(total, 1)).alias("share_pct"))
+        .with_columns(
+            pl.col("category").cast(pl.String),
+            (100.0 * pl.col("total_ns") / max(total, 1)).alias("share_pct"),
+        )
         .sort(["total_ns", "category"], descending=[True, False])
     )
 
