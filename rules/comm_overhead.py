@@ -25,6 +25,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import timeline
+from parsers.schema import TraceTables
 from rules.base import register
 
 #: Collectives without a payload: markers, not data movement.
@@ -151,15 +152,7 @@ def collective_table(
         pl.col("dur_ns").sum().alias("rank_time_ns"),
     )
     bandwidth = (
-        instances.with_columns(pl.col("group_size").fill_null(1))
-        .with_columns(
-            pl.struct("collective", "group_size")
-            .map_elements(
-                lambda s: bus_factor(str(s["collective"]), int(s["group_size"])),
-                return_dtype=pl.Float64,
-            )
-            .alias("factor")
-        )
+        _with_bus_factor(instances.with_columns(pl.col("group_size").fill_null(1)))
         .filter(pl.col("bytes").fill_null(0) > 0)
         .group_by("collective")
         .agg(
@@ -212,15 +205,37 @@ def collective_table(
     return table, stats
 
 
+def _with_bus_factor(instances: pl.DataFrame) -> pl.DataFrame:
+    """Add ``factor`` (`bus_factor`), computed once per distinct (collective, group size);
+    rows keep their order."""
+    pairs = instances.select("collective", "group_size").unique()
+    factors = pairs.with_columns(
+        pl.Series(
+            "factor",
+            [bus_factor(str(c), int(n)) for c, n in pairs.iter_rows()],
+            dtype=pl.Float64,
+        )
+    )
+    return instances.join(
+        factors, on=["collective", "group_size"], how="left", maintain_order="left"
+    )
+
+
 def _normalized_comms(ctx: AnalysisContext) -> pl.DataFrame:
-    """The comms table with canonical collective names, payload-less markers removed."""
+    """The comms table with canonical collective names, payload-less markers removed.
+
+    Computed once per analysis; each distinct name is normalized once.
+    """
+    return ctx.metric("comm_overhead.normalized_comms", _normalize_comms)
+
+
+def _normalize_comms(t: TraceTables) -> pl.DataFrame:
+    raw = pl.col("collective").cast(pl.String).fill_null("")
+    distinct = t.comms.select(raw.unique()).to_series().to_list()
+    canonical = {name: normalize_collective(name) for name in distinct}
     return (
-        ctx.tables.comms.with_columns(
-            pl.col("collective")
-            .cast(pl.String)
-            .fill_null("")
-            .map_elements(normalize_collective, return_dtype=pl.String)
-            .alias("collective"),
+        t.comms.with_columns(
+            raw.replace_strict(canonical, return_dtype=pl.String).alias("collective"),
             pl.col("pg_name").cast(pl.String).fill_null(""),
         )
         .filter(~pl.col("collective").is_in(_NO_PAYLOAD))

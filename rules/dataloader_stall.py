@@ -139,15 +139,19 @@ def _gpu_idle_during_loader(ctx: AnalysisContext, rank: int) -> int:
     """Nanoseconds of DataLoader time during which no GPU event of the rank ran."""
     loader = _loader_intervals(ctx, rank)
     total = int((loader["end_ns"] - loader["start_ns"]).sum()) if loader.height else 0
-    events = ctx.metric("timeline.gpu_events", timeline.gpu_events).filter(pl.col("rank") == rank)
+    events = ctx.metric("timeline.gpu_intervals", timeline.gpu_intervals).filter(
+        pl.col("rank") == rank
+    )
     if total == 0 or events.height == 0:
         return total
-    busy = timeline.merge_intervals(events, [])
-    overlap = (
-        loader.join(busy, how="cross", suffix="_gpu")
-        .filter(
-            (pl.col("start_ns_gpu") < pl.col("end_ns"))
-            & (pl.col("end_ns_gpu") > pl.col("start_ns"))
+    busy = timeline.merge_intervals(events, []).rename(
+        {"start_ns": "start_ns_gpu", "end_ns": "end_ns_gpu"}
+    )
+    overlap = (  # an inequality join pairs only overlapping intervals (no loader x GPU grid)
+        loader.join_where(
+            busy,
+            pl.col("start_ns_gpu") < pl.col("end_ns"),
+            pl.col("end_ns_gpu") > pl.col("start_ns"),
         )
         .select(
             (

@@ -256,9 +256,9 @@ def attribute_gaps(
     (dataloader, sync, launch, optimizer, cpu, untracked).
     """
     base = gaps.select("start_ns", "end_ns", "dur_ns").with_row_index("gap")
-    ops = _main_thread_ops(ctx, rank)
-    per_gap = _ops_per_gap(base, ops)
-    synced = _gaps_after_sync(ctx, rank, base, cfg)
+    in_time_order = base.sort("start_ns")  # what both lookups below search
+    per_gap = _ops_per_gap(in_time_order, _main_thread_ops(ctx, rank))
+    synced = _gaps_after_sync(ctx, rank, in_time_order, cfg)
     out = (
         base.join(per_gap, on="gap", how="left")
         .join(synced, on="gap", how="left")
@@ -268,23 +268,23 @@ def attribute_gaps(
             pl.col("after_sync").fill_null(False),
         )
     )
-    names = pl.concat_str(pl.col("cpu_op"), pl.col("inner_op").fill_null(""), separator=" ")
+    # Gaps without an op are never covered, so their (absent) name flags do not matter.
     covered = pl.col("cpu_op_pct") >= _COVERED_PCT
     launch_limit = int(cfg.launch_gap_us * 1_000)
     cause = (
-        pl.when(covered & names.str.contains(_DATALOADER))
+        pl.when(covered & pl.col("_loader").fill_null(False))
         .then(pl.lit("dataloader"))
         .when(pl.col("after_sync"))
         .then(pl.lit("sync"))
         .when(pl.col("dur_ns") < launch_limit)
         .then(pl.lit("launch"))
-        .when(covered & names.str.contains(_OPTIMIZER))
+        .when(covered & pl.col("_optimizer").fill_null(False))
         .then(pl.lit("optimizer"))
         .when(~covered)
         .then(pl.lit("untracked"))
         .otherwise(pl.lit("cpu"))
     )
-    return out.with_columns(cause.alias("cause")).drop("gap", "after_sync")
+    return out.with_columns(cause.alias("cause")).drop("gap", "after_sync", "_loader", "_optimizer")
 
 
 #: A gap is explained by an op when the op covers at least this share of it.
@@ -292,15 +292,18 @@ _COVERED_PCT = 50.0
 
 
 def _main_thread_ops(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
-    """CPU ops and annotations of the rank's main thread (steps excluded), with end times."""
+    """CPU ops and annotations of the rank's main thread (steps excluded), with end times.
+
+    Names stay categorical (cheap to sort and copy) until a gap's ops are picked.
+    """
     threads = main_threads(ctx).filter(pl.col("rank") == rank)
-    ops = ctx.tables.ops.filter(
-        (pl.col("rank") == rank) & pl.col("kind").cast(pl.String).is_in(_CPU_KINDS)
-    )
-    if threads.height:
-        ops = ops.join(threads.select("pid", "tid"), on=["pid", "tid"], how="semi")
-    return ops.filter(~pl.col("name").cast(pl.String).str.contains(_STEP)).select(
-        pl.col("name").cast(pl.String),
+    mine = (pl.col("rank") == rank) & pl.col("kind").is_in(_CPU_KINDS)
+    if threads.height:  # one (pid, tid) per rank
+        pid, tid = threads.row(0)[1:]
+        mine = mine & (pl.col("pid") == pid) & (pl.col("tid") == tid)
+    ops = ctx.tables.ops.filter(mine)
+    return ops.filter(~timeline.name_matches(ops, _STEP)).select(
+        "name",
         "depth",
         "start_ns",
         (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
@@ -308,15 +311,28 @@ def _main_thread_ops(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
 
 
 def _ops_per_gap(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
-    """Per gap: ``cpu_op``, ``inner_op`` and ``cpu_op_pct`` (see `attribute_gaps`)."""
+    """Per gap: ``cpu_op``, ``inner_op`` and ``cpu_op_pct`` (see `attribute_gaps`), and the
+    name flags of `_with_name_flags`.
+
+    Ties (two ops covering the same share at the same depth) go to the earlier op.
+    """
     schema = {"gap": pl.UInt32, "cpu_op": pl.String, "inner_op": pl.String}
     if ops.height == 0 or gaps.height == 0:
-        return pl.DataFrame(schema={**schema, "cpu_op_pct": pl.Float64})
-    overlapping = gaps.join_where(
-        ops.rename({"start_ns": "op_start_ns", "end_ns": "op_end_ns"}),
-        pl.col("op_start_ns") < pl.col("end_ns"),
-        pl.col("op_end_ns") > pl.col("start_ns"),
-    ).with_columns(
+        return pl.DataFrame(
+            schema={
+                **schema,
+                "cpu_op_pct": pl.Float64,
+                "_loader": pl.Boolean,
+                "_optimizer": pl.Boolean,
+            }
+        )
+    overlapping = _overlapping(
+        gaps, ops.rename({"start_ns": "op_start_ns", "end_ns": "op_end_ns"})
+    ).select(
+        "gap",
+        "name",
+        "depth",
+        "op_start_ns",
         (
             100.0
             * (
@@ -324,21 +340,28 @@ def _ops_per_gap(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
                 - pl.max_horizontal("start_ns", "op_start_ns")
             )
             / pl.col("dur_ns")
-        ).alias("pct")
+        ).alias("pct"),
     )
-    largest = (
-        overlapping.sort(["pct", "depth"], descending=[True, False])
-        .group_by("gap", maintain_order=True)
-        .first()
-        .select("gap", pl.col("name").alias("largest_op"), pl.col("pct").alias("largest_pct"))
+    # Sorted by gap, each gap's first row is its pick; no group-by needed.
+    first = pl.col("gap").ne_missing(pl.col("gap").shift(1))
+    last = pl.col("gap").ne_missing(pl.col("gap").shift(-1))
+    by_share = overlapping.sort(
+        ["gap", "pct", "depth", "op_start_ns"], descending=[False, True, False, False]
     )
-    covering = overlapping.filter(pl.col("pct") >= _COVERED_PCT).sort("depth")
-    chain = covering.group_by("gap").agg(
-        pl.col("name").first().alias("outer_op"),
-        pl.col("pct").first().alias("outer_pct"),
-        pl.col("name").last().alias("inner_op"),
+    largest = by_share.filter(first).select(
+        "gap", pl.col("name").alias("largest_op"), pl.col("pct").alias("largest_pct")
     )
-    return largest.join(chain, on="gap", how="left").select(
+    covering = overlapping.filter(pl.col("pct") >= _COVERED_PCT).sort("gap", "depth", "op_start_ns")
+    chain = pl.concat(
+        [
+            covering.filter(first).select(
+                "gap", pl.col("name").alias("outer_op"), pl.col("pct").alias("outer_pct")
+            ),
+            covering.filter(last).select(pl.col("name").alias("inner_op")),
+        ],
+        how="horizontal",
+    )
+    picked = largest.join(chain, on="gap", how="left").select(
         "gap",
         pl.coalesce("outer_op", "largest_op").alias("cpu_op"),
         pl.when(pl.col("inner_op") != pl.col("outer_op"))
@@ -346,20 +369,74 @@ def _ops_per_gap(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
         .alias("inner_op"),
         pl.coalesce("outer_pct", "largest_pct").alias("cpu_op_pct"),
     )
+    return _with_name_flags(picked).with_columns(pl.col("cpu_op", "inner_op").cast(pl.String))
+
+
+def _with_name_flags(picked: pl.DataFrame) -> pl.DataFrame:
+    """Add ``_loader`` and ``_optimizer``: whether "cpu_op inner_op" names the input
+    pipeline or the optimizer; each regex runs once per distinct (categorical) pair."""
+    pairs = ["cpu_op", "inner_op"]
+    text = pl.concat_str(
+        pl.col("cpu_op").cast(pl.String),
+        pl.col("inner_op").cast(pl.String).fill_null(""),
+        separator=" ",
+    )
+    flags = (
+        picked.select(pairs)
+        .unique()
+        .with_columns(
+            text.str.contains(_DATALOADER).alias("_loader"),
+            text.str.contains(_OPTIMIZER).alias("_optimizer"),
+        )
+    )
+    return picked.join(flags, on=pairs, how="left", nulls_equal=True, maintain_order="left")
+
+
+def _overlapping(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
+    """Every (gap, op) pair that overlap: gap columns, then the op's.
+
+    Gaps of one device are disjoint, so in start order their ends are sorted too and the
+    gaps an op overlaps are one run, found by binary search; other gaps take an inequality
+    join.
+    """
+    ordered = gaps.sort("start_ns")
+    if not ordered["end_ns"].is_sorted():
+        return gaps.join_where(
+            ops,
+            pl.col("op_start_ns") < pl.col("end_ns"),
+            pl.col("op_end_ns") > pl.col("start_ns"),
+        )
+    first = ordered["end_ns"].search_sorted(ops["op_start_ns"], side="right")
+    stop = ordered["start_ns"].search_sorted(ops["op_end_ns"], side="left")
+    return _pair_runs(ordered, ops, first, stop)
 
 
 def _gaps_after_sync(
     ctx: AnalysisContext, rank: int, gaps: pl.DataFrame, cfg: GpuIdleConfig
 ) -> pl.DataFrame:
     """Gaps opened by a blocking call (`host_sync.drained_by_call`): the GPU ran dry while
-    the CPU waited in a sync or a blocking copy, and stayed idle after it returned."""
+    the CPU waited in a sync or a blocking copy, and stayed idle after it returned.
+
+    A call can only drain gaps opening between its start (less the tolerance) and its end:
+    in start order that is one run of gaps, found by binary search.
+    """
     tolerance_ns = int(cfg.sync_gap_tolerance_us * 1_000)
     calls = blocking_calls(ctx).filter(pl.col("rank") == rank).select("start_ns", "end_ns")
     if calls.height == 0 or gaps.height == 0:
         return pl.DataFrame(schema={"gap": pl.UInt32, "after_sync": pl.Boolean})
-    hits = (
-        gaps.rename({"start_ns": "gap_start_ns", "end_ns": "gap_end_ns"})
-        .join(calls, how="cross")
-        .filter(drained_by_call(tolerance_ns))
-    )
+    ordered = gaps.rename({"start_ns": "gap_start_ns", "end_ns": "gap_end_ns"}).sort("gap_start_ns")
+    opened = ordered["gap_start_ns"]
+    first = opened.search_sorted(calls["start_ns"] - tolerance_ns, side="left")
+    stop = opened.search_sorted(calls["end_ns"], side="right")
+    hits = _pair_runs(ordered, calls, first, stop).filter(drained_by_call(tolerance_ns))
     return hits.select("gap").unique().with_columns(pl.lit(True).alias("after_sync"))
+
+
+def _pair_runs(
+    ordered: pl.DataFrame, items: pl.DataFrame, first: pl.Series, stop: pl.Series
+) -> pl.DataFrame:
+    """Each row of ``items`` paired with rows ``first[i]`` to ``stop[i] - 1`` of ``ordered``:
+    the columns of ``ordered``, then those of ``items``; rows without a partner drop out."""
+    runs = items.with_columns(pl.int_ranges(first, stop, dtype=pl.UInt32).alias("_pos"))
+    pairs = runs.filter(pl.col("_pos").list.len() > 0).explode("_pos")
+    return pl.concat([ordered[pairs["_pos"]], pairs.drop("_pos")], how="horizontal")

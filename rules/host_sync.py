@@ -49,6 +49,7 @@ SYNC_MEMCPY_PATTERN: Final = (
 #: Nsight's cuda_memcpy_sync leaves out host-to-device copies up to this size.
 SMALL_HTOD_BYTES: Final = 64_000
 _STEP = r"^ProfilerStep#"
+_CPU_KINDS = ("cpu_op", "user_annotation")
 _NO_OP = "(no CPU op: called directly)"
 
 
@@ -114,13 +115,19 @@ def sync_calls(ctx: AnalysisContext) -> pl.DataFrame:
 def blocking_calls(ctx: AnalysisContext) -> pl.DataFrame:
     """Sync API calls and blocking copies inside each rank's window (see the module doc).
 
-    Columns: rank, pid, tid, api, kind (sync, memcpy), start_ns, end_ns, dur_ns.
+    Columns: rank, pid, tid, api, kind (sync, memcpy), start_ns, end_ns, dur_ns. Computed
+    once per analysis (gpu-idle asks for it too).
     """
-    runtime = ctx.tables.runtime.with_columns(
-        pl.col("name").cast(pl.String).str.replace(r"_v\d+$", "").alias("api")
+    return ctx.metric("host_sync.blocking_calls", lambda _tables: _blocking_calls(ctx))
+
+
+def _blocking_calls(ctx: AnalysisContext) -> pl.DataFrame:
+    runtime = ctx.tables.runtime
+    api = pl.col("name").cast(pl.String).str.replace(r"_v\d+$", "").alias("api")
+    syncs = runtime.filter(timeline.name_matches(runtime, SYNC_API_PATTERN)).with_columns(api)
+    copies = _blocking_copies(
+        ctx, runtime.filter(timeline.name_matches(runtime, SYNC_MEMCPY_PATTERN)).with_columns(api)
     )
-    syncs = runtime.filter(pl.col("name").cast(pl.String).str.contains(SYNC_API_PATTERN))
-    copies = _blocking_copies(ctx, runtime)
     calls = pl.concat(
         [
             syncs.select(_CALL_COLUMNS).with_columns(pl.lit("sync").alias("kind")),
@@ -152,9 +159,9 @@ def drained_by_call(tolerance_ns: int) -> pl.Expr:
 _CALL_COLUMNS = ["rank", "pid", "tid", "api", "start_ns", "dur_ns"]
 
 
-def _blocking_copies(ctx: AnalysisContext, runtime: pl.DataFrame) -> pl.DataFrame:
-    """Non-async copy calls, less small host-to-device and same-device ones (Nsight's rule)."""
-    copies = runtime.filter(pl.col("name").cast(pl.String).str.contains(SYNC_MEMCPY_PATTERN))
+def _blocking_copies(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame:
+    """The non-async copy calls ``copies``, less small host-to-device and same-device ones
+    (Nsight's rule)."""
     if copies.height == 0:
         return copies
     memops = ctx.tables.memops.select(
@@ -167,28 +174,43 @@ def _blocking_copies(ctx: AnalysisContext, runtime: pl.DataFrame) -> pl.DataFram
 
 
 def _with_containing_ops(ctx: AnalysisContext, calls: pl.DataFrame) -> pl.DataFrame:
-    """Add ``op`` (innermost CPU op containing each call on its thread) and ``under``."""
-    ops = ctx.tables.ops.filter(
-        pl.col("kind").cast(pl.String).is_in(("cpu_op", "user_annotation"))
-        & ~pl.col("name").cast(pl.String).str.contains(_STEP)
-    ).select(
-        "rank",
-        "pid",
-        "tid",
-        pl.col("name").cast(pl.String).alias("op_name"),
-        "depth",
-        pl.col("start_ns").alias("op_start_ns"),
-        (pl.col("start_ns") + pl.col("dur_ns")).alias("op_end_ns"),
-    )
-    if calls.height == 0 or ops.height == 0:
+    """Add ``op`` (innermost CPU op containing each call on its thread) and ``under``.
+
+    An inequality join finds the ops containing each call in time (on any thread), which
+    stays small however many calls and ops there are; the thread must then match. Ops
+    shorter than the shortest call, starting after the last call or ending before the first
+    call's end cannot contain one and are left out first.
+    """
+    ops = ctx.tables.ops
+    if calls.height == 0:
         return calls.with_columns(pl.lit(_NO_OP).alias("op"), pl.lit(_NO_OP).alias("under"))
-    containing = calls.join(ops, on=["rank", "pid", "tid"], how="inner").filter(
-        (pl.col("op_start_ns") <= pl.col("start_ns")) & (pl.col("op_end_ns") >= pl.col("end_ns"))
+    could_contain = (  # cheap bounds first: long enough, and around some call
+        (pl.col("dur_ns") >= calls["dur_ns"].min())
+        & (pl.col("start_ns") <= calls["start_ns"].max())
+        & (pl.col("start_ns") + pl.col("dur_ns") >= calls["end_ns"].min())
     )
+    candidates = ops.filter(
+        could_contain & pl.col("kind").is_in(_CPU_KINDS) & ~timeline.name_matches(ops, _STEP)
+    )
+    if candidates.height == 0:
+        return calls.with_columns(pl.lit(_NO_OP).alias("op"), pl.lit(_NO_OP).alias("under"))
+    threads = ["rank", "pid", "tid"]
+    containing = calls.join_where(
+        candidates.select(
+            *(pl.col(c).alias(f"op_{c}") for c in threads),
+            pl.col("name").alias("op_name"),
+            "depth",
+            pl.col("start_ns").alias("op_start_ns"),
+            (pl.col("start_ns") + pl.col("dur_ns")).alias("op_end_ns"),
+        ),
+        pl.col("op_start_ns") <= pl.col("start_ns"),
+        pl.col("op_end_ns") >= pl.col("end_ns"),
+    ).filter(pl.all_horizontal(pl.col(c) == pl.col(f"op_{c}") for c in threads))
     chain = (
         containing.sort("depth")
         .group_by("call")
         .agg(pl.col("op_name").last().alias("op"), pl.col("op_name").first().alias("under"))
+        .with_columns(pl.col("op", "under").cast(pl.String))
     )
     return calls.join(chain, on="call", how="left").with_columns(
         pl.col("op").fill_null(_NO_OP), pl.col("under").fill_null(_NO_OP)
@@ -200,7 +222,8 @@ def with_drain_gaps(ctx: AnalysisContext, calls: pl.DataFrame, tolerance_us: flo
 
     A gap (from `timeline.gaps`, per device) belongs to a call when `drained_by_call`
     holds: the GPU ran dry while the CPU was blocked and stayed idle until the CPU had
-    queued more work. A gap is counted once, for the latest call that returned inside it.
+    queued more work. A gap is counted once, for the latest call that returned inside it
+    (the first such call when several returned at the same time).
     """
     tolerance_ns = int(tolerance_us * 1_000)
     gaps = ctx.metric("timeline.gaps", timeline.gaps).select(
@@ -212,11 +235,21 @@ def with_drain_gaps(ctx: AnalysisContext, calls: pl.DataFrame, tolerance_us: flo
     indexed = calls.with_row_index("call")
     if indexed.height == 0 or gaps.height == 0:
         return indexed.with_columns(pl.lit(0, dtype=pl.Int64).alias("bubble_ns")).drop("call")
+    # Candidates by time (an inequality join, small however many calls and gaps), then rank.
+    pairs = indexed.select(
+        "call",
+        pl.col("rank").alias("call_rank"),
+        "start_ns",
+        "end_ns",
+        (pl.col("start_ns") - tolerance_ns).alias("from_ns"),
+    ).join_where(
+        gaps,
+        pl.col("gap_start_ns") >= pl.col("from_ns"),
+        pl.col("gap_start_ns") <= pl.col("end_ns"),
+    )
     matched = (
-        indexed.select("call", "rank", "start_ns", "end_ns")
-        .join(gaps, on="rank")
-        .filter(drained_by_call(tolerance_ns))
-        .sort("end_ns", descending=True)
+        pairs.filter((pl.col("rank") == pl.col("call_rank")) & drained_by_call(tolerance_ns))
+        .sort(["end_ns", "call"], descending=[True, False])
         .unique(["rank", "gap_start_ns", "gap_end_ns"], keep="first")
         .group_by("call")
         .agg(pl.col("gap_ns").sum().alias("bubble_ns"))
@@ -388,33 +421,36 @@ def _recommendation(sites: pl.DataFrame) -> str:
 def main_threads(ctx: AnalysisContext) -> pl.DataFrame:
     """Per rank, the (pid, tid) of the main thread: the one holding the ProfilerStep
     annotations, else the one issuing the most runtime calls, else the busiest op thread.
+    Computed once per analysis.
     """
+    return ctx.metric("host_sync.main_threads", _main_threads)
+
+
+def _main_threads(t: TraceTables) -> pl.DataFrame:
     # GPU user annotations (a ProfilerStep range copied onto a stream row) are not threads.
-    ops = ctx.tables.ops.filter(pl.col("kind").cast(pl.String) != "gpu_user_annotation")
-    steps = (
-        ops.filter(pl.col("name").cast(pl.String).str.contains(_STEP))
-        .group_by("rank", "pid", "tid")
-        .agg(pl.len().alias("weight"))
-    )
-    launches = ctx.tables.runtime.group_by("rank", "pid", "tid").agg(pl.len().alias("weight"))
-    busiest = (
-        ops.filter(pl.col("depth") == 0)
-        .group_by("rank", "pid", "tid")
-        .agg(pl.col("dur_ns").sum().alias("weight"))
+    ops = t.ops.filter(pl.col("kind") != "gpu_user_annotation")
+    candidates = (  # rows of each choice, in order, and each thread's weight in it
+        (ops.filter(timeline.name_matches(ops, _STEP)), pl.len()),
+        (t.runtime, pl.len()),
+        (ops.filter(pl.col("depth") == 0), pl.col("dur_ns").sum()),
     )
     picked: list[pl.DataFrame] = []
     seen: set[int] = set()
-    for candidates in (steps, launches, busiest):
+    for rows, weight in candidates:
+        unseen = rows.filter(~pl.col("rank").is_in(sorted(seen)))
+        if unseen.height == 0:  # every rank here already has its thread
+            continue
         best = (
-            candidates.sort(
-                ["weight", "pid", "tid"], descending=[True, False, False], maintain_order=True
-            )
+            unseen.group_by("rank", "pid", "tid")
+            .agg(weight.alias("weight"))
+            .sort(["weight", "pid", "tid"], descending=[True, False, False], maintain_order=True)
             .group_by("rank", maintain_order=True)
             .first()
-            .filter(~pl.col("rank").is_in(sorted(seen)))
         )
         seen.update(int(r) for r in best["rank"].to_list())
         picked.append(best.select("rank", "pid", "tid"))
+    if not picked:
+        return pl.DataFrame(schema={"rank": pl.Int32, "pid": pl.Int64, "tid": pl.Int64})
     return pl.concat(picked, how="vertical")
 
 
@@ -430,8 +466,12 @@ def rank_windows(ctx: AnalysisContext) -> pl.DataFrame:
 
 
 def _rank_windows(t: TraceTables) -> pl.DataFrame:
+    span = (  # per table first: four small results to combine, not 1.3 M rows to concatenate
+        pl.col("start_ns").min().alias("start_ns"),
+        (pl.col("start_ns") + pl.col("dur_ns")).max().alias("end_ns"),
+    )
     spans = [
-        frame.select("rank", "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"))
+        frame.group_by("rank").agg(*span)
         for frame in (t.ops, t.runtime, t.kernels, t.memops)
         if frame.height
     ]

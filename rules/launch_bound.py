@@ -132,34 +132,47 @@ def launch_stats(ctx: AnalysisContext, cfg: LaunchBoundConfig) -> pl.DataFrame:
 
 
 def _window_kernels(ctx: AnalysisContext) -> pl.DataFrame:
-    """Kernels starting inside their rank's analysis window, with the window bounds."""
+    """Kernels starting inside their rank's analysis window, with the window bounds.
+
+    Columns: rank, device, name, start_ns, dur_ns, correlation, window_start_ns,
+    window_end_ns.
+    """
     windows = ctx.metric("timeline.breakdown", timeline.breakdown).select(
         "rank", "device", "window_start_ns", "window_end_ns"
     )
-    return ctx.tables.kernels.join(windows, on=["rank", "device"], how="inner").filter(
+    kernels = ctx.tables.kernels.select(
+        "rank", "device", "name", "start_ns", "dur_ns", "correlation"
+    )
+    return kernels.join(windows, on=["rank", "device"], how="inner").filter(
         (pl.col("start_ns") >= pl.col("window_start_ns"))
         & (pl.col("start_ns") < pl.col("window_end_ns"))
     )
 
 
 def _launch_calls(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.DataFrame:
-    """The runtime/driver calls that launched ``kernels``, one row per call."""
+    """The runtime/driver calls that launched ``kernels``, one row per call.
+
+    Deduplication is skipped when the correlation ids are already distinct (the usual
+    case: one call per kernel).
+    """
+    keys = ["rank", "correlation"]
     linked = kernels.filter(pl.col("correlation").is_not_null()).select(
         "rank", "device", "correlation"
     )
+    if linked["correlation"].n_unique() < linked.height:
+        linked = linked.unique(keys)
     calls = ctx.tables.runtime.filter(pl.col("correlation").is_not_null()).select(
-        "rank", "correlation", "start_ns", "dur_ns"
+        *keys, "start_ns", "dur_ns"
     )
-    return (
-        calls.join(linked.unique(["rank", "correlation"]), on=["rank", "correlation"])
-        .unique(["rank", "correlation"])
-        .select(
-            "rank",
-            "device",
-            "start_ns",
-            (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
-            "dur_ns",
-        )
+    launched = timeline.join_within_rank(calls, linked, ["correlation"])
+    if calls["correlation"].n_unique() < calls.height:
+        launched = launched.unique(keys)
+    return launched.select(
+        "rank",
+        "device",
+        "start_ns",
+        (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
+        "dur_ns",
     )
 
 

@@ -189,8 +189,8 @@ def _kernel_time(ctx: AnalysisContext, rank: int, steps: pl.DataFrame) -> pl.Dat
     windows = steps.select("step", pl.col("start_ns").alias("w_start"), "end_ns").rename(
         {"end_ns": "w_end"}
     )
-    inside = events.join(windows, how="cross").filter(
-        (pl.col("start_ns") >= pl.col("w_start")) & (pl.col("start_ns") < pl.col("w_end"))
+    inside = events.join_where(  # pairs each event with the windows it starts in only
+        windows, pl.col("start_ns") >= pl.col("w_start"), pl.col("start_ns") < pl.col("w_end")
     )
     return inside.group_by("step", "name").agg(pl.col("dur_ns").sum())
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import polars as pl
 import pytest
 import synthetic
 from conftest import shared_trace
@@ -20,8 +21,8 @@ from conftest import shared_trace
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, Severity
 from parsers import kineto
-from parsers.schema import TraceTables
-from rules.gpu_idle import GpuIdle, GpuIdleConfig
+from parsers.schema import TraceMeta, TraceTables, table_from_columns
+from rules.gpu_idle import GpuIdle, GpuIdleConfig, attribute_gaps
 
 WORKERS_0 = "tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz"
 WORKERS_4 = "tb_plugin/resnet50_num_workers_4__worker0.1623212756351.pt.trace.json.gz"
@@ -140,3 +141,44 @@ def test_resnet_with_workers_is_not_blamed_on_the_dataloader() -> None:
     assert finding.evidence["dominant_cause"] != "dataloader"
     assert finding.evidence.get("idle_dataloader_pct", 0.0) < 5.0
     assert "num_workers" not in finding.recommendation
+
+
+def _nested_ops() -> AnalysisContext:
+    """One thread: ProfilerStep#1 [0, 200) > aten::outer [10, 110) > aten::inner [20, 60)."""
+    ops = table_from_columns(
+        "ops",
+        {
+            "rank": [0, 0, 0],
+            "op_id": [0, 1, 2],
+            "pid": [1, 1, 1],
+            "tid": [1, 1, 1],
+            "name": ["ProfilerStep#1", "aten::outer", "aten::inner"],
+            "kind": ["user_annotation", "cpu_op", "cpu_op"],
+            "start_ns": [0, 10, 20],
+            "dur_ns": [200, 100, 40],
+            "depth": [0, 1, 2],
+        },
+    )
+    return AnalysisContext(TraceTables(meta=TraceMeta(source="test", paths=("x",)), ops=ops))
+
+
+@pytest.mark.parametrize("overlapping", [False, True])
+def test_gap_attribution_by_hand(overlapping: bool) -> None:
+    """Disjoint gaps (found by binary search) and, with a gap overlapping two others (an
+    inequality join), the same per-gap answers, each worked out by hand."""
+    spans = [(20, 40), (100, 130), (150, 160)] + ([(30, 120)] if overlapping else [])
+    gaps = pl.DataFrame(
+        {"start_ns": [s for s, _ in spans], "end_ns": [e for _, e in spans]}
+    ).with_columns((pl.col("end_ns") - pl.col("start_ns")).alias("dur_ns"))
+    out = attribute_gaps(_nested_ops(), 0, gaps, GpuIdleConfig())
+    rows = [
+        (r["cpu_op"], r["inner_op"], round(r["cpu_op_pct"], 2)) for r in out.iter_rows(named=True)
+    ]
+    expected = [
+        ("aten::outer", "aten::inner", 100.0),  # both ops cover all of [20, 40)
+        ("aten::outer", None, round(100 * 10 / 30, 2)),  # outer covers [100, 110) of 30 ns
+        ("(no CPU op on the main thread)", None, 0.0),  # only the step annotation runs
+    ]
+    if overlapping:  # [30, 120): outer covers 80 of 90 ns, inner 30 (under half)
+        expected.append(("aten::outer", None, round(100 * 80 / 90, 2)))
+    assert rows == expected

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
+import synthetic
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.metrics import timeline
 from parsers.schema import TraceMeta, TraceTables, table_from_columns
@@ -135,3 +138,75 @@ def test_idle_breakdown_follows_hta_categories() -> None:
     assert s7["kernel_wait_ns"] == 2 * US
     assert s7["other_ns"] == 0
     assert rows[20]["idle_ns"] == 0
+
+
+_TIMES = st.integers(min_value=0, max_value=60)
+_INTERVALS = st.lists(
+    st.tuples(st.integers(0, 1), st.integers(0, 1), _TIMES, st.integers(0, 15)), max_size=25
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=_INTERVALS)
+def test_merge_intervals_agrees_with_a_plain_sweep(rows: list[tuple[int, int, int, int]]) -> None:
+    """Unsorted input, one or several groups: the same intervals as a sort-and-sweep per group
+    (`synthetic.merge`), ordered by group then start."""
+    df = pl.DataFrame(
+        [(r, d, s, s + length) for r, d, s, length in rows],
+        schema={"rank": pl.Int32, "device": pl.Int32, "start_ns": pl.Int64, "end_ns": pl.Int64},
+        orient="row",
+    )
+    for by in ([], ["rank"], ["rank", "device"]):
+        groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+        for r, d, s, length in rows:
+            key = (r, d)[: len(by)]
+            groups.setdefault(key, []).append((s, s + length))
+        expected = [
+            (*key, start, end)
+            for key in sorted(groups)
+            for start, end in synthetic.merge(groups[key])
+        ]
+        assert timeline.merge_intervals(df, by).rows() == expected
+
+
+_WINDOWS = st.lists(
+    st.tuples(st.integers(0, 1), st.integers(1, 4), _TIMES, st.integers(0, 30)),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=_INTERVALS, windows=_WINDOWS)
+def test_union_within_steps_agrees_with_clipping_every_interval(
+    rows: list[tuple[int, int, int, int]], windows: list[tuple[int, int, int, int]]
+) -> None:
+    """Per (rank, step): the union of every interval of the rank clipped to the step's
+    windows (a step may be listed twice), computed pair by pair in plain Python."""
+    intervals = pl.DataFrame(
+        [(r, s, s + length) for r, _, s, length in rows],
+        schema={"rank": pl.Int32, "start_ns": pl.Int64, "end_ns": pl.Int64},
+        orient="row",
+    )
+    steps = pl.DataFrame(
+        [(r, step, s, s + length) for r, step, s, length in windows],
+        schema={"rank": pl.Int32, "step": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64},
+        orient="row",
+    )
+    got = {
+        (r, step): n
+        for r, step, n in timeline._union_within_steps(intervals, steps).iter_rows()
+        if n
+    }
+    expected: dict[tuple[int, int], int] = {}
+    for rank, step in {(r, step) for r, step, _, _ in windows}:
+        mine = [(s, s + length) for r, _, s, length in rows if r == rank]
+        pieces = [
+            piece
+            for r, k, lo, length in windows
+            if (r, k) == (rank, step)
+            for piece in synthetic.clip(mine, lo, lo + length)
+        ]
+        if synthetic.union_ns(pieces):
+            expected[(rank, step)] = synthetic.union_ns(pieces)
+    assert got == expected

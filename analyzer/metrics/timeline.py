@@ -71,21 +71,33 @@ KERNEL_WAIT_THRESHOLD_NS = 30_000
 
 _DATALOADER_PATTERN = r"^enumerate\(DataLoader\)"
 
-_EVENT_COLUMNS = ["rank", "device", "stream", "name", "kind", "start_ns", "end_ns", "dur_ns"]
-
 
 @per_tables
 def gpu_events(t: TraceTables) -> pl.DataFrame:
-    """Kernels and memory operations as one frame with a ``kind``: compute, comm or memory."""
+    """Kernels and memory operations as one frame with a ``kind``: compute, comm or memory.
+
+    Columns: rank, device, stream, name, kind, start_ns, end_ns, dur_ns, correlation; rows
+    in start order, kernels before memory operations on ties.
+    """
+    return _gpu_frame(t, with_names=True)
+
+
+@per_tables
+def gpu_intervals(t: TraceTables) -> pl.DataFrame:
+    """`gpu_events` without ``name``: the same rows in the same order, for the metrics that
+    only need times (long kernel names are costly to materialize as strings)."""
+    return _gpu_frame(t, with_names=False)
+
+
+def _gpu_frame(t: TraceTables, with_names: bool) -> pl.DataFrame:
+    names = [pl.col("name").cast(pl.String)] if with_names else []
+    is_comm = pl.col("category") == "comm"
     kernels = t.kernels.select(
         "rank",
         "device",
         "stream",
-        pl.col("name").cast(pl.String),
-        pl.when(pl.col("category").cast(pl.String) == "comm")
-        .then(pl.lit("comm"))
-        .otherwise(pl.lit("compute"))
-        .alias("kind"),
+        *names,
+        pl.when(is_comm).then(pl.lit("comm")).otherwise(pl.lit("compute")).alias("kind"),
         "start_ns",
         (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
         "dur_ns",
@@ -95,63 +107,112 @@ def gpu_events(t: TraceTables) -> pl.DataFrame:
         "rank",
         "device",
         "stream",
-        pl.col("name").cast(pl.String),
+        *names,
         pl.lit("memory").alias("kind"),
         "start_ns",
         (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
         "dur_ns",
         "correlation",
     )
-    return pl.concat([kernels, memops], how="vertical").sort("start_ns")
+    return pl.concat([kernels, memops], how="vertical").sort("start_ns", maintain_order=True)
 
 
 def merge_intervals(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """Union of ``[start_ns, end_ns)`` intervals within each ``by`` group.
 
-    Returns one row per merged interval: ``by`` columns, ``start_ns``, ``end_ns``.
+    Returns one row per merged interval: ``by`` columns, ``start_ns``, ``end_ns``, ordered by
+    the ``by`` columns then start. Intervals must not end before they start nor have a null
+    end (true of every canonical table), so a merged interval ends where the running
+    maximum of the ends stands at its last member.
     """
     if df.height == 0:
         return df.select([*by, "start_ns", "end_ns"]).clear()
-    ordered = df.select([*by, "start_ns", "end_ns"]).sort([*by, "start_ns"])
-    prev_end = pl.col("end_ns").cum_max().shift(1)
-    if by:
-        prev_end = prev_end.over(by)
-    grouped = ordered.with_columns(
-        (pl.col("start_ns") > prev_end).fill_null(True).alias("_new")
-    ).with_columns(
-        (pl.col("_new").cum_sum().over(by) if by else pl.col("_new").cum_sum()).alias("_grp")
-    )
+    frame = df.lazy().select([*by, "start_ns", "end_ns"])
+    if all(df[c].n_unique() == 1 for c in by):  # one group: a plain sweep in start order
+        ordered = frame if df["start_ns"].is_sorted() else frame.sort("start_ns")
+        reach = pl.col("end_ns").cum_max()
+        group_starts: pl.Expr = pl.lit(False)
+    else:
+        ordered = frame.sort([*by, "start_ns"])
+        reach = pl.col("end_ns").cum_max().over(by)
+        group_starts = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in by)
+    opens = (group_starts | (pl.col("start_ns") > pl.col("_reach").shift(1))).fill_null(True)
+    closes = pl.col("_opens").shift(-1, fill_value=True)
     return (
-        grouped.group_by([*by, "_grp"], maintain_order=True)
-        .agg(pl.col("start_ns").min(), pl.col("end_ns").max())
-        .drop("_grp")
+        ordered.with_columns(reach.alias("_reach"))
+        .with_columns(opens.alias("_opens"))
+        .select(
+            *(pl.col(c).filter("_opens") for c in by),
+            pl.col("start_ns").filter("_opens"),
+            pl.col("_reach").filter(closes).alias("end_ns"),
+        )
+        .collect()
     )
 
 
 def union_ns(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """Total length of the union of intervals per group, as ``union_ns``."""
-    merged = merge_intervals(df, by)
+    return _merged_length(merge_intervals(df, by), by)
+
+
+def _merged_length(merged: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Total length per group of intervals already merged (`merge_intervals`)."""
     if not by:
         total = int((merged["end_ns"] - merged["start_ns"]).sum()) if merged.height else 0
         return pl.DataFrame({"union_ns": [total]})
-    return merged.group_by(by, maintain_order=True).agg(
-        (pl.col("end_ns") - pl.col("start_ns")).sum().alias("union_ns")
-    )
+    return _aggregate(merged, by, (pl.col("end_ns") - pl.col("start_ns")).sum().alias("union_ns"))
+
+
+def _aggregate(df: pl.DataFrame, by: list[str], *aggs: pl.Expr) -> pl.DataFrame:
+    """``df.group_by(by, maintain_order=True).agg(*aggs)``, as a plain select when ``df``
+    holds a single group (one rank, one device: no hashing needed)."""
+    if df.height and all(df[c].n_unique() == 1 for c in by):
+        return df.select(*(pl.col(c).first() for c in by), *aggs)
+    return df.group_by(by, maintain_order=True).agg(*aggs)
+
+
+def name_matches(frame: pl.DataFrame, pattern: str, column: str = "name") -> pl.Expr:
+    """Whether ``column`` matches the regex ``pattern``; the regex runs once per distinct
+    value of ``frame[column]`` (a few thousand names), not once per row."""
+    names = frame.get_column(column).unique()
+    hits = names.filter(names.cast(pl.String).str.contains(pattern))
+    return pl.col(column).is_in(hits.implode())
 
 
 @per_tables
 def launch_times(t: TraceTables) -> pl.DataFrame:
-    """Each GPU event joined to the start of the runtime call that launched it.
+    """Each GPU event (`gpu_intervals`) joined to the start of the runtime call that
+    launched it.
 
     Adds ``launch_ns`` (null when no runtime call carries the event's correlation id).
     """
-    events = gpu_events(t)
-    runtime = (
-        t.runtime.filter(pl.col("correlation").is_not_null())
-        .group_by("rank", "correlation")
-        .agg(pl.col("start_ns").min().alias("launch_ns"))
+    keys = ["rank", "correlation"]
+    calls = (
+        t.runtime.lazy()
+        .filter(pl.col("correlation").is_not_null())
+        .select(*keys, pl.col("start_ns").alias("launch_ns"))
+        .collect()
     )
-    return events.join(runtime, on=["rank", "correlation"], how="left")
+    if calls["correlation"].n_unique() < calls.height:  # some id has several calls: earliest
+        calls = calls.group_by(keys).agg(pl.col("launch_ns").min())
+    return join_within_rank(gpu_intervals(t), calls, ["correlation"], how="left")
+
+
+def join_within_rank(
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    on: list[str],
+    how: Literal["inner", "left"] = "inner",
+) -> pl.DataFrame:
+    """``left.join(right, on=["rank", *on], how=how)``, in ``left``'s row order.
+
+    When both sides hold one and the same rank (a single-rank trace), the rank is left out
+    of the keys: a hash join on one integer key is several times faster than on two.
+    """
+    ranks = pl.concat([left.get_column("rank"), right.get_column("rank")]).unique()
+    if ranks.len() == 1 and ranks.null_count() == 0:
+        return left.join(right.drop("rank"), on=on, how=how, maintain_order="left")
+    return left.join(right, on=["rank", *on], how=how, maintain_order="left")
 
 
 @per_tables
@@ -185,7 +246,7 @@ def analysis_windows(t: TraceTables, window: Window = "steps") -> pl.DataFrame:
 
     ``window_basis`` says which definition applied (``steps`` or ``trace``).
     """
-    events = gpu_events(t)
+    events = gpu_intervals(t)
     trace_span = events.group_by("rank").agg(
         pl.col("start_ns").min().alias("window_start_ns"),
         pl.col("end_ns").max().alias("window_end_ns"),
@@ -205,10 +266,26 @@ def analysis_windows(t: TraceTables, window: Window = "steps") -> pl.DataFrame:
     return pl.concat([step_span, without_steps], how="vertical").sort("rank")
 
 
+@per_tables
+def _clipped_events(t: TraceTables, window: Window) -> pl.DataFrame:
+    """GPU events cut to their rank's analysis window (breakdown and gaps share them)."""
+    events = gpu_intervals(t).select("rank", "device", "kind", "start_ns", "end_ns")
+    return _clip(events, analysis_windows(t, window))
+
+
+@per_tables
+def _busy_intervals(t: TraceTables, window: Window) -> pl.DataFrame:
+    """The union of the clipped GPU events per (rank, device), as merged intervals."""
+    return merge_intervals(_clipped_events(t, window), ["rank", "device"])
+
+
 def _clip(events: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame:
-    """GPU events cut to their rank's window; events entirely outside are dropped."""
+    """GPU events cut to their rank's window; events entirely outside are dropped.
+
+    Rows keep the events' order (start order, so a one-device merge needs no sort).
+    """
     return (
-        events.join(windows, on="rank", how="inner")
+        events.join(windows, on="rank", how="inner", maintain_order="left")
         .with_columns(
             pl.max_horizontal("start_ns", "window_start_ns").alias("start_ns"),
             pl.min_horizontal("end_ns", "window_end_ns").alias("end_ns"),
@@ -224,19 +301,20 @@ def breakdown(t: TraceTables, window: Window = "steps") -> pl.DataFrame:
     compute_ns, comm_ns, memory_ns, exposed_comm_ns, idle_ns, kernel_count, and the
     ``*_pct`` share of span_ns for busy, compute, comm, memory, exposed_comm and idle.
     """
-    windows = analysis_windows(t, window)
-    events = _clip(gpu_events(t), windows)
+    events = _clipped_events(t, window)
     keys = ["rank", "device"]
     if events.height == 0:
         return _empty_breakdown()
-    base = events.group_by(keys).agg(
+    base = _aggregate(
+        events,
+        keys,
         pl.col("window_basis").first(),
         pl.col("window_start_ns").first(),
         pl.col("window_end_ns").first(),
         (pl.col("kind") != "memory").sum().cast(pl.Int64).alias("kernel_count"),
     )
     parts = {
-        "busy_ns": union_ns(events, keys),
+        "busy_ns": _merged_length(_busy_intervals(t, window), keys),
         "compute_ns": union_ns(events.filter(pl.col("kind") == "compute"), keys),
         "comm_ns": union_ns(events.filter(pl.col("kind") == "comm"), keys),
         "memory_ns": union_ns(events.filter(pl.col("kind") == "memory"), keys),
@@ -302,9 +380,8 @@ def gaps(t: TraceTables, window: Window = "steps") -> pl.DataFrame:
     GPU event to the window's end. Columns: rank, device, start_ns, end_ns, dur_ns.
     """
     windows = analysis_windows(t, window)
-    events = _clip(gpu_events(t), windows)
     keys = ["rank", "device"]
-    if events.height == 0:
+    if _clipped_events(t, window).height == 0:
         return pl.DataFrame(
             schema={
                 "rank": pl.Int32(),
@@ -314,16 +391,21 @@ def gaps(t: TraceTables, window: Window = "steps") -> pl.DataFrame:
                 "dur_ns": pl.Int64(),
             }
         )
-    merged = merge_intervals(events, keys).join(windows, on="rank").sort([*keys, "start_ns"])
-    inner = merged.with_columns(
-        pl.col("end_ns").shift(1).over(keys).alias("gap_start"),
-    ).select(
+    # Merged intervals come ordered by rank, device and start: the row before an interval
+    # is the previous one on its device, unless the device changes there.
+    merged = _busy_intervals(t, window).join(windows, on="rank", maintain_order="left")
+    device_changes = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in keys)
+    previous_end = pl.when(device_changes).then(None).otherwise(pl.col("end_ns").shift(1))
+    inner = merged.select(
         *keys,
-        pl.coalesce("gap_start", "window_start_ns").alias("start_ns"),
+        pl.coalesce(previous_end, "window_start_ns").alias("start_ns"),
         pl.col("start_ns").alias("end_ns"),
     )
-    tail = merged.group_by(keys).agg(
-        pl.col("end_ns").max().alias("start_ns"), pl.col("window_end_ns").first().alias("end_ns")
+    tail = _aggregate(
+        merged,
+        keys,
+        pl.col("end_ns").max().alias("start_ns"),
+        pl.col("window_end_ns").first().alias("end_ns"),
     )
     out = pl.concat([inner, tail.select(inner.columns)], how="vertical")
     return (
@@ -350,12 +432,12 @@ def step_stats(t: TraceTables) -> pl.DataFrame:
             for c in ("gpu_busy_ns", "gpu_idle_ns", "comm_ns", "dataloader_ns")
         )
     keys = ["rank", "step"]
-    events = gpu_events(t).select("rank", "kind", "start_ns", "end_ns")
-    busy = _union_within_steps(events, steps)
+    events = gpu_intervals(t)
+    busy = _union_within_steps(events, steps, _gpu_union_per_rank(t))
     comm = _union_within_steps(events.filter(pl.col("kind") == "comm"), steps)
-    loader_ops = t.ops.filter(
-        pl.col("name").cast(pl.String).str.contains(_DATALOADER_PATTERN)
-    ).select("rank", "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"))
+    loader_ops = t.ops.filter(name_matches(t.ops, _DATALOADER_PATTERN)).select(
+        "rank", "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns")
+    )
     loader = _union_within_steps(loader_ops, steps)
     out = (
         steps.join(busy.rename({"union_ns": "gpu_busy_ns"}), on=keys, how="left")
@@ -405,43 +487,100 @@ def step_times(t: TraceTables) -> pl.DataFrame:
         )
         .drop("_start", "_end", "gpu_end_ns", "gpu_busy_ns", "gpu_idle_ns")
     )
-    events = gpu_events(t).select("rank", "start_ns", "end_ns")
-    busy = _union_within_steps(events, steps).rename({"union_ns": "gpu_busy_ns"})
+    busy = _union_within_steps(gpu_intervals(t), steps, _gpu_union_per_rank(t)).rename(
+        {"union_ns": "gpu_busy_ns"}
+    )
     return steps.join(busy, on=["rank", "step"], how="left").with_columns(
         pl.col("gpu_busy_ns").fill_null(0)
     )
 
 
-def _union_within_steps(intervals: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFrame:
-    """Union length of ``intervals`` clipped to each step's window, per (rank, step).
+@per_tables
+def _gpu_union_per_rank(t: TraceTables) -> pl.DataFrame:
+    """The union of every GPU event of each rank, over all its devices (`merge_intervals`)."""
+    return merge_intervals(gpu_intervals(t), ["rank"])
 
-    An inequality join pairs each interval only with the steps it overlaps (not every
-    step of its rank), so memory stays proportional to the events, not events x steps.
+
+def _union_within_steps(
+    intervals: pl.DataFrame, steps: pl.DataFrame, union: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Length of the union of ``intervals`` inside each step's window, per (rank, step).
+
+    Returns rank, step, union_ns. ``union`` is ``merge_intervals(intervals, ["rank"])``
+    when the caller has it already. The union's running total is looked up (as of) at both
+    ends of every window and subtracted, so the cost is a merge and a lookup, not intervals
+    x steps. Windows of one (rank, step) are merged first: a step listed twice counts the
+    union of its windows once. A window that ends before it starts adds what clipping the
+    intervals to it gives (`_inverted_overlap`).
     """
-    if intervals.height == 0:
-        return pl.DataFrame(schema={"rank": pl.Int32(), "step": pl.Int64(), "union_ns": pl.Int64()})
-    windows = steps.select(
-        pl.col("rank").alias("w_rank"),
-        "step",
-        pl.col("start_ns").alias("w_start"),
-        pl.col("end_ns").alias("w_end"),
+    keys = ["rank", "step"]
+    windows = steps.select(*keys, "start_ns", "end_ns")
+    inverted = pl.col("end_ns") < pl.col("start_ns")
+    if union is None:
+        union = merge_intervals(intervals.select("rank", "start_ns", "end_ns"), ["rank"])
+    regular = windows.filter(~inverted)
+    if regular.select(pl.struct(keys).n_unique()).item() < regular.height:
+        regular = merge_intervals(regular, keys)
+    covered = _covered_between(union, regular)
+    if not windows.select(inverted.any()).item():
+        return covered
+    odd = _inverted_overlap(intervals, windows.filter(inverted))
+    return (
+        pl.concat([covered, odd], how="vertical")
+        .group_by(keys, maintain_order=True)
+        .agg(pl.col("union_ns").sum())
     )
-    clipped = (
+
+
+def _covered_between(union: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame:
+    """Per (rank, step): the length of ``union`` (disjoint, by rank) inside ``windows``.
+
+    ``covered(x)``, the union's length before time x, is the running total before the last
+    interval starting at or before x, plus the part of that interval before x.
+    """
+    length = pl.col("end_ns") - pl.col("start_ns")
+    before = length.cum_sum() - length
+    if union["rank"].n_unique() > 1:
+        before = before.over("rank")
+    totals = union.with_columns(before.alias("before_ns"))
+    edges = pl.concat(
+        [
+            windows.select("rank", "step", pl.col("start_ns").alias("at_ns"), _SIGN_MINUS),
+            windows.select("rank", "step", pl.col("end_ns").alias("at_ns"), _SIGN_PLUS),
+        ],
+        how="vertical",
+    ).sort("at_ns")
+    covered = pl.col("before_ns") + pl.min_horizontal(pl.col("at_ns") - pl.col("start_ns"), length)
+    return (
+        edges.join_asof(
+            totals,
+            left_on="at_ns",
+            right_on="start_ns",
+            by="rank",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .group_by("rank", "step")
+        .agg((pl.col("sign") * covered.fill_null(0)).sum().alias("union_ns"))
+    )
+
+
+_SIGN_MINUS = pl.lit(-1, dtype=pl.Int64).alias("sign")
+_SIGN_PLUS = pl.lit(1, dtype=pl.Int64).alias("sign")
+
+
+def _inverted_overlap(intervals: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame:
+    """Per (rank, step) whose window ends before it starts (its start pushed past its end by
+    the previous step's GPU work): what clipping each interval to the window and adding up
+    the pieces gives, that is ``end - start`` (negative) once per interval spanning it."""
+    spanning = (
         intervals.select("rank", "start_ns", "end_ns")
-        .join_where(
-            windows,
-            pl.col("start_ns") < pl.col("w_end"),
-            pl.col("end_ns") > pl.col("w_start"),
-        )
-        .filter(pl.col("rank") == pl.col("w_rank"))
-        .select(
-            "rank",
-            "step",
-            pl.max_horizontal("start_ns", "w_start").alias("start_ns"),
-            pl.min_horizontal("end_ns", "w_end").alias("end_ns"),
-        )
+        .join(windows.rename({"start_ns": "w_start", "end_ns": "w_end"}), on="rank")
+        .filter((pl.col("start_ns") < pl.col("w_end")) & (pl.col("end_ns") > pl.col("w_start")))
     )
-    return union_ns(clipped, ["rank", "step"])
+    return spanning.group_by("rank", "step").agg(
+        (pl.col("w_end") - pl.col("w_start")).sum().alias("union_ns")
+    )
 
 
 def idle_breakdown(
@@ -451,8 +590,11 @@ def idle_breakdown(
 
     Columns: rank, stream, host_wait_ns, kernel_wait_ns, other_ns, idle_ns.
     """
-    events = launch_times(t).sort("rank", "stream", "start_ns")
     keys = ["rank", "stream"]
+    events = launch_times(t).select(*keys, "start_ns", "end_ns", "launch_ns")
+    if not events["start_ns"].is_sorted():
+        events = events.sort("start_ns", maintain_order=True)
+    # In start order, the row before an event within its stream is the stream's previous event.
     with_prev = events.with_columns(pl.col("end_ns").shift(1).over(keys).alias("prev_end_ns"))
     gap = pl.col("start_ns") - pl.col("prev_end_ns")
     host_wait = pl.col("launch_ns").is_not_null() & (pl.col("launch_ns") > pl.col("prev_end_ns"))
