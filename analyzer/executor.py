@@ -2,7 +2,7 @@
 pool, or a Ray cluster.
 
 ``local`` (the default): ``min(ranks, jobs or CPUs)`` processes parse one rank file at a
-time: this one and spawned workers (`parsers.pool.share_work`; spawned, because polars is
+time: this one and spawned workers (`parsers.pool.share_items`; spawned, because polars is
 not fork-safe); a single file, or ``jobs=1``, parses in this process alone. Each worker
 returns its rank's tables; this process merges them (`parsers.kineto.merge_ranks`).
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from parsers.errors import AnalyzerError, BadConfigError
-from parsers.pool import share_work
+from parsers.pool import share_items
 from parsers.schema import TraceTables
 
 EXECUTORS: Final = ("local", "ray")
@@ -70,9 +70,10 @@ def parse_ranks(files: Sequence[Path], options: ExecutorOptions) -> list[TraceTa
     if workers <= 1:
         return [_parse_here(f) for f in files]
     try:
-        results = share_work(_parse_in_worker, [str(f) for f in files], workers - 1)
-    except BrokenProcessPool:  # workers could not start (e.g. a caller without the
-        return [_parse_here(f) for f in files]  # __main__ guard spawn needs): parse here
+        results = share_items(_parse_in_worker, [str(f) for f in files], workers - 1, batch=1)
+    except (BrokenProcessPool, OSError):  # workers could not start (e.g. a caller without
+        # the __main__ guard spawn needs) or the temporary folder is full: parse here
+        return [_parse_here(f) for f in files]
     return [_unwrap(r) for r in results]
 
 

@@ -33,7 +33,7 @@ from parsers.kineto_chunks import (
 from parsers.kineto_events import Document
 from parsers.kineto_read import GZIP_MAGIC, read_document, read_warnings
 from parsers.kineto_time import NeedExactTimes
-from parsers.pool import share_work
+from parsers.pool import share_items, share_work
 
 #: Files whose JSON text is at least this big are decoded by a process pool (when allowed):
 #: below it, starting the workers costs more than it saves.
@@ -150,22 +150,23 @@ def build_span(span: Span) -> KindFrames | None:
 
 
 def _parallel(stream: EventStream, workers: int) -> list[KindFrames] | None:
-    """Chunks decoded by this process and ``workers - 1`` spawned ones (`share_work`), in
-    order; a plain file's chunks as byte ranges each worker reads itself, a gzip file's as
-    text gunzipped here.
+    """Chunks decoded by this process and ``workers - 1`` spawned ones, in order: a plain
+    file's chunks as byte ranges that whoever claims one reads itself (`share_items`), a
+    gzip file's as text gunzipped here and handed out as it comes (`share_work`).
 
     None when a chunk turned out not to be whole events (a boundary guess inside a
-    string), or when the pool broke (a worker could not start: a script that calls this
-    without the ``if __name__ == "__main__":`` guard spawn needs): the caller then reads
+    string), when the pool broke (a worker could not start: a script that calls this
+    without the ``if __name__ == "__main__":`` guard spawn needs), or when the workers
+    could not leave their results in the temporary folder (full): the caller then reads
     the file again serially.
     """
     try:
         if stream.plain:
-            results = share_work(build_span, stream.spans(), workers - 1)
+            results = share_items(build_span, list(stream.spans()), workers - 1)
         else:
             payloads = (piece.payload for piece in stream.pieces())
             results = share_work(build_payload, payloads, workers - 1)
-    except BrokenProcessPool:
+    except (BrokenProcessPool, OSError):
         return None
     built = [r for r in results if r is not None]
     return built if len(built) == len(results) else None

@@ -93,6 +93,23 @@ def test_process_pool_reads_plain_files_by_range(tmp_path: Path) -> None:
     assert_same(parse_file(path, whole=True), parse_file(path, chunk_bytes=64 << 10, workers=2))
 
 
+@needs_shared
+def test_full_temporary_folder_falls_back_to_the_serial_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers leave results in a temporary folder; when it cannot be written, the file
+    is read in this process instead, with the same tables."""
+    path = tmp_path / "trace.json"
+    path.write_bytes(gzip.decompress(shared_trace("hta/trace_filter/sampled_rank-0.json.gz")
+                                     .read_bytes()))  # fmt: skip
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("parsers.pool.tempfile.TemporaryDirectory", full)
+    assert_same(parse_file(path, whole=True), parse_file(path, chunk_bytes=64 << 10, workers=2))
+
+
 # --- truncated files ----------------------------------------------------------------------
 
 

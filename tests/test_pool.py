@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parsers.pool import process_pool, share_work
+import pytest
+
+from parsers.pool import process_pool, share_items, share_work
 
 
 def _tagged(item: int) -> tuple[int, int]:
@@ -25,6 +27,15 @@ def test_share_work_keeps_order_and_uses_both_processes() -> None:
 
 def test_share_work_with_no_items_gives_an_empty_list() -> None:
     assert share_work(_tagged, [], helpers=1) == []
+    assert share_items(_tagged, [], helpers=1) == []
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_share_items_runs_each_item_once_in_order_on_both_processes(batch: int) -> None:
+    results = share_items(_tagged, list(range(20)), helpers=1, batch=batch)
+    assert [value for value, _ in results] == [i * i for i in range(20)]
+    pids = [pid for _, pid in results]
+    assert os.getpid() in pids and len(set(pids)) == 2
 
 
 class _WritesAtTeardown:
