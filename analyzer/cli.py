@@ -126,7 +126,7 @@ def run_report(argv: Sequence[str]) -> int:
     from analyzer.build import build_report
     from analyzer.config import load_config
     from analyzer.engine import exit_code_for, run_rules
-    from analyzer.report import json_report, markdown, terminal
+    from analyzer.report import json_report, markdown
     from analyzer.sections.registry import registry as section_registry
     from analyzer.trace import load
 
@@ -149,9 +149,13 @@ def run_report(argv: Sequence[str]) -> int:
     elif out_format == "md":
         text = markdown.render(report)
     elif args.output is not None:
+        from analyzer.report import terminal  # rich: imported only for this format
+
         text = terminal.render(report)
     else:
         from rich.console import Console
+
+        from analyzer.report import terminal
 
         terminal.render_to(Console(), report)
         text = ""
