@@ -81,7 +81,7 @@ class IdleSms:
         severity = _severity(busy_eff_pct, small_pct, cfg)
         if severity is None:
             return []
-        worst = per_device.sort("busy_eff_pct").row(0, named=True)
+        worst = per_device.sort("busy_eff_pct", maintain_order=True).row(0, named=True)
         top = _top_kernels(known)
         ranks = per_device["rank"].unique().to_list()
         return [
@@ -277,7 +277,9 @@ def _device_segments(kernels: pl.DataFrame) -> pl.DataFrame:
 
 
 def _per_device(segments: pl.DataFrame, ctx: AnalysisContext) -> pl.DataFrame:
-    """Per (rank, device): busy time, efficiency-weighted time and the window's span."""
+    """Per (rank, device), in that order (sums over the rows, and the worst device among
+    equals, must not depend on a hash order): busy time, efficiency-weighted time and the
+    window's span."""
     windows = timeline.analysis_windows(ctx.tables, "steps").select(
         "rank", (pl.col("window_end_ns") - pl.col("window_start_ns")).alias("span_ns")
     )
@@ -285,7 +287,8 @@ def _per_device(segments: pl.DataFrame, ctx: AnalysisContext) -> pl.DataFrame:
     return (
         segments.group_by(_KEYS)
         .agg(dt.sum().alias("busy_ns"), (dt * pl.col("sm_eff")).sum().alias("eff_ns"))
-        .join(windows, on="rank", how="left")
+        .sort(_KEYS)
+        .join(windows, on="rank", how="left", maintain_order="left")
         .with_columns((100.0 * pl.col("eff_ns") / pl.col("busy_ns")).alias("busy_eff_pct"))
     )
 

@@ -16,7 +16,7 @@ from conftest import needs_shared, shared_trace
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, Severity
-from parsers.kineto import parse
+from parsers.kineto import merge_ranks, parse
 from rules.idle_sms import IdleSms, kernel_efficiency, sm_efficiency_segments
 
 H100_SMS = 132
@@ -133,6 +133,24 @@ def test_tiny_grids_are_critical_with_the_worst_kernel_named(tmp_path: Path) -> 
     assert f.table is not None and f.table.rows[0][0] == "tiny_grid_kernel"
     assert f.table.rows[0][4] == 13.0 and f.table.rows[0][5] == H100_SMS
     assert f.impact_ns == round(3 * 50_000 * (1 - 13 / 132))
+
+
+def test_equal_ranks_name_the_first_as_worst_every_time(tmp_path: Path) -> None:
+    """Eight identical ranks: the worst device is the first one (rank 0), on every run (a
+    hash aggregation used to leave it, and the order of float sums, to chance)."""
+    b = synthetic.TraceBuilder()
+    for _ in range(3):
+        with b.step():
+            b.kernel("tiny_grid_kernel", 50_000, grid=(13, 1, 1))
+            b.sync("device")
+    one = parse(b.write(tmp_path / "rank.json.gz"))
+    ranks = merge_ranks(tmp_path, [one] * 8)
+    assert sorted({r.rank for r in ranks.meta.ranks}) == list(range(8))
+    seen = set()
+    for _ in range(5):
+        (f,) = IdleSms().check(AnalysisContext(ranks), IdleSms.Config())
+        seen.add((f.evidence["worst_rank"], f.evidence["worst_sm_efficiency_busy_pct"]))
+    assert seen == {(0, round(100 * 13 / 132, 2))}  # 9.85%: 13 blocks on 132 SMs
 
 
 def test_full_grids_and_few_block_collectives_do_not_fire(tmp_path: Path) -> None:
