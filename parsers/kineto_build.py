@@ -454,19 +454,21 @@ def runtime(fields: _Fields, kind: str) -> pl.DataFrame:
             *_times(fields),
             _series("correlation", a["correlation"], _I64),
             _external_ids(a),
-            _series("_copy_bytes", _copy_sizes(a["size"], a["bytes"]), _I64),
+            *_copy_sizes(a["size"], a["bytes"]),
         ]
     )
 
 
-def _copy_sizes(sizes: list[object], byte_counts: list[object]) -> list[int | None]:
-    """The byte count a ROCm copy call carries (``size``, sometimes ``bytes``)."""
+def _copy_sizes(sizes: list[object], byte_counts: list[object]) -> list[pl.Series]:
+    """The byte count a ROCm copy call carries (``size``, sometimes ``bytes``), as the
+    private ``_copy_bytes`` column; none when no call of the batch has one (CUDA)."""
     if sizes.count(None) == len(sizes) and byte_counts.count(None) == len(byte_counts):
-        return [None] * len(sizes)
-    return [
+        return []
+    values = [
         None if s is None and b is None else as_int(s if s is not None else b)
         for s, b in zip(sizes, byte_counts, strict=True)
     ]
+    return [_series("_copy_bytes", values, _I64)]
 
 
 _SYNC_KIND: Final[dict[str, str]] = {
@@ -547,9 +549,9 @@ _RECORD_PARAM_COMMS: Final = "record_param_comms"
 def _recorded_comm_columns(fields: _Fields, names: pl.Series) -> list[pl.Series]:
     """Collective-arg columns of a batch of ops: only ``record_param_comms`` ops carry them,
     so only their args are decoded, and the values land on their rows (null elsewhere)."""
-    positions = (names == _RECORD_PARAM_COMMS).arg_true()
-    if not positions.len():
+    if _RECORD_PARAM_COMMS not in fields.name:
         return []
+    positions = (names == _RECORD_PARAM_COMMS).arg_true()
     args = [decode_args(_COMM_ARGS.one, fields.args[i], CommArgs) for i in positions]
     return [
         _nulls(column.name, column.dtype, fields.count).scatter(positions, column)
@@ -672,6 +674,7 @@ _OPTIONAL_COLUMNS: Final[dict[str, tuple[tuple[str, pl.DataType], ...]]] = {
     "kernels": _COMM_DTYPES,
     "ops": (*_COMM_DTYPES, *((name, _STR) for name in _SHAPE_COLUMNS)),
     "collectives": _COMM_DTYPES,
+    "runtime": (("_copy_bytes", _I64),),
 }
 
 
