@@ -13,6 +13,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, SkippedRule, order_findings
+from analyzer.metrics.timeline import kernel_devices
 from analyzer.report import fmt
 from analyzer.report.model import Code, Inline, Paragraph, Report, Section, Strong, Table
 from analyzer.sections import kernels, memops, overview
@@ -41,11 +42,7 @@ def _title(meta: TraceMeta) -> str:
 
 def used_devices(ctx: AnalysisContext) -> list[str]:
     """Names of the devices that ran GPU work (all listed devices when none ran any)."""
-    used = set(
-        ctx.tables.kernels.select("rank", "device").unique().iter_rows()
-        if ctx.tables.kernels.height
-        else []
-    )
+    used = set(kernel_devices(ctx.tables).iter_rows())
     names = [
         d.name or "unnamed device"
         for d in ctx.tables.meta.devices

@@ -217,10 +217,15 @@ def _device_spec(ctx: AnalysisContext) -> str | None:
     The reason, when none does, is the device database's own ("'X' is not in the device
     database (trace reports 56 SMs); pass --device NAME, ...").
     """
+    return ctx.metric("engine.device_spec", lambda _tables: _device_spec_reason(ctx))
+
+
+def _device_spec_reason(ctx: AnalysisContext) -> str | None:
     from analyzer.metrics.roofline import resolved_devices
+    from analyzer.metrics.timeline import kernel_devices
 
     found = resolved_devices(ctx.tables, ctx.options)
-    used = ctx.tables.kernels.select("rank", "device").drop_nulls().unique().sort("rank", "device")
+    used = kernel_devices(ctx.tables).drop_nulls()
     keys = [(int(r), int(d)) for r, d in used.iter_rows()] or sorted(found)
     resolved = [found[k] for k in keys if k in found]
     if any(r.known for r in resolved):

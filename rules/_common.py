@@ -40,17 +40,18 @@ def _copies_with_callers(ctx: AnalysisContext) -> pl.DataFrame:
     from rules.pageable_memcpy import issuing_ops
 
     windows = rank_windows(ctx)
-    inside = ctx.tables.memops.join(windows, on="rank", how="inner", maintain_order="left").filter(
+    inside = timeline.with_windows(ctx.tables.memops, windows).filter(
         (pl.col("start_ns") + pl.col("dur_ns") > pl.col("window_start_ns"))
         & (pl.col("start_ns") < pl.col("window_end_ns"))
     )
-    launched = inside["correlation"].drop_nulls().unique()
-    runtime = (
-        ctx.tables.runtime.filter(pl.col("correlation").is_in(launched.implode()))
-        .group_by("rank", "correlation")
-        .agg(pl.col("dur_ns").sum().alias("api_ns"))
-    )
+    calls = ctx.tables.runtime.select("rank", "correlation", pl.col("dur_ns").alias("api_ns"))
+    if not timeline.strictly_increasing(calls.get_column("correlation")):  # repeated ids: add
+        launched = inside["correlation"].drop_nulls().unique()
+        calls = (
+            calls.filter(pl.col("correlation").is_in(launched.implode()))
+            .group_by("rank", "correlation")
+            .agg(pl.col("api_ns").sum())
+        )
     callers = issuing_ops(ctx, inside.filter(pl.col("external_id").is_not_null()))
-    return inside.join(runtime, on=["rank", "correlation"], how="left", maintain_order="left").join(
-        callers, on=["rank", "external_id"], how="left", maintain_order="left"
-    )
+    with_calls = timeline.join_within_rank(inside, calls, ["correlation"], how="left")
+    return with_calls.join(callers, on=["rank", "external_id"], how="left", maintain_order="left")

@@ -110,7 +110,7 @@ class GpuIdle:
         if over.height == 0:
             return
         worst = over.sort("idle_pct", descending=True).row(0, named=True)
-        gaps = ctx.metric("timeline.gaps", timeline.gaps)
+        gaps = timeline.idle_gaps(ctx.tables)
         rank, device = int(worst["rank"]), int(worst["device"])
         rank_gaps = gaps.filter((pl.col("rank") == rank) & (pl.col("device") == device))
         causes = attribute_gaps(ctx, rank, rank_gaps, cfg)
@@ -187,6 +187,7 @@ def _cause_words(cause: str, causes: pl.DataFrame, cfg: GpuIdleConfig) -> str:
             causes.filter(pl.col("cause") == "cpu")
             .group_by("cpu_op")
             .agg(pl.col("dur_ns").sum())
+            .with_columns(pl.col("cpu_op").cast(pl.String))
             .sort(["dur_ns", "cpu_op"], descending=[True, False])
         )
         lead = top.row(0, named=True) if top.height else None
@@ -210,15 +211,23 @@ def _cause_shares(causes: pl.DataFrame) -> dict[str, float]:
     total = int(causes["dur_ns"].sum()) if causes.height else 0
     if total == 0:
         return {}
-    by_cause = causes.group_by("cause").agg(pl.col("dur_ns").sum())
-    return {
-        str(c): 100.0 * int(d) / total for c, d in by_cause.select("cause", "dur_ns").iter_rows()
-    }
+    is_cause = {c: pl.col("cause") == c for c in _RECOMMENDATIONS}
+    sums = causes.select(
+        *(pl.col("dur_ns").filter(hit).sum().alias(c) for c, hit in is_cause.items()),
+        *(hit.any().alias(f"_{c}") for c, hit in is_cause.items()),
+    ).row(0, named=True)
+    return {c: 100.0 * int(sums[c]) / total for c in is_cause if sums[f"_{c}"]}
 
 
 def _gap_table(causes: pl.DataFrame, cfg: GpuIdleConfig, window_start_ns: int) -> EvidenceTable:
     """The longest gaps: when, how long, what the CPU ran, and the cause."""
-    top = causes.sort(["dur_ns", "start_ns"], descending=[True, False]).head(cfg.top_gaps)
+    # Only gaps at least as long as the n-th longest can make the table: sort just those.
+    shortest_kept = causes.get_column("dur_ns").top_k(cfg.top_gaps).min()
+    top = (
+        causes.filter(pl.col("dur_ns") >= shortest_kept)
+        .sort(["dur_ns", "start_ns"], descending=[True, False])
+        .head(cfg.top_gaps)
+    )
     rows: list[list[str | int | float | None]] = [
         [
             round((int(r["start_ns"]) - window_start_ns) / 1e6, 3),
@@ -253,15 +262,17 @@ def attribute_gaps(
     Columns: start_ns, end_ns, dur_ns, cpu_op (outermost op covering at least half the gap,
     else the op covering most of it), inner_op (innermost op covering at least half the
     gap, null when none), cpu_op_pct (share of the gap ``cpu_op`` covers), cause
-    (dataloader, sync, launch, optimizer, cpu, untracked).
+    (dataloader, sync, launch, optimizer, cpu, untracked). Op names are categorical.
     """
     base = gaps.select("start_ns", "end_ns", "dur_ns").with_row_index("gap")
-    in_time_order = base.sort("start_ns")  # what both lookups below search
+    in_time_order = (  # what both lookups below search
+        base if base.get_column("start_ns").is_sorted() else base.sort("start_ns")
+    )
     per_gap = _ops_per_gap(in_time_order, _main_thread_ops(ctx, rank))
     synced = _gaps_after_sync(ctx, rank, in_time_order, cfg)
     out = (
-        base.join(per_gap, on="gap", how="left")
-        .join(synced, on="gap", how="left")
+        timeline.join_on_key(base, per_gap.sort("gap"), "gap")
+        .join(synced, on="gap", how="left", maintain_order="left")
         .with_columns(
             pl.col("cpu_op").fill_null(_NO_OP),
             pl.col("cpu_op_pct").fill_null(0.0),
@@ -294,29 +305,34 @@ _COVERED_PCT = 50.0
 def _main_thread_ops(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
     """CPU ops and annotations of the rank's main thread (steps excluded), with end times.
 
-    Names stay categorical (cheap to sort and copy) until a gap's ops are picked.
+    Names stay categorical (cheap to sort and copy), in the gaps' answers too.
     """
     threads = main_threads(ctx).filter(pl.col("rank") == rank)
     mine = (pl.col("rank") == rank) & pl.col("kind").is_in(_CPU_KINDS)
     if threads.height:  # one (pid, tid) per rank
         pid, tid = threads.row(0)[1:]
         mine = mine & (pl.col("pid") == pid) & (pl.col("tid") == tid)
-    ops = ctx.tables.ops.filter(mine)
-    return ops.filter(~timeline.name_matches(ops, _STEP)).select(
-        "name",
-        "depth",
-        "start_ns",
-        (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
+    not_step = ~timeline.table_name_matches(ctx.tables, "ops", _STEP)
+    return (
+        ctx.tables.ops.lazy()
+        .filter(mine & not_step)
+        .select(
+            "name",
+            "depth",
+            "start_ns",
+            (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
+        )
+        .collect()
     )
 
 
 def _ops_per_gap(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
     """Per gap: ``cpu_op``, ``inner_op`` and ``cpu_op_pct`` (see `attribute_gaps`), and the
-    name flags of `_with_name_flags`.
+    name flags of `_with_name_flags`. ``gaps`` are in start order, ``gap`` names each.
 
     Ties (two ops covering the same share at the same depth) go to the earlier op.
     """
-    schema = {"gap": pl.UInt32, "cpu_op": pl.String, "inner_op": pl.String}
+    schema = {"gap": pl.UInt32, "cpu_op": pl.Categorical, "inner_op": pl.Categorical}
     if ops.height == 0 or gaps.height == 0:
         return pl.DataFrame(
             schema={
@@ -326,10 +342,13 @@ def _ops_per_gap(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
                 "_optimizer": pl.Boolean,
             }
         )
+    in_order = ops if ops.get_column("start_ns").is_sorted() else ops.sort("start_ns")
     overlapping = _overlapping(
-        gaps, ops.rename({"start_ns": "op_start_ns", "end_ns": "op_end_ns"})
+        gaps,
+        in_order.with_row_index("op").rename({"start_ns": "op_start_ns", "end_ns": "op_end_ns"}),
     ).select(
         "gap",
+        "op",
         "name",
         "depth",
         "op_start_ns",
@@ -342,34 +361,73 @@ def _ops_per_gap(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
             / pl.col("dur_ns")
         ).alias("pct"),
     )
-    # Sorted by gap, each gap's first row is its pick; no group-by needed.
-    first = pl.col("gap").ne_missing(pl.col("gap").shift(1))
-    last = pl.col("gap").ne_missing(pl.col("gap").shift(-1))
-    by_share = overlapping.sort(
-        ["gap", "pct", "depth", "op_start_ns"], descending=[False, True, False, False]
-    )
-    largest = by_share.filter(first).select(
-        "gap", pl.col("name").alias("largest_op"), pl.col("pct").alias("largest_pct")
-    )
-    covering = overlapping.filter(pl.col("pct") >= _COVERED_PCT).sort("gap", "depth", "op_start_ns")
-    chain = pl.concat(
-        [
-            covering.filter(first).select(
-                "gap", pl.col("name").alias("outer_op"), pl.col("pct").alias("outer_pct")
-            ),
-            covering.filter(last).select(pl.col("name").alias("inner_op")),
-        ],
-        how="horizontal",
-    )
-    picked = largest.join(chain, on="gap", how="left").select(
+    covering = overlapping.filter(pl.col("pct") >= _COVERED_PCT)
+    chain = _outer_and_inner(covering).select(
         "gap",
-        pl.coalesce("outer_op", "largest_op").alias("cpu_op"),
+        pl.col("outer_op").alias("cpu_op"),
         pl.when(pl.col("inner_op") != pl.col("outer_op"))
         .then(pl.col("inner_op"))
         .alias("inner_op"),
-        pl.coalesce("outer_pct", "largest_pct").alias("cpu_op_pct"),
+        pl.col("outer_pct").alias("cpu_op_pct"),
     )
-    return _with_name_flags(picked).with_columns(pl.col("cpu_op", "inner_op").cast(pl.String))
+    # Gaps no op covers by half: the op covering most of the gap (few gaps: a full sort).
+    first = pl.col("gap").ne_missing(pl.col("gap").shift(1))
+    largest = (
+        overlapping.filter(~pl.col("gap").is_in(chain.get_column("gap").implode()))
+        .sort(["gap", "pct", "depth", "op_start_ns"], descending=[False, True, False, False])
+        .filter(first)
+        .select(
+            "gap",
+            pl.col("name").alias("cpu_op"),
+            pl.lit(None, dtype=chain.schema["inner_op"]).alias("inner_op"),
+            pl.col("pct").alias("cpu_op_pct"),
+        )
+    )
+    picked = pl.concat([chain, largest], how="vertical")
+    return _with_name_flags(picked)
+
+
+def _outer_and_inner(covering: pl.DataFrame) -> pl.DataFrame:
+    """Per gap, of the ops covering it: the outermost (least deep, then earliest) as
+    ``outer_op`` with ``outer_pct``, and the innermost (deepest, then latest) as
+    ``inner_op``. Rows sorted by (gap, depth, op) make them each gap's first and last row;
+    the three are packed into one integer key when they fit (one key sorts much faster)."""
+    columns = ["gap", "depth", "op"]
+    key = _packed_key(covering, columns)
+    ordered = covering.sort(key) if key is not None else covering.sort(columns)
+    first = pl.col("gap").ne_missing(pl.col("gap").shift(1))
+    last = pl.col("gap").ne_missing(pl.col("gap").shift(-1))
+    return pl.concat(
+        [
+            ordered.filter(first).select(
+                "gap", pl.col("name").alias("outer_op"), pl.col("pct").alias("outer_pct")
+            ),
+            ordered.filter(last).select(pl.col("name").alias("inner_op")),
+        ],
+        how="horizontal",
+    )
+
+
+def _packed_key(frame: pl.DataFrame, columns: list[str]) -> pl.Expr | None:
+    """One Int64 ordering rows as ``columns`` do (most significant first), or None when a
+    column holds a null or a negative value or the columns need more than 63 bits."""
+    widths = []
+    for name in columns:
+        col = pl.col(name)
+        nulls, low, high = frame.select(
+            col.null_count().alias("n"), col.min().alias("lo"), col.max().alias("hi")
+        ).row(0)
+        if nulls or (low is not None and low < 0):
+            return None
+        widths.append(int(high or 0).bit_length())
+    if sum(widths) > 63:
+        return None
+    key = pl.lit(0, dtype=pl.Int64)
+    shift = sum(widths)
+    for name, width in zip(columns, widths, strict=True):
+        shift -= width
+        key = key + pl.col(name).cast(pl.Int64) * (1 << shift)
+    return key
 
 
 def _with_name_flags(picked: pl.DataFrame) -> pl.DataFrame:
@@ -399,16 +457,40 @@ def _overlapping(gaps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
     gaps an op overlaps are one run, found by binary search; other gaps take an inequality
     join.
     """
-    ordered = gaps.sort("start_ns")
+    ordered = gaps if gaps.get_column("start_ns").is_sorted() else gaps.sort("start_ns")
     if not ordered["end_ns"].is_sorted():
         return gaps.join_where(
             ops,
             pl.col("op_start_ns") < pl.col("end_ns"),
             pl.col("op_end_ns") > pl.col("start_ns"),
         )
-    first = ordered["end_ns"].search_sorted(ops["op_start_ns"], side="right")
+    first = _first_ending_after(ordered.get_column("end_ns"), ops.get_column("op_start_ns"))
     stop = ordered["start_ns"].search_sorted(ops["op_end_ns"], side="left")
     return _pair_runs(ordered, ops, first, stop)
+
+
+def _first_ending_after(ends: pl.Series, times: pl.Series) -> pl.Series:
+    """``ends.search_sorted(times, side="right")`` (``ends`` sorted): the position of the
+    first end after each time. Times in order (op starts) take one merge pass (an as-of
+    join) instead of a binary search each."""
+    if not times.is_sorted() or times.null_count():
+        return ends.search_sorted(times, side="right")
+    positions = pl.DataFrame(
+        {"_at": ends, "_first": pl.int_range(ends.len(), dtype=pl.UInt32, eager=True)}
+    )
+    return (
+        times.rename("_at")
+        .to_frame()
+        .join_asof(
+            positions,
+            on="_at",
+            strategy="forward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        .get_column("_first")
+        .fill_null(ends.len())
+    )
 
 
 def _gaps_after_sync(
@@ -436,7 +518,20 @@ def _pair_runs(
     ordered: pl.DataFrame, items: pl.DataFrame, first: pl.Series, stop: pl.Series
 ) -> pl.DataFrame:
     """Each row of ``items`` paired with rows ``first[i]`` to ``stop[i] - 1`` of ``ordered``:
-    the columns of ``ordered``, then those of ``items``; rows without a partner drop out."""
-    runs = items.with_columns(pl.int_ranges(first, stop, dtype=pl.UInt32).alias("_pos"))
-    pairs = runs.filter(pl.col("_pos").list.len() > 0).explode("_pos")
-    return pl.concat([ordered[pairs["_pos"]], pairs.drop("_pos")], how="horizontal")
+    the columns of ``ordered``, then those of ``items``; rows without a partner drop out.
+
+    Pairs come in no particular order: rows with one partner (most) first, gathered
+    directly, then the longer runs, expanded.
+    """
+    length = stop.cast(pl.Int64) - first.cast(pl.Int64)
+    one, many = length == 1, length > 1
+    singles = pl.concat([ordered[first.filter(one)], items.filter(one)], how="horizontal")
+    runs = (
+        items.filter(many)
+        .with_columns(
+            pl.int_ranges(first.filter(many), stop.filter(many), dtype=pl.UInt32).alias("_pos")
+        )
+        .explode("_pos")
+    )
+    expanded = pl.concat([ordered[runs["_pos"]], runs.drop("_pos")], how="horizontal")
+    return pl.concat([singles, expanded], how="vertical")

@@ -124,10 +124,10 @@ def blocking_calls(ctx: AnalysisContext) -> pl.DataFrame:
 def _blocking_calls(ctx: AnalysisContext) -> pl.DataFrame:
     runtime = ctx.tables.runtime
     api = pl.col("name").cast(pl.String).str.replace(r"_v\d+$", "").alias("api")
-    syncs = runtime.filter(timeline.name_matches(runtime, SYNC_API_PATTERN)).with_columns(api)
-    copies = _blocking_copies(
-        ctx, runtime.filter(timeline.name_matches(runtime, SYNC_MEMCPY_PATTERN)).with_columns(api)
-    )
+    sync_api = timeline.table_name_matches(ctx.tables, "runtime", SYNC_API_PATTERN)
+    sync_copy = timeline.table_name_matches(ctx.tables, "runtime", SYNC_MEMCPY_PATTERN)
+    syncs = runtime.filter(sync_api).with_columns(api)
+    copies = _blocking_copies(ctx, runtime.filter(sync_copy).with_columns(api))
     calls = pl.concat(
         [
             syncs.select(_CALL_COLUMNS).with_columns(pl.lit("sync").alias("kind")),
@@ -177,20 +177,17 @@ def _with_containing_ops(ctx: AnalysisContext, calls: pl.DataFrame) -> pl.DataFr
     """Add ``op`` (innermost CPU op containing each call on its thread) and ``under``.
 
     An inequality join finds the ops containing each call in time (on any thread), which
-    stays small however many calls and ops there are; the thread must then match. Ops
-    shorter than the shortest call, starting after the last call or ending before the first
-    call's end cannot contain one and are left out first.
+    stays small however many calls and ops there are; the thread must then match. Ops that
+    contain no call at all are left out first (`_around_a_call`).
     """
     ops = ctx.tables.ops
     if calls.height == 0:
         return calls.with_columns(pl.lit(_NO_OP).alias("op"), pl.lit(_NO_OP).alias("under"))
-    could_contain = (  # cheap bounds first: long enough, and around some call
-        (pl.col("dur_ns") >= calls["dur_ns"].min())
-        & (pl.col("start_ns") <= calls["start_ns"].max())
-        & (pl.col("start_ns") + pl.col("dur_ns") >= calls["end_ns"].min())
-    )
+    could_contain = _around_a_call(ops, calls)
     candidates = ops.filter(
-        could_contain & pl.col("kind").is_in(_CPU_KINDS) & ~timeline.name_matches(ops, _STEP)
+        could_contain
+        & pl.col("kind").is_in(_CPU_KINDS)
+        & ~timeline.table_name_matches(ctx.tables, "ops", _STEP)
     )
     if candidates.height == 0:
         return calls.with_columns(pl.lit(_NO_OP).alias("op"), pl.lit(_NO_OP).alias("under"))
@@ -217,16 +214,43 @@ def _with_containing_ops(ctx: AnalysisContext, calls: pl.DataFrame) -> pl.DataFr
     )
 
 
+def _around_a_call(ops: pl.DataFrame, calls: pl.DataFrame) -> pl.Expr:
+    """Whether an op spans, in time, at least one of ``calls`` (on any thread).
+
+    With ops in start order, one merge pass (an as-of join) gives each op the earliest end
+    among the calls starting at or after it; the op spans a call when that end comes
+    before its own. Otherwise cheap bounds: long enough, and around some call.
+    """
+    start = ops.get_column("start_ns")
+    if start.null_count() or not start.is_sorted():
+        return (
+            (pl.col("dur_ns") >= calls["dur_ns"].min())
+            & (pl.col("start_ns") <= calls["start_ns"].max())
+            & (pl.col("start_ns") + pl.col("dur_ns") >= calls["end_ns"].min())
+        )
+    ordered = calls.select("start_ns", "end_ns").sort("start_ns")
+    earliest_end = ordered.select(
+        pl.col("start_ns").alias("_at"),
+        pl.col("end_ns").reverse().cum_min().reverse().alias("_end"),
+    )
+    nearest = (
+        start.rename("_at")
+        .to_frame()
+        .join_asof(earliest_end, on="_at", strategy="forward", check_sortedness=False)
+    )
+    return pl.lit(nearest.get_column("_end") <= start + ops.get_column("dur_ns"))
+
+
 def with_drain_gaps(ctx: AnalysisContext, calls: pl.DataFrame, tolerance_us: float) -> pl.DataFrame:
     """Add ``bubble_ns``: the GPU idle gap each call left behind on its rank (0 when none).
 
-    A gap (from `timeline.gaps`, per device) belongs to a call when `drained_by_call`
+    A gap (from `timeline.idle_gaps`, per device) belongs to a call when `drained_by_call`
     holds: the GPU ran dry while the CPU was blocked and stayed idle until the CPU had
     queued more work. A gap is counted once, for the latest call that returned inside it
     (the first such call when several returned at the same time).
     """
     tolerance_ns = int(tolerance_us * 1_000)
-    gaps = ctx.metric("timeline.gaps", timeline.gaps).select(
+    gaps = timeline.idle_gaps(ctx.tables).select(
         "rank",
         pl.col("start_ns").alias("gap_start_ns"),
         pl.col("end_ns").alias("gap_end_ns"),
@@ -428,16 +452,20 @@ def main_threads(ctx: AnalysisContext) -> pl.DataFrame:
 
 def _main_threads(t: TraceTables) -> pl.DataFrame:
     # GPU user annotations (a ProfilerStep range copied onto a stream row) are not threads.
-    ops = t.ops.filter(pl.col("kind") != "gpu_user_annotation")
+    ops = t.ops.lazy().filter(pl.col("kind") != "gpu_user_annotation")
     candidates = (  # rows of each choice, in order, and each thread's weight in it
-        (ops.filter(timeline.name_matches(ops, _STEP)), pl.len()),
-        (t.runtime, pl.len()),
+        (ops.filter(timeline.table_name_matches(t, "ops", _STEP)), pl.len()),
+        (t.runtime.lazy(), pl.len()),
         (ops.filter(pl.col("depth") == 0), pl.col("dur_ns").sum()),
     )
     picked: list[pl.DataFrame] = []
     seen: set[int] = set()
-    for rows, weight in candidates:
-        unseen = rows.filter(~pl.col("rank").is_in(sorted(seen)))
+    for rows, weight in candidates:  # a later choice is looked at only if a rank needs it
+        unseen = (
+            rows.filter(~pl.col("rank").is_in(sorted(seen)))
+            .select("rank", "pid", "tid", "dur_ns")
+            .collect()
+        )
         if unseen.height == 0:  # every rank here already has its thread
             continue
         best = (
@@ -471,7 +499,7 @@ def _rank_windows(t: TraceTables) -> pl.DataFrame:
         (pl.col("start_ns") + pl.col("dur_ns")).max().alias("end_ns"),
     )
     spans = [
-        frame.group_by("rank").agg(*span)
+        timeline.aggregate(frame, ["rank"], *span)
         for frame in (t.ops, t.runtime, t.kernels, t.memops)
         if frame.height
     ]

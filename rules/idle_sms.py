@@ -114,7 +114,8 @@ class IdleSms:
 
 
 def kernel_efficiency(t: TraceTables, options: AnalysisOptions) -> pl.DataFrame:
-    """Compute kernels in the analysis window with ``num_sms`` and ``sm_eff`` = min(bps, 1).
+    """Compute kernels in the analysis window with ``num_sms`` and ``sm_eff`` = min(bps, 1);
+    names and categories stay categorical.
 
     Columns: rank, device, name, category, start_ns, end_ns, dur_ns, blocks, num_sms,
     blocks_per_sm, sm_eff (null when neither ``blocks per SM`` nor a grid and SM count exist;
@@ -134,25 +135,20 @@ def kernel_efficiency(t: TraceTables, options: AnalysisOptions) -> pl.DataFrame:
     )
     sms = _sm_counts(t, options, kernels)
     blocks = pl.col("grid_x") * pl.col("grid_y") * pl.col("grid_z")
-    clipped = (
-        kernels.join(windows, on="rank", how="inner", maintain_order="left")
-        .with_columns(
-            pl.max_horizontal("start_ns", "window_start_ns").alias("start_ns"),
-            pl.min_horizontal(pl.col("start_ns") + pl.col("dur_ns"), "window_end_ns").alias(
-                "end_ns"
-            ),
-        )
-        .filter(pl.col("end_ns") > pl.col("start_ns"))
-        .join(sms, on=_KEYS, how="left", maintain_order="left")
-        .with_columns(blocks.cast(pl.Int64).alias("blocks"))
+    clipped = timeline.with_windows(kernels, windows).with_columns(
+        pl.max_horizontal("start_ns", "window_start_ns").alias("start_ns"),
+        pl.min_horizontal(pl.col("start_ns") + pl.col("dur_ns"), "window_end_ns").alias("end_ns"),
     )
+    clipped = timeline.attach(
+        clipped.filter(pl.col("end_ns") > pl.col("start_ns")), sms, _KEYS, how="left"
+    ).with_columns(blocks.cast(pl.Int64).alias("blocks"))
     bps = pl.coalesce(
         pl.col("blocks_per_sm"), pl.col("blocks").cast(pl.Float64) / pl.col("num_sms")
     )
     return clipped.select(
         *_KEYS,
-        pl.col("name").cast(pl.String),
-        pl.col("category").cast(pl.String),
+        "name",
+        "category",
         "start_ns",
         "end_ns",
         (pl.col("end_ns") - pl.col("start_ns")).alias("dur_ns"),
@@ -173,8 +169,8 @@ def _empty_kernels() -> pl.DataFrame:
         schema={
             "rank": pl.Int32(),
             "device": pl.Int32(),
-            "name": pl.String(),
-            "category": pl.String(),
+            "name": pl.Categorical(),
+            "category": pl.Categorical(),
             "start_ns": pl.Int64(),
             "end_ns": pl.Int64(),
             "dur_ns": pl.Int64(),
@@ -207,7 +203,7 @@ def _sm_counts(t: TraceTables, options: AnalysisOptions, kernels: pl.DataFrame) 
             described[(info.rank, info.device)] = int(count)
     everywhere = set(described.values())
     rows: dict[tuple[int, int], int] = {}
-    for rank, device in kernels.select("rank", "device").unique().iter_rows():
+    for rank, device in timeline.distinct_rows(kernels, ["rank", "device"]).iter_rows():
         if (rank, device) in described:
             rows[(rank, device)] = described[(rank, device)]
             continue
@@ -318,6 +314,7 @@ def _top_kernels(kernels: pl.DataFrame) -> pl.DataFrame:
             pl.col("num_sms").max(),
             ((dur * pl.col("sm_eff")).sum() / dur.sum()).alias("sm_eff"),
         )
+        .with_columns(pl.col("name", "category").cast(pl.String))
         .sort(["idle_sm_ns", "name"], descending=[True, False])
         .head(_TOP_KERNELS)
     )

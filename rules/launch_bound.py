@@ -92,7 +92,9 @@ def launch_stats(ctx: AnalysisContext, cfg: LaunchBoundConfig) -> pl.DataFrame:
     windowed = _window_kernels(ctx)
     short_ns = cfg.short_kernel_us * 1_000
     keys = ["rank", "device"]
-    per_device = windowed.group_by(keys).agg(
+    per_device = timeline.aggregate(
+        windowed,
+        keys,
         pl.col("window_start_ns").first(),
         pl.col("window_end_ns").first(),
         pl.len().alias("kernels"),
@@ -100,7 +102,9 @@ def launch_stats(ctx: AnalysisContext, cfg: LaunchBoundConfig) -> pl.DataFrame:
         pl.col("dur_ns").median().alias("median_kernel_ns"),
     )
     launches = _launch_calls(ctx, windowed).filter(pl.col("dur_ns") <= cfg.max_launch_us * 1_000)
-    launch = launches.group_by(keys).agg(
+    launch = timeline.aggregate(
+        launches,
+        keys,
         pl.len().alias("launches"),
         pl.col("dur_ns").median().alias("median_launch_ns"),
     )
@@ -135,18 +139,17 @@ def _window_kernels(ctx: AnalysisContext) -> pl.DataFrame:
     """Kernels starting inside their rank's analysis window, with the window bounds.
 
     Columns: rank, device, name, start_ns, dur_ns, correlation, window_start_ns,
-    window_end_ns.
+    window_end_ns. Computed once per analysis.
     """
-    windows = ctx.metric("timeline.breakdown", timeline.breakdown).select(
-        "rank", "device", "window_start_ns", "window_end_ns"
-    )
+    return ctx.metric("launch_bound.window_kernels", lambda _tables: _kernels_in_window(ctx))
+
+
+def _kernels_in_window(ctx: AnalysisContext) -> pl.DataFrame:
+    windows = ctx.metric("timeline.breakdown", timeline.breakdown)
     kernels = ctx.tables.kernels.select(
         "rank", "device", "name", "start_ns", "dur_ns", "correlation"
     )
-    return kernels.join(windows, on=["rank", "device"], how="inner").filter(
-        (pl.col("start_ns") >= pl.col("window_start_ns"))
-        & (pl.col("start_ns") < pl.col("window_end_ns"))
-    )
+    return timeline.in_windows(kernels, windows, by=("rank", "device"), keep_bounds=True)
 
 
 def _launch_calls(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.DataFrame:
@@ -159,13 +162,15 @@ def _launch_calls(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.DataFrame:
     linked = kernels.filter(pl.col("correlation").is_not_null()).select(
         "rank", "device", "correlation"
     )
-    if linked["correlation"].n_unique() < linked.height:
+    ids = linked.get_column("correlation")
+    if not timeline.strictly_increasing(ids) and ids.n_unique() < linked.height:
         linked = linked.unique(keys)
     calls = ctx.tables.runtime.filter(pl.col("correlation").is_not_null()).select(
         *keys, "start_ns", "dur_ns"
     )
     launched = timeline.join_within_rank(calls, linked, ["correlation"])
-    if calls["correlation"].n_unique() < calls.height:
+    ids = calls.get_column("correlation")
+    if not timeline.strictly_increasing(ids) and ids.n_unique() < calls.height:
         launched = launched.unique(keys)
     return launched.select(
         "rank",
@@ -240,12 +245,13 @@ def _table(ctx: AnalysisContext, rank: int, device: int, cfg: LaunchBoundConfig)
         (pl.col("rank") == rank) & (pl.col("device") == device) & (pl.col("dur_ns") < short_ns)
     )
     top = (
-        kernels.group_by(pl.col("name").cast(pl.String))
+        kernels.group_by("name")
         .agg(
             pl.len().alias("calls"),
             pl.col("dur_ns").median().alias("median_ns"),
             pl.col("dur_ns").sum().alias("total_ns"),
         )
+        .with_columns(pl.col("name").cast(pl.String))
         .sort(["calls", "total_ns", "name"], descending=[True, True, False])
         .head(cfg.top_kernels)
     )

@@ -152,21 +152,10 @@ class LowOccupancy:
 
 
 def kernels_in_window(t: TraceTables) -> pl.DataFrame:
-    """Kernels that start inside their rank's analysis window (the profiled steps)."""
-    windows = timeline.analysis_windows(t, "steps").select(
-        "rank", "window_start_ns", "window_end_ns"
-    )
-    return (
-        t.kernels.filter(pl.col("dur_ns") > 0)
-        .join(windows, on="rank", how="inner")
-        .filter(
-            (pl.col("start_ns") >= pl.col("window_start_ns"))
-            & (pl.col("start_ns") < pl.col("window_end_ns"))
-        )
-        .with_columns(
-            pl.col("name").cast(pl.String),
-            pl.col("category").cast(pl.String),
-        )
+    """Kernels that start inside their rank's analysis window (the profiled steps); names
+    and categories stay categorical."""
+    return timeline.in_windows(
+        t.kernels.filter(pl.col("dur_ns") > 0), timeline.analysis_windows(t, "steps")
     )
 
 
@@ -264,6 +253,7 @@ def _top_kernels(low: pl.DataFrame, t: TraceTables) -> pl.DataFrame:
             ((pl.col("occupancy_pct") * dur).sum() / dur.sum()).alias("occupancy_pct"),
             ((pl.col("blocks_per_sm") * dur).sum() / dur.sum()).alias("blocks_per_sm"),
         )
+        .with_columns(pl.col("name", "category").cast(pl.String))
         .sort(["time_ns", "name"], descending=[True, False])
         .head(_TOP_KERNELS)
     )

@@ -62,7 +62,9 @@ class MemoryBoundDominant:
         total_ns = int(kernels["dur_ns"].sum()) if kernels.height else 0
         if total_ns == 0:
             return []
-        memory = kernels.filter(pl.col("bound") == "memory")
+        memory = kernels.select("bound", "basis", "dur_ns", "pct_of_roof", "above_roof").filter(
+            pl.col("bound") == "memory"
+        )
         memory_ns = int(memory["dur_ns"].sum())
         share_pct = 100.0 * memory_ns / total_ns
         if share_pct < cfg.warning_memory_share_pct:

@@ -22,7 +22,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import counters
+from analyzer.metrics import counters, timeline
 from parsers.schema import TraceTables
 from rules.base import register
 
@@ -155,14 +155,26 @@ def _trace_peaks(tables: TraceTables) -> pl.DataFrame:
     }
     if mem.height == 0 or not totals:
         return _empty()
-    running = pl.col("bytes").fill_null(0).sort_by("ts_ns").cum_sum().max()
+    keys = ["rank", "device"]
     total_col = pl.coalesce(pl.col("total_reserved_bytes"), pl.col("total_allocated_bytes"))
-    peak = mem.group_by("rank", "device").agg(
-        pl.coalesce(total_col.max(), running).cast(pl.Float64).alias("used_bytes"),
+    peak = timeline.aggregate(
+        mem,
+        keys,
+        total_col.max().alias("used_bytes"),
         pl.col("total_allocated_bytes").max().cast(pl.Float64).alias("allocated_bytes"),
         pl.len().cast(pl.Int64).alias("samples"),
         total_col.is_not_null().any().alias("exact"),
     )
+    if peak.get_column("used_bytes").null_count():  # devices without totals: running sum
+        running = pl.col("bytes").fill_null(0).sort_by("ts_ns").cum_sum().max()
+        sums = mem.join(peak.filter(pl.col("used_bytes").is_null()).select(keys), on=keys)
+        peak = peak.join(
+            sums.group_by(keys).agg(running.alias("_running")),
+            on=keys,
+            how="left",
+            maintain_order="left",
+        ).with_columns(pl.coalesce("used_bytes", "_running").alias("used_bytes"))
+    peak = peak.with_columns(pl.col("used_bytes").cast(pl.Float64))
     total = pl.Series(
         "total_bytes",
         [totals.get((int(r), int(d))) for r, d in peak.select("rank", "device").iter_rows()],

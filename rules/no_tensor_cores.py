@@ -121,8 +121,10 @@ class NoTensorCores:
     def check(self, ctx: AnalysisContext, cfg: NoTensorCoresConfig) -> Iterable[Finding]:
         """One finding when fp32 GEMM/conv time passes the share threshold."""
         kernels = ctx.metric("no_tensor_cores.kernels", classified_kernels)
-        tc_devices = _tensor_core_devices(ctx, kernels)
-        kernels = kernels.join(tc_devices, on=["rank", "device"], how="semi")
+        pairs = timeline.distinct_rows(kernels, ["rank", "device"])
+        tc_devices = _tensor_core_devices(ctx, kernels, pairs)
+        if tc_devices.height < pairs.height:  # some device without tensor cores: drop it
+            kernels = kernels.join(tc_devices, on=["rank", "device"], how="semi")
         compute_ns = int(kernels.filter(pl.col("category") != "comm")["dur_ns"].sum())
         if compute_ns == 0:
             return []
@@ -170,48 +172,38 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
     """Kernels in the analysis window with ``class`` and ``basis`` (kernel name / op type).
 
     A kernel's launching op is found through its own ``external_id``, or its runtime call's.
+    Names and categories stay categorical; the name regexes run once per distinct name.
     """
-    windows = timeline.analysis_windows(t, "steps").select(
-        "rank", "window_start_ns", "window_end_ns"
-    )
-    kernels = (
-        t.kernels.select("rank", "device", "name", "category", "start_ns", "dur_ns")
-        .with_columns(launch_external_ids(t)["external_id"])
-        .join(windows, on="rank", how="inner")
-        .filter(
-            (pl.col("start_ns") >= pl.col("window_start_ns"))
-            & (pl.col("start_ns") < pl.col("window_end_ns"))
-        )
-        .select(
-            "rank",
-            "device",
-            pl.col("name").cast(pl.String),
-            pl.col("category").cast(pl.String),
-            "dur_ns",
-            "external_id",
-        )
-    )
-    names = kernels["name"].unique().to_list()
-    classes = {n: kernel_class(n) for n in names}
+    kernels = timeline.in_windows(
+        t.kernels.select("rank", "device", "name", "category", "start_ns", "dur_ns").with_columns(
+            launch_external_ids(t)["external_id"]
+        ),
+        timeline.analysis_windows(t, "steps"),
+    ).select("rank", "device", "name", "category", "dur_ns", "external_id")
+    names = kernels.get_column("name").unique().drop_nulls()
+    classes = pl.Series([kernel_class(n) for n in names.cast(pl.String).to_list()], dtype=pl.String)
     kernels = kernels.with_columns(
-        pl.col("name").replace_strict(classes, default=None, return_dtype=pl.String).alias("class")
+        pl.col("name")
+        .replace_strict(names, classes, default=None, return_dtype=pl.String)
+        .alias("class")
     )
     fp32_ops = _fp32_matrix_ops(t)
     by_op = (pl.col("class").is_null()) & (pl.col("category") == "gemm") & pl.col("_fp32_op")
-    return (
-        kernels.join(fp32_ops, on=["rank", "external_id"], how="left")
-        .with_columns(pl.col("_fp32_op").fill_null(False))
-        .with_columns(
-            pl.when(by_op).then(pl.lit(FP32_GEMM)).otherwise(pl.col("class")).alias("class"),
-            pl.when(by_op)
-            .then(pl.lit("op input type"))
-            .when(pl.col("class").is_not_null())
-            .then(pl.lit("kernel name"))
-            .otherwise(pl.lit(None, dtype=pl.String))
-            .alias("basis"),
-        )
-        .drop("_fp32_op")
-    )
+    if fp32_ops.height == 0:  # no fp32 GEMM/conv op recorded: kernel names decide alone
+        flagged = kernels.with_columns(pl.lit(False).alias("_fp32_op"))
+    else:
+        flagged = kernels.join(
+            fp32_ops, on=["rank", "external_id"], how="left", maintain_order="left"
+        ).with_columns(pl.col("_fp32_op").fill_null(False))
+    return flagged.with_columns(
+        pl.when(by_op).then(pl.lit(FP32_GEMM)).otherwise(pl.col("class")).alias("class"),
+        pl.when(by_op)
+        .then(pl.lit("op input type"))
+        .when(pl.col("class").is_not_null())
+        .then(pl.lit("kernel name"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+        .alias("basis"),
+    ).drop("_fp32_op")
 
 
 def _fp32_matrix_ops(t: TraceTables) -> pl.DataFrame:
@@ -228,8 +220,11 @@ def _fp32_matrix_ops(t: TraceTables) -> pl.DataFrame:
     )
 
 
-def _tensor_core_devices(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.DataFrame:
-    """(rank, device) pairs that ran kernels and have tensor or matrix cores.
+def _tensor_core_devices(
+    ctx: AnalysisContext, kernels: pl.DataFrame, pairs: pl.DataFrame
+) -> pl.DataFrame:
+    """(rank, device) pairs that ran kernels (``pairs``: the distinct ones, sorted) and have
+    tensor or matrix cores.
 
     From the device database when it knows the device; else from what the trace says
     (`_has_tc_from_trace`); a device the trace does not describe takes its rank's described
@@ -242,12 +237,10 @@ def _tensor_core_devices(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.Data
     tc_ran = set(
         kernels.filter(pl.col("class") == TENSOR).select("rank", "device").unique().iter_rows()
     )
-    names = kernels["name"].unique()
+    names = kernels.get_column("name").unique().cast(pl.String)
     mfma_seen = bool(names.str.contains(r"_MI\d+x\d+|mfma|xdlops|gtcx").any())
     keys = []
-    for rank, device in (
-        kernels.select("rank", "device").unique().sort("rank", "device").iter_rows()
-    ):
+    for rank, device in pairs.iter_rows():
         info = _describe(ctx.tables, int(rank), int(device))
         entry = resolved.get((info.rank, info.device)) if info is not None else None
         spec = entry.spec if entry is not None else None
@@ -388,6 +381,7 @@ def _table(kernels: pl.DataFrame, compute_ns: int) -> EvidenceTable:
         kernels.filter(pl.col("class").is_in([FP32_GEMM, FP32_CONV, FP32_GEMV]))
         .group_by("name", "class", "basis")
         .agg(pl.len().alias("calls"), pl.col("dur_ns").sum())
+        .with_columns(pl.col("name").cast(pl.String))
         .sort(["dur_ns", "name"], descending=[True, False])
         .head(_TABLE_ROWS)
     )

@@ -23,6 +23,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import timeline
 from analyzer.metrics.roofline import OpTree
 from rules._common import copies_with_callers
 from rules.base import register
@@ -111,9 +112,7 @@ def issuing_ops(ctx: AnalysisContext, keys: pl.DataFrame | None = None) -> pl.Da
     ops = ctx.tables.ops.select("rank", "op_id", "parent", "depth", "external_id", "name")
     launching = ops.filter(pl.col("external_id").is_not_null())
     if keys is not None:
-        launching = launching.join(
-            keys.select("rank", "external_id").unique(), on=["rank", "external_id"], how="semi"
-        )
+        launching = _with_keys(launching, keys.select("rank", "external_id"))
     inner = (
         launching.sort("depth", descending=True, maintain_order=True)
         .group_by("rank", "external_id", maintain_order=True)
@@ -121,17 +120,21 @@ def issuing_ops(ctx: AnalysisContext, keys: pl.DataFrame | None = None) -> pl.Da
     )
     if inner.height == 0:
         return inner.select("rank", "external_id", "op", pl.col("op").alias("under"))
-    tree = OpTree.of(ops.select("op_id", "parent", "name", _is_step(ops["name"]).alias("step")))
+    is_step = timeline.table_name_matches(ctx.tables, "ops", _STEP)
+    tree = OpTree.of(ops.select("op_id", "parent", "name", is_step.alias("step")))
     max_depth = int(ops.select(pl.col("depth").max()).item() or 0)
     top = _outermost_below_step(tree, inner["op_id"], max_depth)
     under = tree.lookup(top, "name").cast(pl.String).alias("under")
     return inner.with_columns(under).select("rank", "external_id", "op", "under")
 
 
-def _is_step(names: pl.Series) -> pl.Expr:
-    """Whether an op is a ``ProfilerStep#N`` annotation (the regex runs once per name)."""
-    distinct = names.unique().cast(pl.String)
-    return pl.col("name").is_in(distinct.filter(distinct.str.contains(_STEP)).implode())
+def _with_keys(ops: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``ops`` whose (rank, external_id) is among ``keys``, in table order: a
+    set lookup on the id alone when both hold one rank."""
+    if timeline.one_value(ops.get_column("rank"), keys.get_column("rank")):
+        wanted = keys.get_column("external_id").unique().implode()
+        return ops.filter(pl.col("external_id").is_in(wanted))
+    return ops.join(keys.unique(), on=["rank", "external_id"], how="semi", maintain_order="left")
 
 
 def _outermost_below_step(tree: OpTree, op_ids: pl.Series, max_depth: int) -> pl.Series:

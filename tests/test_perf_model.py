@@ -18,7 +18,16 @@ import polars as pl
 import pytest
 from conftest import shared_trace
 
-from analyzer.metrics.perf_model import MODELED_OPS, OpCost, model_op, model_ops
+from analyzer.metrics.perf_model import (
+    KEY_COLUMNS,
+    MODELED_OPS,
+    OpCost,
+    may_have_cost,
+    model_op,
+    model_ops,
+    op_costs,
+)
+from parsers import kineto
 
 TL = "tracelens"
 H100_BERT = f"{TL}/h100__gaunernst_bert-small-uncased__1016001.json.gz"
@@ -467,3 +476,22 @@ def test_model_ops_joins_costs_onto_every_row() -> None:
 )  # fmt: skip
 def test_issue_op_list_is_covered(name: str) -> None:
     assert name in MODELED_OPS
+
+
+def test_op_costs_skips_only_rows_that_cannot_have_a_cost() -> None:
+    """Every row of a real trace's ops table, costed one by one with `model_op`: `op_costs`
+    (which looks only at `may_have_cost` rows: a modeled name, arguments recorded) finds
+    exactly the rows that get a cost, with the same FLOPs and bytes."""
+    ops = kineto.parse(shared_trace(H100_BERT)).ops
+    args = ops.select(pl.col(c).cast(pl.String) for c in KEY_COLUMNS)
+    by_row = {
+        i: (cost.flops, cost.bytes)
+        for i, key in enumerate(args.iter_rows())
+        if (cost := model_op(*key)) is not None
+    }
+    assert by_row  # the trace records shapes: some ops are modeled
+    costs = op_costs(ops)
+    assert {r: (f, b) for r, f, b in costs.select("row", "flops", "bytes").iter_rows()} == by_row
+    no_args = ops.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in KEY_COLUMNS[1:])
+    assert op_costs(no_args).height == 0
+    assert ops.filter(may_have_cost()).height >= len(by_row)

@@ -414,3 +414,56 @@ def test_prev_end_is_the_running_max_of_earlier_rows_in_the_run(
     )
     window = pl.col("_end_ns").cum_max().shift(1).over("op_id")  # polars' own, per group
     assert _with_prev_end(frame, "op_id").equals(frame.with_columns(window.alias("_prev_end")))
+
+
+def test_without_shapes_every_kernel_is_heuristic_under_its_launching_op() -> None:
+    """No op records its inputs: nothing is modeled (no attribution walk), but kernels keep
+    the op that launched them, and heuristic groups are named after it."""
+    t = _tables()
+    bare = t.ops.with_columns(
+        pl.lit(None, dtype=pl.String).alias(c) for c in ("input_dims", "input_types")
+    )
+    r = compute(
+        TraceTables(meta=t.meta, kernels=t.kernels, runtime=t.runtime, ops=bare),
+        AnalysisOptions(),
+    )
+    assert set(r.kernels["basis"].to_list()) == {"heuristic"}
+    assert r.kernels["op_id"].null_count() == r.kernels.height
+    gemm = _kernel(r, "sm90_xmma_gemm_bf16bf16")
+    assert (gemm["launch_op"], gemm["launch_op_name"], gemm["bound"]) == (
+        2,
+        "aten::addmm",
+        "compute",
+    )
+    assert r.kernels.schema["name"] == pl.String and r.kernels.schema["launch_op_name"] == pl.String
+    # The addmm group: the gemm and the split-K reduce kernel (linked through its runtime call).
+    addmm = r.ops.filter(pl.col("op_name") == "aten::addmm").row(0, named=True)
+    assert (addmm["kernels"], addmm["gpu_time_ns"], addmm["calls"]) == (2, 220_000, 1)
+    assert r.summary.heuristic_share == 1.0
+    assert r.summary.heuristic_compute_bound_share == pytest.approx(223_000 / TOTAL_NS)
+
+
+def test_each_kernel_takes_its_op_calls_device_key_else_its_own() -> None:
+    """The same kernels again on a second, unknown device of the rank. A modeled op's call
+    has one device (its first kernel's, device 0) whose key all its kernels take; the
+    others take their own device's: device 1's four unmodeled kernels are under the unknown
+    device's key."""
+    t = _tables()
+    second = t.kernels.with_columns(pl.lit(1, dtype=pl.Int32).alias("device"))
+    kernels = pl.concat([t.kernels, second]).sort("start_ns", maintain_order=True)
+    devices = (*t.meta.devices, DeviceInfo(rank=0, device=1, name="Mystery GPU", num_sms=10))
+    meta = TraceMeta(source="kineto", paths=("synthetic.json",), devices=devices)
+    r = compute(
+        TraceTables(meta=meta, kernels=kernels, runtime=t.runtime, ops=t.ops), AnalysisOptions()
+    )
+    on_device_1 = r.kernels.filter(pl.col("device") == 1)
+    unknown = on_device_1.filter(pl.col("device_key") == "unknown: Mystery GPU")
+    assert sorted(unknown["name"].to_list()) == [
+        "ampere_sgemm_128x64_nn",
+        "fill_kernel",
+        "fused_dropout_kernel",
+        "ncclDevKernel_AllReduce",
+    ]
+    assert set(r.kernels.filter(pl.col("device") == 0)["device_key"].to_list()) == {"H100-SXM"}
+    assert on_device_1.height - unknown.height == 5  # addmm (2), gelu, layer norm, clone
+    assert r.summary.unknown_devices == ("Mystery GPU",)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from random import Random
 from typing import Any
 
 import msgspec
@@ -17,12 +18,14 @@ import polars as pl
 import pytest
 import synthetic
 from conftest import shared_trace
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, Severity
 from parsers import kineto
 from parsers.schema import TraceMeta, TraceTables, table_from_columns
-from rules.gpu_idle import GpuIdle, GpuIdleConfig, attribute_gaps
+from rules.gpu_idle import GpuIdle, GpuIdleConfig, _packed_key, _pair_runs, attribute_gaps
 
 WORKERS_0 = "tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz"
 WORKERS_4 = "tb_plugin/resnet50_num_workers_4__worker0.1623212756351.pt.trace.json.gz"
@@ -182,3 +185,95 @@ def test_gap_attribution_by_hand(overlapping: bool) -> None:
     if overlapping:  # [30, 120): outer covers 80 of 90 ns, inner 30 (under half)
         expected.append(("aten::outer", None, round(100 * 80 / 90, 2)))
     assert rows == expected
+
+
+_OPS = st.lists(
+    st.tuples(st.integers(0, 80), st.integers(1, 40), st.integers(0, 3)),
+    max_size=12,
+    unique_by=lambda op: op[0],  # distinct starts: "the earlier op" is then well defined
+)
+_GAPS = st.lists(st.tuples(st.integers(1, 15), st.integers(1, 20)), max_size=8)
+
+
+def _expected_attribution(
+    ops: list[tuple[int, int, int]], start: int, end: int
+) -> tuple[str, str | None, float]:
+    """`attribute_gaps`' documented pick for one gap, op by op in plain Python."""
+    shares = [
+        (100.0 * (min(end, s + d) - max(start, s)) / (end - start), depth, s, f"op{s}")
+        for s, d, depth in ops
+        if s < end and s + d > start
+    ]
+    covering = sorted((depth, s, name, pct) for pct, depth, s, name in shares if pct >= 50.0)
+    if covering:
+        outer, inner = covering[0], covering[-1]
+        return outer[2], (inner[2] if inner[2] != outer[2] else None), outer[3]
+    if shares:
+        pct, _, _, name = min(shares, key=lambda x: (-x[0], x[1], x[2]))
+        return name, None, pct
+    return "(no CPU op on the main thread)", None, 0.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=_OPS, gaps=_GAPS, shuffle=st.randoms(use_true_random=False))
+@example(ops=[(10, 5, 0)], gaps=[(5, 5)], shuffle=Random(0))  # the op starts as the gap ends
+@example(ops=[(2, 6, 1), (12, 5, 0)], gaps=[(5, 10)], shuffle=Random(0))  # 30% each: less deep
+def test_gap_attribution_agrees_with_a_brute_force_pick(
+    ops: list[tuple[int, int, int]], gaps: list[tuple[int, int]], shuffle: Any
+) -> None:
+    """Random ops on the main thread and disjoint gaps given in any order: per gap the
+    outermost / innermost op covering half of it, else the op covering most of it, as the
+    docstring defines them (ties: least deep, then earliest), found pair by pair."""
+    spans, at = [], 0
+    for pause, length in gaps:
+        at += pause
+        spans.append((at, at + length))
+        at += length
+    shuffle.shuffle(spans)
+    ordered = sorted(ops)
+    table = table_from_columns(
+        "ops",
+        {
+            "rank": [0] * len(ordered),
+            "op_id": list(range(len(ordered))),
+            "pid": [1] * len(ordered),
+            "tid": [1] * len(ordered),
+            "name": [f"op{s}" for s, _, _ in ordered],
+            "kind": ["cpu_op"] * len(ordered),
+            "start_ns": [s for s, _, _ in ordered],
+            "dur_ns": [d for _, d, _ in ordered],
+            "depth": [depth for _, _, depth in ordered],
+        },
+    )
+    ctx = AnalysisContext(TraceTables(meta=TraceMeta(source="test", paths=("x",)), ops=table))
+    frame = pl.DataFrame(
+        {"start_ns": [s for s, _ in spans], "end_ns": [e for _, e in spans]},
+        schema={"start_ns": pl.Int64, "end_ns": pl.Int64},
+    ).with_columns((pl.col("end_ns") - pl.col("start_ns")).alias("dur_ns"))
+    out = attribute_gaps(ctx, 0, frame, GpuIdleConfig())
+    got = [(r["cpu_op"], r["inner_op"], r["cpu_op_pct"]) for r in out.iter_rows(named=True)]
+    expected = [_expected_attribution(ordered, s, e) for s, e in spans]
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    assert [g[2] for g in got] == pytest.approx([e[2] for e in expected], rel=1e-12)
+
+
+def test_pair_runs_pairs_each_item_with_its_run_once() -> None:
+    """Item a pairs with rows 1-2, b with none, c with row 0, d with rows 0-2: six pairs,
+    each once, ordered's columns first."""
+    ordered = pl.DataFrame({"row": [0, 1, 2]})
+    items = pl.DataFrame({"item": ["a", "b", "c", "d"]})
+    first = pl.Series([1, 2, 0, 0], dtype=pl.UInt32)
+    stop = pl.Series([3, 2, 1, 3], dtype=pl.UInt32)
+    pairs = _pair_runs(ordered, items, first, stop)
+    assert pairs.columns == ["row", "item"]
+    assert sorted(pairs.rows()) == [(0, "c"), (0, "d"), (1, "a"), (1, "d"), (2, "a"), (2, "d")]
+
+
+def test_packed_key_orders_like_its_columns() -> None:
+    frame = pl.DataFrame({"gap": [1, 0, 1, 0], "depth": [0, 2, 0, 1], "op": [5, 9, 4, 9]})
+    key = _packed_key(frame, ["gap", "depth", "op"])
+    assert key is not None
+    assert frame.sort(key).rows() == frame.sort("gap", "depth", "op").rows()
+    assert _packed_key(frame.with_columns(pl.col("op") - 6), ["gap", "op"]) is None  # negative
+    wide = pl.DataFrame({"a": [2**40], "b": [2**30]})
+    assert _packed_key(wide, ["a", "b"]) is None  # 41 + 31 bits do not fit

@@ -12,15 +12,18 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import synthetic
 from conftest import REFERENCE, shared_trace
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, Severity
 from parsers import kineto, nsys
-from parsers.schema import TraceTables
-from rules.host_sync import HostSync, HostSyncConfig, sync_calls
+from parsers.schema import TraceMeta, TraceTables
+from rules.host_sync import HostSync, HostSyncConfig, _with_containing_ops, sync_calls
 
 SYNC_NAMES = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy")
 
@@ -169,3 +172,71 @@ def test_real_kineto_trace_finds_the_if_tensor_sync() -> None:
     stream_row = next(r for r in finding.table.rows if r[0] == "cudaStreamSynchronize")
     assert stream_row[1:3] == ["aten::_local_scalar_dense", "aten::is_nonzero"]
     assert "`if tensor:`" in finding.recommendation
+
+
+_THREAD_OPS = st.lists(
+    st.tuples(st.integers(1, 2), st.integers(0, 60), st.integers(0, 40)), max_size=12
+)
+_CALLS = st.lists(
+    st.tuples(st.integers(1, 2), st.integers(0, 80), st.integers(0, 10)), min_size=1, max_size=6
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=_THREAD_OPS, calls=_CALLS, sort_ops=st.booleans())
+@example(ops=[(1, 10, 10)], calls=[(1, 10, 10), (1, 20, 0)], sort_ops=True)  # on both edges
+def test_containing_ops_agree_with_a_brute_force_search(
+    ops: list[tuple[int, int, int]], calls: list[tuple[int, int, int]], sort_ops: bool
+) -> None:
+    """Per call: the deepest and the outermost CPU op of its own thread whose time span
+    holds the call's, else "called directly", checked op by op. Each op has its own depth
+    (no ties); ops out of start order take the bounds-only prefilter."""
+    rows = sorted(ops, key=lambda o: o[1]) if sort_ops else ops
+    table = pl.DataFrame(
+        {
+            "rank": [0] * len(rows),
+            "pid": [1] * len(rows),
+            "tid": [tid for tid, _, _ in rows],
+            "name": [f"op{i}" for i in range(len(rows))],
+            "kind": ["cpu_op"] * len(rows),
+            "start_ns": [s for _, s, _ in rows],
+            "dur_ns": [d for _, _, d in rows],
+            "depth": list(range(len(rows))),
+        },
+        schema={
+            "rank": pl.Int32,
+            "pid": pl.Int64,
+            "tid": pl.Int64,
+            "name": pl.Categorical,
+            "kind": pl.Categorical,
+            "start_ns": pl.Int64,
+            "dur_ns": pl.Int64,
+            "depth": pl.Int32,
+        },
+    )
+    ctx = AnalysisContext(TraceTables(meta=TraceMeta(source="test", paths=("x",)), ops=table))
+    frame = pl.DataFrame(
+        [(0, 1, tid, s, s + d, d) for tid, s, d in calls],
+        schema={
+            "rank": pl.Int32,
+            "pid": pl.Int64,
+            "tid": pl.Int64,
+            "start_ns": pl.Int64,
+            "end_ns": pl.Int64,
+            "dur_ns": pl.Int64,
+        },
+        orient="row",
+    ).with_row_index("call")
+    got = _with_containing_ops(ctx, frame).sort("call").select("op", "under").rows()
+    expected = []
+    for tid, s, d in calls:
+        around = [
+            depth
+            for depth, (op_tid, op_s, op_d) in enumerate(rows)
+            if op_tid == tid and op_s <= s and op_s + op_d >= s + d
+        ]
+        if around:
+            expected.append((f"op{max(around)}", f"op{min(around)}"))
+        else:
+            expected.append(("(no CPU op: called directly)",) * 2)
+    assert got == expected

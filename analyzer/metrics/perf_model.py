@@ -24,6 +24,7 @@ the composite ops are modeled too, for traces or tools that attribute at that le
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -978,16 +979,31 @@ def _costs(keys: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@functools.cache
+def _names_modeled_without_args() -> frozenset[str]:
+    """Op names whose model gives a cost with no argument recorded (none so far): on the rows
+    of any other op, no shapes means no cost, so a trace without shapes skips the lookup."""
+    return frozenset(name for name in MODELS if model_op(name, None, None, None) is not None)
+
+
+def may_have_cost() -> pl.Expr:
+    """Whether an ops row can get a cost: its name has a model, and it records arguments (or
+    its model needs none). `op_costs` looks at these rows only; callers may pre-filter."""
+    recorded = ~pl.all_horizontal(pl.col(c).is_null() for c in KEY_COLUMNS[1:])
+    without_args = _names_modeled_without_args()
+    if without_args:
+        recorded = recorded | pl.col("name").is_in(sorted(without_args))
+    return recorded & pl.col("name").is_in(list(MODELS))
+
+
 def op_costs(ops: pl.DataFrame) -> pl.DataFrame:
     """Every row of ``ops`` the perf model covers: its position (``row``) and `COST_COLUMNS`.
 
     JSON is decoded once per distinct (name, dims, types, concrete) combination, so a trace
-    with thousands of identical layer calls costs a few hundred decodes; only rows whose op
-    name has a model are looked at.
+    with thousands of identical layer calls costs a few hundred decodes; only `may_have_cost`
+    rows are looked at.
     """
-    candidates = (
-        ops.select(KEY_COLUMNS).with_row_index("row").filter(pl.col("name").is_in(list(MODELS)))
-    )
+    candidates = ops.select(KEY_COLUMNS).with_row_index("row").filter(may_have_cost())
     groups = (
         candidates.group_by(KEY_COLUMNS)
         .agg("row")

@@ -39,8 +39,8 @@ import polars as pl
 
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.devices import DeviceSpec, ResolvedDevice, resolve, resolve_missing
-from analyzer.metrics.perf_model import KEY_COLUMNS, op_costs
-from analyzer.metrics.timeline import per_tables
+from analyzer.metrics.perf_model import KEY_COLUMNS, may_have_cost, op_costs
+from analyzer.metrics.timeline import as_strings, join_within_rank, kernel_devices, per_tables
 from parsers.schema import TraceTables
 
 METRIC_NAME: Final = "roofline"
@@ -138,13 +138,14 @@ def compute(tables: TraceTables, options: AnalysisOptions) -> Roofline:
     devices = resolved_devices(tables, options)
     if kernels.height == 0:
         return Roofline(_empty_kernels(), _empty_groups(), RooflineSummary(), devices)
+    used = set(kernel_devices(tables).iter_rows())
     linked = _link_kernels(tables)
     instances = _op_instances(linked)
     classified = _classify_instances(instances, devices)
-    per_kernel = _kernel_rows(linked, classified, devices)
+    per_kernel = _kernel_rows(linked, classified, devices, used)
     groups = _op_groups(per_kernel)
-    summary = _summary(per_kernel, groups, devices)
-    return Roofline(per_kernel, groups, summary, devices)
+    summary = _summary(per_kernel, groups, devices, used)
+    return Roofline(_as_strings(per_kernel), groups, summary, devices)
 
 
 # --- Devices ------------------------------------------------------------------------------
@@ -159,8 +160,7 @@ def resolved_devices(
     devices differently) takes its rank's only described model when there is one.
     """
     found = resolve(tables.meta, options)
-    used = tables.kernels.select("rank", "device").unique().drop_nulls().iter_rows()
-    for rank, device in used:
+    for rank, device in kernel_devices(tables).drop_nulls().iter_rows():
         if (rank, device) not in found:
             found[(rank, device)] = _undescribed(found, rank, device, options)
     return found
@@ -258,32 +258,37 @@ class OpTree:
         return self.ops[column].gather(self.rows(op_ids))
 
 
+#: The kernel columns the roofline reads (the rest of the table is not copied along).
+_KERNEL_INPUTS: Final = ("rank", "device", "stream", "name", "category", "start_ns", "dur_ns")
+
+
 def _link_kernels(tables: TraceTables) -> pl.DataFrame:
     """Kernels with the op that launched them (``launch_op``) and the op that gets them
     (``op_id``, with its cost columns), per the attribution rule in the module docstring.
 
     The joins run on the two key columns only; their result is set beside the kernels.
+    Names stay categorical (``launch_op_name`` too) until `_as_strings`.
     """
     keys = tables.kernels.select("rank", launch_external_ids(tables)["external_id"].alias("_ext"))
-    ops = (
-        tables.ops.lazy()
-        .filter(pl.col("kind") == "cpu_op")
-        .select("rank", "op_id", "parent", "depth", "external_id", *KEY_COLUMNS)
-        .collect()
-    )
-    launch = _launch_ops(ops, keys["_ext"])
-    links = keys.join(launch, on=["rank", "_ext"], how="left", maintain_order="left")
-    cost = _modeled_ops(ops)
-    tree = OpTree.of(
-        ops.select(
-            "op_id", "parent", pl.col("op_id").is_in(cost["op_id"].implode()).alias("modeled")
+    cpu_ops = tables.ops.lazy().filter(pl.col("kind") == "cpu_op")
+    launch = _launch_ops(cpu_ops, keys["_ext"])
+    links = join_within_rank(keys, launch, ["_ext"], how="left")
+    cost = _modeled_ops(cpu_ops.filter(may_have_cost()).select("op_id", *KEY_COLUMNS).collect())
+    if cost.height == 0:  # no op modeled: nothing to attribute
+        links = links.with_columns(
+            pl.lit(None, dtype=pl.Int64).alias("op_id"),
+            *(pl.lit(None, dtype=d).alias(c) for c, d in cost.schema.items() if c != "op_id"),
         )
+    else:
+        modeled = pl.col("op_id").is_in(cost["op_id"].implode()).alias("modeled")
+        tree = OpTree.of(cpu_ops.select("op_id", "parent", modeled).collect())
+        target = _attribution_targets(tree, cost["op_id"], links["launch_op"].drop_nulls().unique())
+        links = links.join(target, on="launch_op", how="left", maintain_order="left").join(
+            cost, on="op_id", how="left", maintain_order="left"
+        )
+    return pl.concat(
+        [tables.kernels.select(_KERNEL_INPUTS), links.drop("rank", "_ext")], how="horizontal"
     )
-    target = _attribution_targets(tree, cost["op_id"], links["launch_op"].drop_nulls().unique())
-    links = links.join(target, on="launch_op", how="left", maintain_order="left").join(
-        cost, on="op_id", how="left", maintain_order="left"
-    )
-    return pl.concat([tables.kernels, links.drop("rank", "_ext")], how="horizontal")
 
 
 def _modeled_ops(ops: pl.DataFrame) -> pl.DataFrame:
@@ -293,16 +298,19 @@ def _modeled_ops(ops: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([named, costs.drop("row").rename({"dtype": "op_dtype"})], how="horizontal")
 
 
-def _launch_ops(ops: pl.DataFrame, kernel_ext: pl.Series) -> pl.DataFrame:
+def _launch_ops(ops: pl.LazyFrame, kernel_ext: pl.Series) -> pl.DataFrame:
     """(rank, ``_ext``) -> the innermost op carrying that external id (``launch_op``, the
-    first in table order among equally deep ones) and its name, for the kernels' ids."""
+    first in table order among equally deep ones) and its (categorical) name, for the
+    kernels' ids."""
     return (
         ops.filter(pl.col("external_id").is_in(kernel_ext.drop_nulls().unique().implode()))
+        .select("rank", "op_id", "depth", "external_id", "name")
+        .collect()
         .sort("depth", descending=True, maintain_order=True)
         .unique(["rank", "external_id"], keep="first")
         .select(
             "rank", pl.col("external_id").alias("_ext"), pl.col("op_id").alias("launch_op"),
-            pl.col("name").cast(pl.String).alias("launch_op_name"),
+            pl.col("name").alias("launch_op_name"),
         )
     )  # fmt: skip
 
@@ -460,25 +468,33 @@ def _classify_instances(
 
 def heuristic_bound(category: pl.Expr) -> pl.Expr:
     """compute / memory / unclassified from a kernel's name category."""
-    cat = category.cast(pl.String)
     return (
-        pl.when(cat.is_in(list(COMPUTE_CATEGORIES)))
+        pl.when(category.is_in(sorted(COMPUTE_CATEGORIES)))
         .then(pl.lit("compute"))
-        .when(cat.is_in(list(MEMORY_CATEGORIES)))
+        .when(category.is_in(sorted(MEMORY_CATEGORIES)))
         .then(pl.lit("memory"))
         .otherwise(pl.lit("unclassified"))
     )
 
 
 def _kernel_rows(
-    linked: pl.DataFrame, calls: pl.DataFrame, devices: Mapping[tuple[int, int], ResolvedDevice]
+    linked: pl.DataFrame,
+    calls: pl.DataFrame,
+    devices: Mapping[tuple[int, int], ResolvedDevice],
+    used: set[tuple[int, int]],
 ) -> pl.DataFrame:
-    """One row per kernel: its share of its op's FLOPs/bytes, its roof and bound."""
+    """One row per kernel: its share of its op's FLOPs/bytes, its roof and bound (names
+    still categorical: `_as_strings`). ``used``: the kernels' (rank, device) pairs."""
     call_cols = calls.select(
         "op_id", "kernel_time_ns", "pipe", "roof_dtype", "peak_flops", "bw_bytes_per_s",
         pl.col("kernels").alias("_op_kernels"), "device_key",
     )  # fmt: skip
-    k = linked.join(call_cols, on="op_id", how="left")
+    if call_cols.height == 0:  # no modeled call: every call column is null
+        k = linked.with_columns(
+            pl.lit(None, dtype=d).alias(c) for c, d in call_cols.schema.items() if c != "op_id"
+        )
+    else:
+        k = linked.join(call_cols, on="op_id", how="left", maintain_order="left")
     # By duration; equally when every kernel of the call lasted 0 ns (integer-us old traces).
     share = (
         pl.when(pl.col("kernel_time_ns") > 0)
@@ -503,22 +519,36 @@ def _kernel_rows(
         pl.col("_kflops").alias("flops"),
         pl.col("_kbytes").alias("bytes"),
         pl.col("op_dtype").alias("dtype"),
-        pl.col("category").cast(pl.String),
-        pl.col("name").cast(pl.String),
     )  # fmt: skip
-    keys = _device_keys(devices)
-    k = k.join(keys, on=["rank", "device"], how="left").with_columns(
-        pl.coalesce("device_key", "_dev_key").alias("device_key")
-    )
+    k = _with_device_keys(k, devices, used)
     return k.select(*KERNEL_COLUMNS, "device_key", "bw_bytes_per_s")
 
 
-def _device_keys(devices: Mapping[tuple[int, int], ResolvedDevice]) -> pl.DataFrame:
-    rows = [(r, d, _device_key(v)) for (r, d), v in devices.items()]
-    return pl.DataFrame(
-        rows, schema={"rank": pl.Int32(), "device": pl.Int32(), "_dev_key": pl.String()},
-        orient="row",
-    )  # fmt: skip
+def _with_device_keys(
+    k: pl.DataFrame,
+    devices: Mapping[tuple[int, int], ResolvedDevice],
+    used: set[tuple[int, int]],
+) -> pl.DataFrame:
+    """``device_key``: the op call's, else the kernel's own device's (null for a device
+    ``devices`` lacks). One device in use: a constant, no join."""
+    if len(used) == 1:
+        pair = next(iter(used))
+        key = _device_key(devices[pair]) if pair in devices else None
+        own: pl.Expr = pl.lit(key, dtype=pl.String)
+    else:
+        rows = [(r, d, _device_key(v)) for (r, d), v in devices.items()]
+        keys = pl.DataFrame(
+            rows, schema={"rank": pl.Int32(), "device": pl.Int32(), "_dev_key": pl.String()},
+            orient="row",
+        )  # fmt: skip
+        k = k.join(keys, on=["rank", "device"], how="left", maintain_order="left")
+        own = pl.col("_dev_key")
+    return k.with_columns(pl.coalesce("device_key", own).alias("device_key"))
+
+
+def _as_strings(per_kernel: pl.DataFrame) -> pl.DataFrame:
+    """The per-kernel table as `Roofline.kernels` holds it: names as plain strings."""
+    return as_strings(per_kernel, ["name", "category", "launch_op_name"])
 
 
 # --- Op groups ----------------------------------------------------------------------------
@@ -531,9 +561,19 @@ GROUP_COLUMNS: Final = (
 )  # fmt: skip
 
 
+#: The per-kernel columns op groups are built from (filtering copies only these).
+_MODELED_INPUTS: Final = (
+    "basis", "op_id", "start_ns", "dur_ns", "device_key", "op_name", "shapes", "dtype", "pipe",
+    "roof_dtype", "flops", "bytes", "peak_tflops", "bw_bytes_per_s",
+)  # fmt: skip
+_HEURISTIC_INPUTS: Final = (
+    "basis", "device_key", "launch_op_name", "name", "bound", "launch_op", "dur_ns", "dtype",
+)  # fmt: skip
+
+
 def _op_groups(per_kernel: pl.DataFrame) -> pl.DataFrame:
     """Modeled op groups (device, op, shapes, dtype, pipe) and heuristic groups, by GPU time."""
-    modeled = per_kernel.filter(pl.col("basis") == "modeled")
+    modeled = per_kernel.select(_MODELED_INPUTS).filter(pl.col("basis") == "modeled")
     calls = _calls(modeled)
     keys = ["device_key", "op_name", "shapes", "dtype", "pipe", "roof_dtype"]
     groups = calls.group_by(keys).agg(
@@ -552,7 +592,9 @@ def _op_groups(per_kernel: pl.DataFrame) -> pl.DataFrame:
             pl.col("bw_bytes_per_s"),
         )
     ).with_columns(pl.lit("modeled").alias("basis"))  # fmt: skip
-    heuristic = _heuristic_groups(per_kernel.filter(pl.col("basis") == "heuristic"))
+    heuristic = _heuristic_groups(
+        per_kernel.select(_HEURISTIC_INPUTS).filter(pl.col("basis") == "heuristic")
+    )
     merged = pl.concat(
         [groups.select(GROUP_COLUMNS), heuristic.select(GROUP_COLUMNS)], how="vertical_relaxed"
     )
@@ -630,7 +672,8 @@ def _with_prev_end(k: pl.DataFrame, key: str) -> pl.DataFrame:
 
 
 def _heuristic_groups(kernels: pl.DataFrame) -> pl.DataFrame:
-    """Unmodeled kernels grouped by launching op name (kernel name when no op is linked)."""
+    """Unmodeled kernels grouped by launching op name (kernel name when no op is linked);
+    names are grouped as categoricals and given out as strings."""
     label = pl.coalesce(pl.col("launch_op_name"), pl.col("name"))
     return (
         kernels.with_columns(label.alias("_label"))
@@ -645,7 +688,7 @@ def _heuristic_groups(kernels: pl.DataFrame) -> pl.DataFrame:
             pl.col("dtype").first(),
         )
         .with_columns(
-            pl.col("_label").alias("op_name"),
+            pl.col("_label").cast(pl.String).alias("op_name"),
             pl.lit(None, pl.String).alias("shapes"),
             pl.lit(None, pl.String).alias("pipe"),
             pl.lit(None, pl.String).alias("roof_dtype"),
@@ -676,13 +719,13 @@ def _summary(
     per_kernel: pl.DataFrame,
     groups: pl.DataFrame,
     devices: Mapping[tuple[int, int], ResolvedDevice],
+    used: set[tuple[int, int]],
 ) -> RooflineSummary:
     total = int(per_kernel["dur_ns"].sum())
     if total <= 0:
-        return RooflineSummary(unknown_devices=_unknown(per_kernel, devices))
+        return RooflineSummary(unknown_devices=_unknown(used, devices))
 
-    by_kind = per_kernel.group_by("basis", "bound").agg(pl.col("dur_ns").sum())
-    kernel_ns = {(basis, bound): int(ns) for basis, bound, ns in by_kind.iter_rows()}
+    kernel_ns = _time_by_basis_and_bound(per_kernel)
 
     def share(basis: str | None = None, bound: str | None = None) -> float:
         """Share of kernel time with that basis and bound (None: any)."""
@@ -712,8 +755,24 @@ def _summary(
         tensor_dtype=dtype,
         tensor_peak_tflops=peak,
         tensor_pct_of_peak=(100.0 * achieved / peak) if achieved is not None and peak else None,
-        unknown_devices=_unknown(per_kernel, devices),
+        unknown_devices=_unknown(used, devices),
     )
+
+
+_BASES: Final = ("modeled", "heuristic")
+_BOUNDS: Final = ("compute", "memory", "unclassified")
+
+
+def _time_by_basis_and_bound(per_kernel: pl.DataFrame) -> dict[tuple[str, str], int]:
+    """Kernel time per (basis, bound) present (every kernel has one of each)."""
+    pairs = {
+        (b, d): (pl.col("basis") == b) & (pl.col("bound") == d) for b in _BASES for d in _BOUNDS
+    }
+    sums = per_kernel.select(
+        *(pl.col("dur_ns").filter(hit).sum().alias(f"{b}|{d}") for (b, d), hit in pairs.items()),
+        *(hit.any().alias(f"_{b}|{d}") for (b, d), hit in pairs.items()),
+    ).row(0, named=True)
+    return {(b, d): int(sums[f"{b}|{d}"]) for b, d in pairs if sums[f"_{b}|{d}"]}
 
 
 def _tensor_peak(tensor_groups: pl.DataFrame) -> tuple[str | None, float | None]:
@@ -730,9 +789,8 @@ def _tensor_peak(tensor_groups: pl.DataFrame) -> tuple[str | None, float | None]
 
 
 def _unknown(
-    per_kernel: pl.DataFrame, devices: Mapping[tuple[int, int], ResolvedDevice]
+    used: set[tuple[int, int]], devices: Mapping[tuple[int, int], ResolvedDevice]
 ) -> tuple[str, ...]:
-    used = set(per_kernel.select("rank", "device").unique().iter_rows())
     names = {v.label for k, v in devices.items() if k in used and v.spec is None}
     return tuple(sorted(names))
 

@@ -12,6 +12,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.devices import DeviceSpec, ResolvedDevice
 from analyzer.metrics.roofline import Roofline, RooflineSummary, roofline
+from analyzer.metrics.timeline import kernel_devices
 from analyzer.report import fmt
 from analyzer.report.model import Block, Cell, Code, Image, Paragraph, Section, Strong, Table
 from analyzer.sections.common import short_name
@@ -33,7 +34,7 @@ def build(ctx: AnalysisContext, out_dir: Path | None) -> Section | None:
         return None
     result = roofline(ctx)
     blocks: list[Block] = [_intro(result.summary, ctx), _bound_table(result.summary)]
-    blocks.extend(_device_blocks(result))
+    blocks.extend(_device_blocks(result, set(kernel_devices(ctx.tables).iter_rows())))
     tensor = _tensor_paragraph(result.summary)
     if tensor is not None:
         blocks.append(tensor)
@@ -100,9 +101,9 @@ def _peaks_text(spec: DeviceSpec) -> str:
     return f"{spec.mem_bw_bytes_per_s / 1e9:,.0f} GB/s; {roofs} TFLOP/s"
 
 
-def _device_blocks(result: Roofline) -> list[Block]:
-    """One paragraph per distinct device the kernels ran on: its spec, or why there is none."""
-    used = set(result.kernels.select("rank", "device").unique().iter_rows())
+def _device_blocks(result: Roofline, used: set[tuple[int, int]]) -> list[Block]:
+    """One paragraph per distinct device the kernels ran on (``used``: their (rank, device)
+    pairs): its spec, or why there is none."""
     seen: dict[str, ResolvedDevice] = {}
     for key, resolved in sorted(result.devices.items()):
         if key in used:
