@@ -70,7 +70,6 @@ def share_items(
     """
     counter = _SPAWN.Value("q", 0)
     done: dict[int, R] = {}
-    spooled: list[int] = []
     with (
         tempfile.TemporaryDirectory(prefix="analyze-parse-") as spool,
         process_pool(helpers, counter) as pool,
@@ -82,13 +81,11 @@ def share_items(
         queued = deque(submit() for _ in range(2 * helpers))
         while (index := _claim(counter, len(items))) is not None:
             done[index] = task(items[index])
-            while queued and queued[0].done():
-                spooled.extend(queued.popleft().result())
+            while queued and queued[0].done():  # read back meanwhile, not all at the end
+                done.update((i, _unspool(spool, i)) for i in queued.popleft().result())
                 queued.append(submit())
         for future in queued:
-            spooled.extend(future.result())
-        for index in spooled:
-            done[index] = _unspool(spool, index)
+            done.update((i, _unspool(spool, i)) for i in future.result())
     return [done[index] for index in range(len(items))]
 
 
