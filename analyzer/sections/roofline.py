@@ -250,14 +250,14 @@ def _slug(text: str) -> str:
 
 
 def _chart_blocks(result: Roofline, out_dir: Path) -> list[Block]:
-    from analyzer.report import charts  # altair is slow to import: only when drawing
-
     """Write one chart per known device with plottable points; link each as an image."""
     specs = _specs_by_key(result.devices)
     blocks: list[Block] = []
     modeled = result.ops.filter(pl.col("basis") == "modeled") if result.ops.height else None
-    if modeled is None:
+    if modeled is None or modeled.height == 0:
         return blocks
+    from analyzer.report import charts  # altair takes 0.2 s to import: only when drawing
+
     for key in sorted(set(modeled["device_key"].drop_nulls().to_list())):
         spec = specs.get(key)
         points = modeled.filter(pl.col("device_key") == key)
