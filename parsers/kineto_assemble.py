@@ -1,5 +1,6 @@
-"""One Kineto file to per-table column frames: streamed in chunks, serially or by a process
-pool, or (for files the stream cannot take) decoded whole.
+"""One Kineto file to per-table column frames: streamed in chunks, decoded here or by this
+process and a pool sharing them (`parsers.pool`), or (for files the stream cannot take)
+decoded whole.
 
 Both ways give the same frames in the same row order (`kineto_build.merge_kind_frames`), so
 everything after this step is identical whichever way the file was read. Times are left on
@@ -38,8 +39,6 @@ from parsers.pool import share_items, share_work
 #: Files whose JSON text is at least this big are decoded by a process pool (when allowed):
 #: below it, starting the workers costs more than it saves.
 PARALLEL_MIN_BYTES: Final = 96 << 20
-#: Chunks in flight per worker: enough to keep workers busy, few enough to bound memory.
-_IN_FLIGHT_PER_WORKER: Final = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,9 +260,9 @@ class EventStream:
     """Header, then chunks of whole events, then tail, of one Kineto file.
 
     Iterate `pieces` (the chunks' text; a serial caller passes ``accept``, which decodes
-    each and so validates its cut) or, for a plain file, `spans` (byte ranges that worker
-    processes read themselves; a wrong cut shows when they decode it, and the caller then
-    reads the file again serially); then call `finish_tail`.
+    each and so validates its cut) or, for a plain file, `spans` (byte ranges that whoever
+    decodes them reads itself; a wrong cut shows when it is decoded, and the caller then
+    reads the file again through `pieces`); then call `finish_tail`.
     """
 
     def __init__(self, path: Path, chunk_bytes: int = CHUNK_BYTES) -> None:
