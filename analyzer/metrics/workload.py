@@ -20,6 +20,9 @@ from parsers.schema import TraceTables
 
 Mode = Literal["training", "inference", "unknown"]
 
+#: Runtime calls that replay a captured graph.
+_GRAPH_LAUNCH_PATTERN: Final = r"^(cuda|hip)GraphLaunch"
+
 #: CPU ops that only run when gradients are computed or applied.
 _TRAINING_OP_PATTERN: Final = (
     r"^autograd::engine::evaluate_function|Backward[0-9]*$|^Optimizer\.(step|zero_grad)#"
@@ -32,6 +35,13 @@ class WorkloadProfile:
 
     mode: Mode
     evidence: tuple[str, ...] = ()
+    graph_launches: int = 0
+    """CUDA/HIP graph launch calls (``cudaGraphLaunch``, ``hipGraphLaunch``) in the trace."""
+
+    @property
+    def uses_graphs(self) -> bool:
+        """True when kernels were replayed from CUDA/HIP graphs."""
+        return self.graph_launches > 0
 
     @property
     def is_training(self) -> bool:
@@ -46,14 +56,15 @@ class WorkloadProfile:
 
 def workload_profile(t: TraceTables) -> WorkloadProfile:
     """Classify the trace as training, inference or unknown from its CPU ops."""
+    graphs = t.runtime.filter(
+        pl.col("name").cast(pl.String).str.contains(_GRAPH_LAUNCH_PATTERN)
+    ).height
     cpu_ops = t.ops.filter(pl.col("kind") == "cpu_op")
     if cpu_ops.height == 0:
-        return WorkloadProfile(mode="unknown", evidence=("no CPU ops recorded",))
+        return WorkloadProfile("unknown", ("no CPU ops recorded",), graphs)
     names = cpu_ops.select(pl.col("name").cast(pl.String).unique())["name"]
     training = names.filter(names.str.contains(_TRAINING_OP_PATTERN))
     if training.len():
         shown = ", ".join(sorted(training.to_list())[:3])
-        return WorkloadProfile(mode="training", evidence=(f"backward/optimizer ops: {shown}",))
-    return WorkloadProfile(
-        mode="inference", evidence=("no backward or optimizer ops among the CPU ops",)
-    )
+        return WorkloadProfile("training", (f"backward/optimizer ops: {shown}",), graphs)
+    return WorkloadProfile("inference", ("no backward or optimizer ops among the CPU ops",), graphs)
