@@ -6,7 +6,7 @@ The only place that decides the report's order and content; renderers only forma
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -15,8 +15,9 @@ from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, SkippedRule, order_findings
 from analyzer.metrics.timeline import kernel_devices
 from analyzer.report import fmt
-from analyzer.report.model import Code, Inline, Paragraph, Report, Section, Strong, Table
-from analyzer.sections import kernels, memops, overview
+from analyzer.report.model import Code, Inline, Paragraph, Report, Strong, Table
+from analyzer.sections import overview
+from analyzer.sections.registry import SectionBuilder, registry
 from parsers.schema import TraceMeta
 
 _SOURCE_NAMES = {
@@ -28,8 +29,6 @@ _SOURCE_NAMES = {
 
 #: Version entries that say nothing to a reader (file schema numbers).
 _HIDDEN_VERSIONS = frozenset({"schemaVersion", "schema_version", "kineto_schema_version"})
-
-SectionBuilder = Callable[[AnalysisContext, Path | None], Section | None]
 
 
 def _title(meta: TraceMeta) -> str:
@@ -153,21 +152,15 @@ def build_report(
     ctx: AnalysisContext,
     findings: Sequence[Finding],
     skipped: Sequence[SkippedRule],
-    out_dir: Path | None,
-    extra_sections: Sequence[SectionBuilder] = (),
+    charts: bool = False,
+    sections: Sequence[SectionBuilder] | None = None,
 ) -> Report:
-    """The complete report for one analysis."""
+    """The complete report for one analysis: every section of the registry (or of
+    ``sections``) whose inputs are present; with ``charts``, their charts as `Chart` blocks
+    (drawn to files by `analyzer.report.chart_files.write_charts`, never here)."""
     ordered = order_findings(findings)
     headline = Table(["metric", "value", "note"], overview.headline_rows(ctx))
-    sections: list[Section] = []
-    for builder in extra_sections:
-        section = builder(ctx, out_dir)
-        if section is not None:
-            sections.append(section)
-    for simple in (overview.ranks_section, kernels.build, memops.build):
-        section = simple(ctx)
-        if section is not None:
-            sections.append(section)
+    built = [build(ctx, charts) for build in (registry() if sections is None else sections)]
     meta = ctx.tables.meta
     return Report(
         title=_title(meta),
@@ -176,7 +169,7 @@ def build_report(
         verdict=_verdict(ordered),
         findings=ordered,
         skipped=list(skipped),
-        sections=sections,
+        sections=[section for section in built if section is not None],
         warnings=list(meta.warnings),
         footnote=FOOTNOTE,
         data=_data(ctx),

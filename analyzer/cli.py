@@ -29,10 +29,9 @@ os.environ.setdefault(
 )
 
 from analyzer import __version__
-from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.errors import AnalyzerError, BadConfigError
 from analyzer.executor import ExecutorOptions
-from analyzer.findings import Severity
+from analyzer.report.formats import RENDERERS
 
 INTERNAL_ERROR = 70
 _VERBS = ("rules", "export")
@@ -56,7 +55,7 @@ def _report_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="write the report to this file")
     p.add_argument(
         "--format",
-        choices=("md", "json", "term"),
+        choices=tuple(RENDERERS),
         help="output format (default: term on a terminal, md otherwise or for -o *.md)",
     )
     p.add_argument("--charts-dir", type=Path, help="write charts here (default: next to -o)")
@@ -124,40 +123,30 @@ def _charts_dir(args: argparse.Namespace) -> Path | None:
 
 
 def run_report(argv: Sequence[str]) -> int:
-    """`analyze PATH...`: parse, run rules, render; return the exit code."""
-    from analyzer.build import build_report
-    from analyzer.config import load_config
-    from analyzer.engine import exit_code_for, run_rules
-    from analyzer.report import json_report, markdown
-    from analyzer.sections.registry import registry as section_registry
-    from analyzer.trace import load
+    """`analyze PATH...`: load through the library API, render; return the exit code."""
+    from analyzer.api import load
+    from analyzer.report.formats import render
 
     args = _report_parser().parse_args(argv)
-    cfg = load_config(Path.cwd(), args.config)
-    options = AnalysisOptions(
-        device_override=args.device,
+    analysis = load(
+        args.paths,
+        device=args.device,
         peak_tflops=args.peak_tflops,
         mem_bw_gbs=args.mem_bw_gbs,
         samples_per_step=args.samples_per_step,
+        config=args.config,
+        rules=_ids(args.rules) or None,
+        skip=_ids(args.skip),
+        executor=_executor(args),
     )
-    tables = load(args.paths, _executor(args))
-    ctx = AnalysisContext(tables=tables, options=options)
-    result = run_rules(ctx, cfg, _ids(args.rules) or None, _ids(args.skip))
     out_format = _output_format(args)
-    charts = _charts_dir(args) if out_format != "term" else None
-    report = build_report(ctx, result.findings, result.skipped, charts, section_registry())
-    if out_format == "json":
-        text = json_report.render(report)
-    elif out_format == "md":
-        text = markdown.render(report)
-    elif args.output is not None:
-        from analyzer.report import terminal  # rich: imported only for this format
-
-        text = terminal.render(report)
+    report = analysis.report_model(_charts_dir(args) if out_format != "term" else None)
+    if out_format != "term" or args.output is not None:
+        text = render(report, out_format)
     else:
         from rich.console import Console
 
-        from analyzer.report import terminal
+        from analyzer.report import terminal  # rich: imported only for this format
 
         terminal.render_to(Console(), report)
         text = ""
@@ -165,8 +154,7 @@ def run_report(argv: Sequence[str]) -> int:
         _write_output(Path(args.output), text)
     elif text:
         sys.stdout.write(text)
-    fail_on = Severity.parse(args.fail_on) if args.fail_on else None
-    return exit_code_for(result.findings, fail_on)
+    return analysis.exit_code(args.fail_on)
 
 
 def _write_output(path: Path, text: str) -> None:

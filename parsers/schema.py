@@ -304,7 +304,7 @@ class TraceMeta:
         return replace(self, warnings=(*self.warnings, *messages))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class TraceTables:
     """A frozen bundle of the canonical polars tables plus `TraceMeta`.
 
@@ -321,6 +321,17 @@ class TraceTables:
     steps: pl.DataFrame = field(default_factory=lambda: empty_table("steps"))
     memory: pl.DataFrame = field(default_factory=lambda: empty_table("memory"))
     counters: pl.DataFrame = field(default_factory=lambda: empty_table("counters"))
+    #: Frames derived from these tables, computed once: see `derived`. Not an init
+    #: argument, so ``replace()`` starts a new bundle with an empty cache. Typed ``Any``
+    #: because mypy checks ``replace(t, **frames)`` against every field, this one included.
+    _derived: Any = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def derived(self) -> dict[tuple[object, ...], pl.DataFrame]:
+        """Cache of frames derived from these tables (`analyzer.metrics.timeline.per_tables`
+        fills it), keyed by function and arguments; it lives and dies with the bundle."""
+        cache: dict[tuple[object, ...], pl.DataFrame] = self._derived
+        return cache
 
     def table(self, name: str) -> pl.DataFrame:
         """A table by its canonical name."""

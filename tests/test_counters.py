@@ -19,7 +19,8 @@ from conftest import SAMPLES, shared_trace
 
 from analyzer.context import AnalysisContext
 from analyzer.metrics import counters as c
-from analyzer.report.model import Image, Paragraph, Table
+from analyzer.report.chart_files import write_charts
+from analyzer.report.model import Chart, Image, Paragraph, Report, Section, Table
 from analyzer.sections import counters as section
 from parsers import dcgm
 from parsers.schema import RankInfo, TraceMeta, TraceTables, table_from_columns
@@ -260,11 +261,21 @@ def test_window_for_trace_and_align() -> None:
 # The report section
 
 
+def _report_of(*sections: Section) -> Report:
+    """A minimal report holding ``sections``, for drawing their charts."""
+    return Report("t", [], Table([], []), None, [], [], list(sections))
+
+
 def test_section_table_and_chart(tmp_path: Path) -> None:
     truth = _truth("imbalanced_8gpu")
     ctx = AnalysisContext(_sample("imbalanced_8gpu", "dmon.txt"))
-    built = section.build(ctx, tmp_path)
+    built = section.build(ctx, True)
     assert built is not None and built.key == "counters"
+    chart = next(b for b in built.blocks if isinstance(b, Chart))
+    assert chart.stem == "dcgm_counters" and chart.formats == ("svg",)
+    assert chart.spec["facet"]["row"]["field"] == "metric"  # a Vega-Lite spec, not a file
+    assert list(tmp_path.iterdir()) == []  # computing the section writes nothing
+    built = write_charts(_report_of(built), tmp_path).sections[0]
     table = next(b for b in built.blocks if isinstance(b, Table))
     assert len(table.rows) == truth["gpu_count"]
     cols = list(table.columns)
@@ -290,9 +301,9 @@ def test_section_table_and_chart(tmp_path: Path) -> None:
 
 def test_section_without_chart_and_without_counters(tmp_path: Path) -> None:
     path = shared_trace("dcgm/exporter/v1.35__ericsson-ccd__accelerator_metrics__block0.prom")
-    built = section.build(AnalysisContext(dcgm.parse(path)), tmp_path)
+    built = section.build(AnalysisContext(dcgm.parse(path)), True)
     assert built is not None
-    assert not any(isinstance(b, Image) for b in built.blocks)  # one scrape: no time series
+    assert not any(isinstance(b, Chart) for b in built.blocks)  # one scrape: no time series
     assert list(tmp_path.iterdir()) == []
     table = next(b for b in built.blocks if isinstance(b, Table))
     cols = list(table.columns)

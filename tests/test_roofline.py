@@ -9,6 +9,7 @@ our parser.
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from analyzer.metrics.roofline import (
     compute,
     roofline,
 )
-from analyzer.report.model import Image, Table
+from analyzer.report.chart_files import draw
+from analyzer.report.model import Chart, Image, Table
 from analyzer.sections import roofline as roofline_section
 from parsers.schema import DeviceInfo, TraceMeta, TraceTables, table_from_columns
 
@@ -361,10 +363,17 @@ def test_section_on_bert_has_modeled_ops_and_a_chart(tmp_path: Path) -> None:
 
     ctx = AnalysisContext(parse(shared_trace(H100_BERT)))
     charts_dir = tmp_path / "report_files"
-    section = roofline_section.build(ctx, charts_dir)
+    section = roofline_section.build(ctx, True)
     assert section is not None and section.title == "Roofline"
     assert roofline(ctx) is roofline(ctx)  # cached on the context
-    images = [b for b in section.blocks if isinstance(b, Image)]
+    charts = [b for b in section.blocks if isinstance(b, Chart)]
+    assert [(c.stem, c.formats) for c in charts] == [("roofline_h100-sxm", ("svg", "png"))]
+    assert not charts_dir.exists()  # the section computes the spec; drawing is a later step
+    assert roofline_section.build(ctx, False) == replace(
+        section, blocks=[b for b in section.blocks if not isinstance(b, Chart)]
+    )
+    drawn = [b for c in charts for b in draw(c, charts_dir)]
+    images = [b for b in drawn if isinstance(b, Image)]
     assert [i.path for i in images] == ["report_files/roofline_h100-sxm.svg"]
     assert (charts_dir / "roofline_h100-sxm.svg").read_text().lstrip().startswith("<svg")
     assert (charts_dir / "roofline_h100-sxm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -20,7 +20,6 @@ Definitions (all durations in ns, shares of the window's span):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import wraps
 from typing import Literal, ParamSpec
@@ -31,35 +30,29 @@ from parsers.schema import TraceTables
 
 P = ParamSpec("P")
 
-#: How many recent (tables, arguments) results each cached metric keeps.
-_CACHE_SIZE = 8
-
 
 def per_tables(fn: Callable[P, pl.DataFrame]) -> Callable[P, pl.DataFrame]:
     """Compute a metric once per `TraceTables` object (and arguments), not once per caller.
 
     Rules and sections call the same building blocks (GPU events, launch times, step
-    windows) many times on the same tables; the bundle is frozen, so the result of the
-    last few calls is kept, keyed by the bundle's identity. The cached frame is returned
-    as is: polars frames are not changed in place by this code base.
+    windows) many times on the same tables; the bundle is frozen, so each result is kept in
+    the bundle's own ``derived`` cache, keyed by function and arguments. The cache lives and
+    dies with the tables (no module-level cache keeps a trace alive after the analysis that
+    loaded it is gone). The cached frame is returned as is: polars frames are not changed in
+    place by this code base.
     """
-    cache: OrderedDict[tuple[object, ...], tuple[TraceTables, pl.DataFrame]] = OrderedDict()
+    name = f"{fn.__module__}.{fn.__qualname__}"
 
     @wraps(fn)
     def cached(*args: P.args, **kwargs: P.kwargs) -> pl.DataFrame:
         tables = args[0]
         if not isinstance(tables, TraceTables):
             return fn(*args, **kwargs)
-        key = (id(tables), *args[1:], *sorted(kwargs.items()))
-        hit = cache.get(key)
-        if hit is not None and hit[0] is tables:
-            cache.move_to_end(key)
-            return hit[1]
-        result = fn(*args, **kwargs)
-        cache[key] = (tables, result)
-        if len(cache) > _CACHE_SIZE:
-            cache.popitem(last=False)
-        return result
+        key = (name, *args[1:], *sorted(kwargs.items()))
+        hit = tables.derived.get(key)
+        if hit is None:
+            hit = tables.derived[key] = fn(*args, **kwargs)
+        return hit
 
     return cached
 

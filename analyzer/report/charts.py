@@ -15,9 +15,9 @@ from typing import Any, Final
 
 import altair as alt
 import polars as pl
-import vl_convert
 
 from analyzer.devices import DeviceSpec
+from analyzer.report.chart_files import write_files
 
 _TERA: Final = 1e12
 
@@ -195,10 +195,5 @@ def write_chart(chart: alt.TopLevelMixin, out_dir: Path, stem: str) -> tuple[Pat
 
     Rendering is local (vl-convert bundles Vega); nothing is downloaded.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec = chart.to_json()
-    svg_path = out_dir / f"{stem}.svg"
-    png_path = out_dir / f"{stem}.png"
-    svg_path.write_text(vl_convert.vegalite_to_svg(spec), encoding="utf-8")
-    png_path.write_bytes(vl_convert.vegalite_to_png(spec, scale=2))
-    return svg_path, png_path
+    svg, png = write_files(chart.to_dict(), out_dir, stem, ("svg", "png"))
+    return svg, png

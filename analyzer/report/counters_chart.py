@@ -8,12 +8,10 @@ own y scale, since ratios, percent and watts do not share one.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import altair as alt
 import polars as pl
-import vl_convert as vlc
 
 FACET_WIDTH_PX = 560
 FACET_HEIGHT_PX = 110
@@ -38,11 +36,3 @@ def counters_chart(points: pl.DataFrame, title: str) -> Any:
         .resolve_scale(y="independent")
         .properties(title=title)
     )
-
-
-def write_svg(chart: Any, path: Path) -> Path:
-    """Render the chart to SVG with vl-convert (offline) and write it to ``path``."""
-    svg = vlc.vegalite_to_svg(chart.to_dict())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(svg, encoding="utf-8")
-    return path

@@ -8,8 +8,9 @@ section without any renderer changing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from analyzer.findings import Finding, SkippedRule
 
@@ -69,7 +70,24 @@ class Image:
     alt: str
 
 
-Block = Paragraph | Table | Image
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """A chart as computed, not yet drawn: its Vega-Lite spec and alt text.
+
+    Section builders return these; only the step that writes a report with a charts folder
+    (`analyzer.report.chart_files.write_charts`) draws the spec to ``<stem>.<format>`` files
+    and puts an `Image` (then ``caption``, if any) in its place. Without a charts folder the
+    block and its caption are left out. Renderers never see a `Chart`.
+    """
+
+    spec: Mapping[str, Any]  # the Vega-Lite specification (altair's ``to_dict()``)
+    alt: str
+    stem: str  # file name without suffix, e.g. ``roofline_h100-sxm``
+    formats: tuple[str, ...] = ("svg",)  # the first one is the file the report links
+    caption: Paragraph | None = None  # shown under the image
+
+
+Block = Paragraph | Table | Image | Chart
 
 
 @dataclass(frozen=True, slots=True)

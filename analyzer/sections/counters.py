@@ -10,7 +10,6 @@ the report's charts directory beside the report file, linked as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import polars as pl
@@ -18,7 +17,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.metrics import counters
 from analyzer.report import fmt
-from analyzer.report.model import Cell, Code, Image, Paragraph, Section, Table
+from analyzer.report.model import Block, Cell, Chart, Code, Paragraph, Section, Table
 
 #: Charted metrics and their facet labels (unit included).
 CHART_METRICS: Final[dict[str, str]] = {
@@ -41,7 +40,7 @@ _CHART_SCALE: Final[dict[str, float]] = {
 MIN_CHART_SAMPLES: Final = 5
 #: At most this many points per GPU and metric (longer series are averaged in time buckets).
 MAX_POINTS_PER_SERIES: Final = 400
-CHART_NAME: Final = "dcgm_counters.svg"
+CHART_STEM: Final = "dcgm_counters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +86,20 @@ _WANTED: Final[dict[str, str]] = {
 }
 
 
-def build(ctx: AnalysisContext, out_dir: Path | None) -> Section | None:
-    """The "GPU counters (DCGM)" section, or None without counter samples."""
+def build(ctx: AnalysisContext, charts: bool) -> Section | None:
+    """The "GPU counters (DCGM)" section, or None without counter samples; with ``charts``,
+    the time-series `Chart` when some GPU has enough samples."""
     if ctx.tables.counters.height == 0:
         return None
     summary = ctx.metric("counters.summary", counters.summary_of)
-    blocks: list[Paragraph | Table | Image] = [_intro(ctx, summary), _table(summary)]
+    blocks: list[Block] = [_intro(ctx, summary), _table(summary)]
     missing = _missing(summary)
     if missing is not None:
         blocks.append(missing)
-    if out_dir is not None and _int(summary["sample_times"].max()) > MIN_CHART_SAMPLES:
-        image = _chart(ctx, out_dir)
-        if image is not None:
-            blocks.append(image)
+    if charts and _int(summary["sample_times"].max()) > MIN_CHART_SAMPLES:
+        chart = _chart(ctx)
+        if chart is not None:
+            blocks.append(chart)
     blocks.append(_legend())
     return Section(title="GPU counters (DCGM)", blocks=blocks, key="counters")
 
@@ -221,16 +221,15 @@ def chart_points(counter_table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _chart(ctx: AnalysisContext, out_dir: Path) -> Image | None:
-    """Write the SVG chart into ``out_dir`` and return the Image block linking it."""
+def _chart(ctx: AnalysisContext) -> Chart | None:
+    """The time-series chart (``dcgm_counters.svg`` when drawn), None without points."""
     points = chart_points(ctx.tables.counters)
     if points.height == 0:
         return None
-    from analyzer.report.counters_chart import counters_chart, write_svg  # altair: slow import
+    from analyzer.report.counters_chart import counters_chart  # altair: slow import
 
-    chart = counters_chart(points, "DCGM counters per GPU")
-    write_svg(chart, out_dir / CHART_NAME)
-    return Image(path=f"{out_dir.name}/{CHART_NAME}", alt="DCGM counters over time, per GPU")
+    spec = counters_chart(points, "DCGM counters per GPU").to_dict()
+    return Chart(spec, "DCGM counters over time, per GPU", CHART_STEM)
 
 
 def _legend() -> Paragraph:

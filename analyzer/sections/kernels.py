@@ -53,7 +53,7 @@ def category_summary(ctx: AnalysisContext) -> pl.DataFrame:
     )
 
 
-def build(ctx: AnalysisContext) -> Section | None:
+def build(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     """The "Top kernels" section, or None for a trace without kernels."""
     if ctx.tables.kernels.height == 0:
         return None

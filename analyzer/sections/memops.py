@@ -35,7 +35,7 @@ def memops_summary(ctx: AnalysisContext) -> pl.DataFrame:
     )
 
 
-def build(ctx: AnalysisContext) -> Section | None:
+def build(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     """The "Memory operations" section, or None when the trace has none."""
     if ctx.tables.memops.height == 0:
         return None

@@ -105,7 +105,7 @@ def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     return rows
 
 
-def ranks_section(ctx: AnalysisContext) -> Section | None:
+def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     """Per rank and device: span, steps, busy/compute/comm/memory/idle shares, idle causes."""
     b = breakdown(ctx)
     if b.height == 0:

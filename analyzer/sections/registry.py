@@ -1,18 +1,24 @@
-"""The optional report sections, in report order, each `build(ctx, out_dir)`."""
+"""The report's sections, in report order: the one list `build_report` walks.
+
+Every builder has one signature, ``build(ctx, charts) -> Section | None``: None when its
+inputs are absent; with ``charts``, it also computes its charts as `Chart` blocks (Vega-Lite
+specs; drawing them to files is the writer's step, `analyzer.report.chart_files`). Adding a
+section is one module and one entry here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from analyzer.context import AnalysisContext
 from analyzer.report.model import Section
 
-SectionBuilder = Callable[[AnalysisContext, Path | None], Section | None]
+#: ``build(ctx, charts)``: the section, or None when the trace lacks its inputs.
+SectionBuilder = Callable[[AnalysisContext, bool], Section | None]
 
 
 def registry() -> list[SectionBuilder]:
-    """Roofline, then DCGM counters: each returns None when its inputs are absent."""
-    from analyzer.sections import counters, roofline
+    """Roofline, DCGM counters, per-rank breakdown, top kernels, memory operations."""
+    from analyzer.sections import counters, kernels, memops, overview, roofline
 
-    return [roofline.build, counters.build]
+    return [roofline.build, counters.build, overview.ranks_section, kernels.build, memops.build]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Final
 
 import polars as pl
@@ -14,7 +13,7 @@ from analyzer.devices import DeviceSpec, ResolvedDevice
 from analyzer.metrics.roofline import Roofline, RooflineSummary, roofline
 from analyzer.metrics.timeline import kernel_devices
 from analyzer.report import fmt
-from analyzer.report.model import Block, Cell, Code, Image, Paragraph, Section, Strong, Table
+from analyzer.report.model import Block, Cell, Chart, Code, Paragraph, Section, Strong, Table
 from analyzer.sections.common import short_name
 
 TOP_OPS: Final = 15
@@ -26,10 +25,9 @@ _ORIGINS: Final = {
 ABOVE_ROOF_SHOWN: Final = 3
 
 
-def build(ctx: AnalysisContext, out_dir: Path | None) -> Section | None:
-    """The section, or None for a trace without kernels. Charts go to ``out_dir`` when given
-    (the report links them as ``<out_dir name>/roofline_<device>.svg``, i.e. ``out_dir`` is
-    expected beside the report file, as the CLI's ``<report>_files`` directory is)."""
+def build(ctx: AnalysisContext, charts: bool) -> Section | None:
+    """The section, or None for a trace without kernels. With ``charts``, one `Chart` per
+    device (``roofline_<device>``, SVG and PNG when drawn) with its caption."""
     if ctx.tables.kernels.height == 0:
         return None
     result = roofline(ctx)
@@ -41,8 +39,8 @@ def build(ctx: AnalysisContext, out_dir: Path | None) -> Section | None:
     if result.ops.height:
         blocks.extend(_ops_blocks(result.ops))
     blocks.extend(_above_roof_blocks(result.ops))
-    if out_dir is not None:
-        blocks.extend(_chart_blocks(result, out_dir))
+    if charts:
+        blocks.extend(_chart_blocks(result))
     blocks.append(_how_to_read())
     return Section("Roofline", blocks, key="roofline")
 
@@ -249,8 +247,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "device"
 
 
-def _chart_blocks(result: Roofline, out_dir: Path) -> list[Block]:
-    """Write one chart per known device with plottable points; link each as an image."""
+def _chart_blocks(result: Roofline) -> list[Block]:
+    """One chart per known device with plottable points."""
     specs = _specs_by_key(result.devices)
     blocks: list[Block] = []
     modeled = result.ops.filter(pl.col("basis") == "modeled") if result.ops.height else None
@@ -265,14 +263,15 @@ def _chart_blocks(result: Roofline, out_dir: Path) -> list[Block]:
         if spec is None or shown.height == 0:
             continue
         chart = charts.roofline_chart(points, spec)
-        svg, _png = charts.write_chart(chart, out_dir, f"roofline_{_slug(key)}")
-        left_out = points.height - shown.height
-        blocks.append(Image(f"{out_dir.name}/{svg.name}", f"Roofline of {spec.name}"))
-        blocks.append(_chart_caption(spec, shown.height, left_out, svg))
+        stem = f"roofline_{_slug(key)}"
+        caption = _chart_caption(spec, shown.height, points.height - shown.height, stem)
+        blocks.append(
+            Chart(chart.to_dict(), f"Roofline of {spec.name}", stem, ("svg", "png"), caption)
+        )
     return blocks
 
 
-def _chart_caption(spec: DeviceSpec, shown: int, left_out: int, svg: Path) -> Paragraph:
+def _chart_caption(spec: DeviceSpec, shown: int, left_out: int, stem: str) -> Paragraph:
     extra = (
         f"; {left_out} op groups without FLOPs (copies, gathers) cannot sit on log axes"
         if left_out
@@ -281,7 +280,7 @@ def _chart_caption(spec: DeviceSpec, shown: int, left_out: int, svg: Path) -> Pa
     return Paragraph.of(
         f"Roofline of {spec.name}: {shown} op groups at (FLOP/byte, achieved TFLOP/s), sized by "
         f"GPU time, colored by bound; crosses are above their roof{extra}. PNG beside it: ",
-        Code(svg.with_suffix(".png").name),
+        Code(f"{stem}.png"),
         ".",
     )
 
