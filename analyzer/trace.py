@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from analyzer.executor import ExecutorOptions
-from parsers import detect
+from parsers import detect, registry
 from parsers.errors import BadConfigError, UnreadableInputError, UnsupportedFormatError
 from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, concat_tables
 
@@ -23,25 +23,21 @@ Parser = Callable[[Path], TraceTables]
 
 def _parser_for(kind: str) -> Parser:
     """The parse function for a sniffed input kind (imported lazily: startup stays fast)."""
-    if kind in ("kineto", "kineto-dir"):
-        from parsers import kineto
-
-        return kineto.parse
-    if kind in ("nsys-sqlite", "nsys-rep"):
-        from parsers import nsys
-
-        return nsys.parse
-    if kind.startswith("dcgm-"):
-        from parsers import dcgm
-
-        return dcgm.parse
+    if kind == "kineto-dir":
+        return registry.parser_for("kineto")
     if kind == "parquet-dir":
         from analyzer import parquet
 
         return parquet.read
-    raise UnsupportedFormatError(f"no parser for input kind {kind!r}")
+    return registry.parser_for(kind)
 
 
+def _is_metrics(kind: str) -> bool:
+    """Whether inputs of this kind add counter samples to a trace (DCGM) or are one."""
+    return kind in _METRIC_KINDS
+
+
+_METRIC_KINDS = frozenset(f.kind for f in registry.FORMATS if f.role == "metrics")
 _KINETO_KINDS = ("kineto", "kineto-dir")
 
 
@@ -87,8 +83,8 @@ def load(paths: Sequence[Path], executor: ExecutorOptions | None = None) -> Trac
     if not paths:
         raise BadConfigError("no input given")
     pairs = [pair for p in paths for pair in _expand(Path(p))]
-    traces = [(k, p) for k, p in pairs if not k.startswith("dcgm-")]
-    metrics = [(k, p) for k, p in pairs if k.startswith("dcgm-")]
+    traces = [(k, p) for k, p in pairs if not _is_metrics(k)]
+    metrics = [(k, p) for k, p in pairs if _is_metrics(k)]
     if len(traces) > 1:
         names = ", ".join(str(p) for _, p in traces)
         raise BadConfigError(

@@ -1,10 +1,11 @@
 """Which source family a path holds, from its first bytes, never from its extension alone.
 
-`sniff` returns one of `KINDS` for a file or a directory, or raises `UnsupportedFormatError`
-with one line saying what the content looks like ("a Chakra execution trace", "empty
-file", ...). Gzip files are sniffed on their decompressed head. A directory is a multi-rank
-Kineto trace, a directory of Parquet tables, or ``"mixed"`` (for example a trace beside a
-DCGM scrape); `classify_dir` tells which file is which.
+The formats and their sniffers are listed in `parsers.registry`; this module reads heads
+and walks directories. `sniff` returns one of `KINDS` for a file or a directory, or raises
+`UnsupportedFormatError` with one line saying what the content looks like ("a Chakra
+execution trace", "empty file", ...). Gzip files are sniffed on their decompressed head.
+A directory is a multi-rank Kineto trace, a directory of Parquet tables, or ``"mixed"``
+(for example a trace beside a DCGM scrape); `classify_dir` tells which file is which.
 """
 
 from __future__ import annotations
@@ -14,17 +15,13 @@ import zlib
 from pathlib import Path
 from typing import Final
 
+from parsers import registry
 from parsers.errors import UnreadableInputError, UnsupportedFormatError
 
+#: What `sniff` returns: a readable format of `parsers.registry.FORMATS`, or a directory.
 KINDS: Final[tuple[str, ...]] = (
-    "kineto",
+    *(f.kind for f in registry.FORMATS if f.parser is not None),
     "kineto-dir",
-    "nsys-sqlite",
-    "nsys-rep",
-    "dcgm-dmon",
-    "dcgm-prometheus",
-    "dcgm-csv",
-    "dcgm-promjson",
     "parquet-dir",
     "mixed",
 )
@@ -37,26 +34,8 @@ HEAD_BYTES: Final = 64 * 1024
 #: How far to look when a JSON object's first keys are unknown (a huge ``metadata`` first).
 LONG_HEAD_BYTES: Final = 8 * 1024 * 1024
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _PARQUET_MAGIC: Final = b"PAR1"
-_NSYS_REP_SUFFIXES: Final = (".nsys-rep", ".qdrep")
-
-#: Keys only a Kineto document has, with the type of value Kineto writes for them.
-_KINETO_KEYS: Final = re.compile(
-    rb'"traceEvents"\s*:\s*\[|"(deviceProperties|computeProperties)"\s*:\s*\['
-    rb'|"distributedInfo"\s*:\s*\{|"baseTimeNanoseconds"\s*:\s*\d'
-)
-_CHROME_EVENT: Final = re.compile(rb'\{\s*"ph"\s*:\s*"[A-Za-z]"\s*,')
-_PROM_API: Final = re.compile(rb'"resultType"\s*:')
-_PROM_STATUS: Final = re.compile(rb'"status"\s*:')
-_CHAKRA_ET: Final = re.compile(rb'"schema"\s*:.*"nodes"\s*:', re.DOTALL)
 _MEMORY_TIMELINE: Final = re.compile(rb"^\[\s*\[\s*-?\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*\]")
-_DMON_HEADER: Final = re.compile(r"^#Entity\b", re.MULTILINE)
-_DMON_LISTING: Final = re.compile(r"Long Name\s+Short Name\s+Field ID")
-_PROM_LINE: Final = re.compile(r"^DCGM_FI_\w+(\{[^}\n]*\})?\s+\S+", re.MULTILINE)
-_CSV_DCGM_HEADER: Final = re.compile(
-    r"^[^\n]*,[^\n]*\b(DCGM_FI_\w+|gpu|GPU|Entity|entity)\b[^\n]*$", re.MULTILINE
-)
 
 
 def read_head(path: Path, size: int = HEAD_BYTES) -> tuple[bytes, bool]:
@@ -88,7 +67,7 @@ def sniff(path: Path) -> str:
             "a single Parquet file; pass the directory of Parquet tables", path
         )
     if kind is None:
-        raise UnsupportedFormatError(f"unsupported content: {describe(head)}", path)
+        raise UnsupportedFormatError(f"unsupported content: {describe(head, path)}", path)
     return kind
 
 
@@ -104,87 +83,37 @@ def _classify_file(path: Path) -> tuple[str | None, bytes]:
 
 
 def classify_head(head: bytes, path: Path) -> str | None:
-    """The kind of content from its head, or None when it is nothing we read."""
-    if head.startswith(_SQLITE_MAGIC):
-        return "nsys-sqlite"
+    """The kind of content from its head (the first readable format of the registry that
+    accepts it), or None when it is nothing we read."""
     if head.startswith(_PARQUET_MAGIC):
         return PARQUET
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped[:1] in (b"{", b"["):
-        return _classify_json(stripped)
-    if _is_binary(head):
-        return "nsys-rep" if path.name.lower().endswith(_NSYS_REP_SUFFIXES) else None
-    return _classify_text(head.decode("utf-8", "replace"))
+    fmt = registry.match(head, path)
+    return fmt.kind if fmt is not None and fmt.parser is not None else None
 
 
-def _classify_json(head: bytes) -> str | None:
-    """Kineto trace or Prometheus API answer; other JSON is not ours."""
-    if head[:1] == b"{":
-        if _CHAKRA_ET.search(head[:4096]) and not _KINETO_KEYS.search(head):
-            return None
-        if _KINETO_KEYS.search(head) or _CHROME_EVENT.search(head):
-            return "kineto"
-        if _PROM_API.search(head) and _PROM_STATUS.search(head):
-            return "dcgm-promjson"
-    return None
-
-
-def _classify_text(text: str) -> str | None:
-    """dcgmi dmon output, Prometheus exposition, or a DCGM CSV."""
-    if _DMON_LISTING.search(text):
-        return None
-    if _DMON_HEADER.search(text):
-        return "dcgm-dmon"
-    if _PROM_LINE.search(text):
-        return "dcgm-prometheus"
-    if _CSV_DCGM_HEADER.search(_first_line(text)):
-        return "dcgm-csv"
-    return None
-
-
-def _first_line(text: str) -> str:
-    return next((line for line in text.splitlines() if line.strip()), "")
-
-
-def _is_binary(head: bytes) -> bool:
-    """Whether the head holds bytes that text formats never do."""
-    sample = head[:1024]
-    return b"\x00" in sample or _not_utf8(sample)
-
-
-def _not_utf8(sample: bytes) -> bool:
-    try:
-        sample.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start < len(sample) - 4  # a cut multi-byte character at the end is fine
-    return False
-
-
-def describe(head: bytes) -> str:
+def describe(head: bytes, path: Path | None = None) -> str:
     """What content looks like, in a few words, for error messages."""
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not stripped:
         return "empty file" if not head else "only whitespace"
     if stripped[:2] == _GZIP_MAGIC:
         return "gzip data"
-    if head.startswith(_SQLITE_MAGIC):
+    if head.startswith(registry.SQLITE_MAGIC):
         return "an SQLite database"
     if head.startswith(_PARQUET_MAGIC):
         return "a Parquet file"
-    if _CHAKRA_ET.search(stripped[:4096]) and not _KINETO_KEYS.search(stripped):
-        return "a Chakra execution trace (ExecutionTraceObserver), not a Kineto trace"
+    fmt = registry.match(head, path or Path(""))
+    if fmt is not None and fmt.unsupported:
+        return fmt.unsupported
     if _MEMORY_TIMELINE.match(stripped):
         return "a PyTorch memory timeline (export_memory_timeline raw data)"
     if stripped[:1] == b"[":
         return "a JSON array"
     if stripped[:1] == b"{":
         return _describe_object(stripped)
-    if _is_binary(head):
+    if registry.is_binary(head):
         return "binary data"
-    text = head.decode("utf-8", "replace")
-    if _DMON_LISTING.search(text):
-        return "a dcgmi dmon field listing (dcgmi dmon -l), not samples"
-    first = _first_line(text).strip()
+    first = registry.first_line(head.decode("utf-8", "replace")).strip()
     return f"text starting with {first[:60]!r}"
 
 

@@ -5,6 +5,14 @@ Nsight Systems SQLite and DCGM dumps all become these tables. Times are int64 na
 on one clock per trace (absolute Unix epoch ns whenever the source carries absolute time,
 see ``TraceMeta.clock``); every column name carries its unit.
 
+Unit suffixes, here and in every frame, field and evidence key derived from these tables:
+``_ns`` nanoseconds (int64); ``bytes`` / ``_bytes`` bytes; ``_share`` a fraction from 0 to
+1 of a stated whole; ``_pct`` a percentage from 0 to 100 (``share_pct`` is a share written
+as a percentage); ``_ratio`` a DCGM activity ratio, 0 to 1 as DCGM reports it; ``_tflops``
+10^12 FLOP/s; ``_w``, ``_j``, ``_mhz`` watts, joules, megahertz; ``_mib`` mebibytes (DCGM's
+framebuffer fields, kept in DCGM's unit). Byte counts are shown in decimal units (KB, MB,
+GB: steps of 10^3), as bandwidths (GB/s) are, by `analyzer.report.fmt.size`.
+
 ``validate`` checks the invariants as a table leaves a parser (types, ``dur_ns >= 0``,
 sorted by start), in the spirit of pyinstrument's ``Frame.self_check``.
 """

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from conftest import needs_shared, shared_trace
 
+from parsers import registry
 from parsers.detect import KINDS, UNKNOWN, classify_dir, describe, sniff
 from parsers.errors import UnreadableInputError, UnsupportedFormatError
 
@@ -191,16 +192,58 @@ def test_directory_with_nothing_readable(tmp_path: Path) -> None:
         sniff(tmp_path)
 
 
-def test_kinds_are_the_documented_ones() -> None:
-    assert set(KINDS) == {
-        "kineto",
-        "kineto-dir",
-        "nsys-sqlite",
-        "nsys-rep",
-        "dcgm-dmon",
-        "dcgm-prometheus",
-        "dcgm-csv",
-        "dcgm-promjson",
-        "parquet-dir",
-        "mixed",
-    }
+def test_every_format_has_a_parser_or_a_reason() -> None:
+    """The registry is what `sniff` and `load` use: each readable kind resolves to a parse
+    function of a path; each recognized-but-unread one says why in a sentence."""
+    for fmt in registry.FORMATS:
+        assert (fmt.parser is None) != (fmt.unsupported == ""), fmt.kind
+        if fmt.parser is not None:
+            assert fmt.kind in KINDS
+            assert callable(registry.parser_for(fmt.kind))
+        else:
+            assert fmt.kind not in KINDS
+            with pytest.raises(UnsupportedFormatError, match="no parser"):
+                registry.parser_for(fmt.kind)
+    assert len({f.kind for f in registry.FORMATS}) == len(registry.FORMATS)
+
+
+ROCPROF_V1 = (
+    '"Index","KernelName","gpu-id","queue-id","queue-index","pid","tid","grd","wgr","lds",'
+    '"scr","arch_vgpr","accum_vgpr","sgpr","wave_size","sig","obj","DispatchNs","BeginNs",'
+    '"EndNs","CompleteNs"\n'
+    '0,"Cijk_Alik_Bljk_HHS_BH_MT128x128x32 [clone .kd]",2,0,0,4242,4242,262144,256,0,0,'
+    "128,0,96,64,0x0,0x7f,1000,2000,5000,5100\n"
+)
+ROCPROF_V3 = (
+    '"Kind","Agent_Id","Queue_Id","Kernel_Id","Kernel_Name","Correlation_Id",'
+    '"Start_Timestamp","End_Timestamp"\n'
+    '"KERNEL_DISPATCH",1,1,7,"void at::native::vectorized_elementwise_kernel",3,100,200\n'
+)
+
+
+@pytest.mark.parametrize("text", [ROCPROF_V1, ROCPROF_V3], ids=["v1-results", "v3-kernel-trace"])
+def test_rocprof_csv_is_named_not_taken_for_dcgm(tmp_path: Path, text: str) -> None:
+    """rocprof's results.csv has a ``gpu-id`` column, which the DCGM CSV sniffer (a "gpu"
+    word in the header) used to accept; the DCGM parser then rejected it with a message
+    about DCGM fields. Now the file is named for what it is, with what to do instead."""
+    path = tmp_path / "results.csv"
+    path.write_text(text)
+    with pytest.raises(UnsupportedFormatError) as info:
+        sniff(path)
+    assert "a rocprof kernel trace (CSV)" in str(info.value)
+    assert "torch.profiler" in str(info.value)
+    assert info.value.exit_code == 4
+    assert classify_dir(tmp_path) == {UNKNOWN: [path]}
+
+
+def test_rocprof_csv_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from analyzer.cli import main
+
+    path = tmp_path / "results.csv"
+    path.write_text(ROCPROF_V1)
+    assert main([str(path), "-o", str(tmp_path / "r.md")]) == 4
+    err = capsys.readouterr().err
+    assert "unsupported content: a rocprof kernel trace (CSV)" in err
+    assert "DCGM" not in err
