@@ -125,7 +125,8 @@ def test_a_deleted_analysis_frees_its_trace() -> None:
     a = load(TRAIN)
     a.report("md")  # fills every cache: metrics, derived frames, rule results
     assert a.tables.derived  # derived frames are cached on the tables the analysis owns
-    refs = [weakref.ref(a), weakref.ref(a.tables), *map(weakref.ref, a.tables.derived.values())]
+    refs: list[weakref.ref[object]] = [weakref.ref(a), weakref.ref(a.tables)]
+    refs += [weakref.ref(frame) for frame in a.tables.derived.values()]
     kernels = a.kernels  # a frame the caller keeps does not keep the bundle alive
     del a
     gc.collect()

@@ -129,7 +129,7 @@ def test_fires_on_input_bound_resnet_and_blames_the_dataloader() -> None:
     assert (finding.evidence["span_ns"], finding.evidence["idle_ns"]) == (span_ns, idle_ns)
     assert finding.severity is Severity.CRITICAL  # 461,995 us of 1,065,553 us = 43.4%
     assert finding.evidence["dominant_cause"] == "dataloader"
-    assert finding.evidence["idle_dataloader_pct"] > 50.0
+    assert float(finding.evidence["idle_dataloader_pct"]) > 50.0
     assert finding.table is not None
     assert all("DataLoader" in str(row[2]) for row in finding.table.rows)
     assert "num_workers" in finding.recommendation
@@ -142,7 +142,7 @@ def test_resnet_with_workers_is_not_blamed_on_the_dataloader() -> None:
     assert (finding.evidence["span_ns"], finding.evidence["idle_ns"]) == (span_ns, idle_ns)
     assert finding.severity is Severity.WARNING  # 232,129 us of 846,542 us = 27.4%
     assert finding.evidence["dominant_cause"] != "dataloader"
-    assert finding.evidence.get("idle_dataloader_pct", 0.0) < 5.0
+    assert float(finding.evidence.get("idle_dataloader_pct", 0.0)) < 5.0
     assert "num_workers" not in finding.recommendation
 
 

@@ -155,7 +155,7 @@ def test_long_syncs_with_a_busy_gpu_are_not_a_finding() -> None:
         int(r["Duration (ns)"]) for r in rows if int(r["PID"]) == pid
     )
     assert finding.evidence["sync_calls"] == sum(1 for r in rows if int(r["PID"]) == pid)
-    assert finding.evidence["gpu_idle_after_sync_pct"] < 0.5
+    assert float(finding.evidence["gpu_idle_after_sync_pct"]) < 0.5
 
 
 def test_real_kineto_trace_finds_the_if_tensor_sync() -> None:

@@ -49,7 +49,7 @@ def test_names_the_slow_rank(slow_rank_2: tuple[TraceTables, dict[str, Any]]) ->
     steps = {int(r): s for r, s in expect["step_ns_by_rank"].items()}
     median_step = statistics.median(statistics.median(s) for s in steps.values())
     assert ev["median_step_ns"] == int(median_step)
-    spread_pct = 100.0 * ev["wait_spread_ns"] / len(steps[0]) / median_step
+    spread_pct = 100.0 * float(ev["wait_spread_ns"]) / len(steps[0]) / median_step
     assert ev["wait_spread_pct_of_step"] == pytest.approx(spread_pct, abs=0.01)
     assert finding.severity is (Severity.WARNING if spread_pct < 25 else Severity.CRITICAL)
     compute = {int(r): c for r, c in expect["compute_ns_by_rank"].items()}

@@ -24,6 +24,8 @@ import pytest
 import synthetic
 from conftest import SAMPLES, shared_trace
 
+from parsers import kineto
+
 ALLOWED_CATS = {
     "cpu_op",
     "user_annotation",
@@ -752,10 +754,6 @@ def test_recorded_cpu_trace_is_a_real_profile() -> None:
 # ----------------------------------------------------------------------------- parser
 
 
-def _kineto() -> Any:
-    return pytest.importorskip("parsers.kineto", reason="parsers.kineto is not written yet")
-
-
 def _check_parsed(tables: Any, doc: Doc, truth: dict[str, Any], rank: int) -> None:
     kernels = tables.kernels.filter(tables.kernels["rank"] == rank)
     memops = tables.memops.filter(tables.memops["rank"] == rank)
@@ -780,7 +778,6 @@ def _check_parsed(tables: Any, doc: Doc, truth: dict[str, Any], rank: int) -> No
 
 
 def test_parser_recovers_the_committed_sample() -> None:
-    kineto = _kineto()
     path = SAMPLES / "synthetic_train.json.gz"
     tables = kineto.parse(path)
     truth = json.loads((SAMPLES / "synthetic_train.truth.json").read_text())
@@ -792,7 +789,6 @@ def test_parser_recovers_the_committed_sample() -> None:
 
 
 def test_parser_recovers_the_two_rank_sample() -> None:
-    kineto = _kineto()
     directory = SAMPLES / "synthetic_2rank"
     tables = kineto.parse(directory)
     truth = json.loads((SAMPLES / "synthetic_2rank.truth.json").read_text())
@@ -810,7 +806,6 @@ def test_parser_recovers_the_two_rank_sample() -> None:
 
 @pytest.mark.parametrize("name", SCENARIO_NAMES)
 def test_parser_recovers_every_scenario(name: str, tmp_path: Path) -> None:
-    kineto = _kineto()
     obj = built(name)
     path = obj.write(
         tmp_path / (name if isinstance(obj, synthetic.RankedTrace) else f"{name}.json.gz")
