@@ -121,7 +121,7 @@ class Analysis:
     config: AnalyzerConfig
     rules: tuple[str, ...] | None = None
     skip: tuple[str, ...] = ()
-    _result: EngineResult | None = field(default=None, repr=False)
+    _result: EngineResult | None = field(default=None, init=False, repr=False)
 
     # -- the trace ----------------------------------------------------------------------
 

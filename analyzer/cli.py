@@ -189,14 +189,17 @@ def run_rules_listing(argv: Sequence[str]) -> int:
 def run_export(argv: Sequence[str]) -> int:
     """`analyze export TRACE --parquet DIR`: the canonical tables as Parquet files."""
     from analyzer import parquet
-    from analyzer.trace import load
+    from analyzer.api import load
+    from analyzer.config import default_config
 
     p = _ArgumentParser(prog="analyze export", description="Write the canonical tables.")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--parquet", type=Path, required=True, help="output directory")
     _add_executor_options(p)
     args = p.parse_args(argv)
-    written = parquet.write(load(args.paths, _executor(args)), args.parquet)
+    # Thresholds play no part in the tables: the defaults, not ./pyproject.toml's.
+    analysis = load(args.paths, config=default_config(), executor=_executor(args))
+    written = parquet.write(analysis.tables, args.parquet)
     sys.stdout.write(f"wrote {len(written)} tables to {args.parquet}\n")
     return 0
 

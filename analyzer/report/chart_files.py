@@ -9,6 +9,7 @@ a charts folder (a terminal report) the charts and their captions are left out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,16 @@ from analyzer.report.model import Block, Chart, Image, Report, Section
 PNG_SCALE = 2
 
 
+def spec_text(spec: Mapping[str, Any]) -> str:
+    """The spec as Vega-Lite JSON text, as altair's ``to_json()`` writes it.
+
+    vl-convert is given this text, not the dict: it parses numbers from text slightly
+    differently (the last digit of some coordinates), and the charts are drawn from the
+    same text a user would save as a ``.vl.json`` file.
+    """
+    return json.dumps(spec, indent=2, sort_keys=True)
+
+
 def write_files(
     spec: Mapping[str, Any], out_dir: Path, stem: str, formats: tuple[str, ...] = ("svg",)
 ) -> list[Path]:
@@ -28,13 +39,14 @@ def write_files(
     import vl_convert  # imported only when a chart is drawn
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    text = spec_text(spec)
     written = []
     for kind in formats:
         path = out_dir / f"{stem}.{kind}"
         if kind == "svg":
-            path.write_text(vl_convert.vegalite_to_svg(dict(spec)), encoding="utf-8")
+            path.write_text(vl_convert.vegalite_to_svg(text), encoding="utf-8")
         elif kind == "png":
-            path.write_bytes(vl_convert.vegalite_to_png(dict(spec), scale=PNG_SCALE))
+            path.write_bytes(vl_convert.vegalite_to_png(text, scale=PNG_SCALE))
         else:
             raise ValueError(f"unknown chart format {kind!r}")
         written.append(path)
