@@ -1,10 +1,11 @@
-"""`step-variance`: step times vary much more than a steady training loop's should.
+"""`step-variance`: step times vary much more than a steady step loop's should.
 
 The coefficient of variation (standard deviation over mean) of each rank's step times.
-Step time is tb_plugin's device-aware one (`step_times`): a step runs from the later of its
-``ProfilerStep#N`` start and the previous step's end, to the later of its CPU end and the end
-of the GPU work it launched. CPU-side step times alone mislead when the host runs ahead of the
-GPU: the first steps look short while the launch queue fills, then settle at the GPU's pace.
+Step time is each step's own (`analyzer.metrics.steps`): the longer of its CPU time net of
+waiting on GPU work it did not launch and the GPU busy time of the work it launched. Window
+based step times mislead when the host runs ahead of the GPU (a step's window takes in the
+previous step's work) or the first step waits for work queued before profiling; charging
+each step with its own work, equal steps measure equal.
 The first profiled step is left out when the rank has enough steps, because one-time warm-up is
 `cold-start`'s finding and would otherwise dominate the variance. To point at the periodic
 work that usually causes it (checkpointing, logging, evaluation, garbage collection), the
@@ -23,6 +24,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import steps as step_metrics
 from analyzer.metrics import timeline
 from rules.base import RuleConfig, register
 
@@ -62,7 +64,7 @@ class StepVariance:
 
     def check(self, ctx: AnalysisContext, cfg: StepVarianceConfig) -> Iterable[Finding]:
         """One finding for the rank with the highest variation, when over the threshold."""
-        stats = ctx.metric("timeline.step_times", timeline.step_times)
+        stats = step_metrics.step_metrics(ctx).with_columns(pl.col("step_ns").alias("dur_ns"))
         measured = _measured_steps(stats, cfg.skip_first_step_from)
         per_rank = _variation(measured, cfg.min_steps)
         over = per_rank.filter(pl.col("cv_pct") >= cfg.warning_cv_pct)

@@ -24,9 +24,10 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import steps as step_metrics
 from analyzer.metrics import timeline
+from analyzer.metrics.collectives import normalize_collective
 from rules.base import register
-from rules.comm_overhead import normalize_collective
 
 #: What the table compares across ranks, with the label it gets in the summary.
 _COMPARED = {
@@ -89,8 +90,8 @@ class Stragglers:
 def rank_table(ctx: AnalysisContext) -> pl.DataFrame:
     """Per rank: steps, median step, GPU busy/compute/idle, kernels, DataLoader, wait.
 
-    ``step_ns`` is the median profiled step (or the GPU span per step when the rank has no
-    steps); the GPU figures come from the steps window of `timeline.breakdown`, summed over
+    ``step_ns`` is the median of the profiled steps' own time (`analyzer.metrics.steps`:
+    each step charged with the work it launched; the GPU span when the rank has no steps); the GPU figures come from the steps window of `timeline.breakdown`, summed over
     the rank's devices; ``wait_ns`` is the total collective wait.
     """
     breakdown = (
@@ -105,10 +106,13 @@ def rank_table(ctx: AnalysisContext) -> pl.DataFrame:
         )
     )
     stats = ctx.metric("timeline.step_stats", timeline.step_stats)
-    steps = stats.group_by("rank").agg(
-        pl.len().alias("steps"),
-        pl.col("dur_ns").median().alias("step_ns"),
-        pl.col("dataloader_ns").sum(),
+    own = (
+        step_metrics.step_metrics(ctx)
+        .group_by("rank")
+        .agg(pl.len().alias("steps"), pl.col("step_ns").median().cast(pl.Float64))
+    )
+    steps = own.join(
+        stats.group_by("rank").agg(pl.col("dataloader_ns").sum()), on="rank", how="left"
     )
     waits = collective_waits(ctx)
     out = (

@@ -29,6 +29,7 @@ from typing import Final
 import polars as pl
 
 from analyzer.context import AnalysisContext
+from analyzer.findings import Scope
 from analyzer.metrics import pystacks, timeline
 from analyzer.metrics.roofline import OpTree
 from parsers.schema import TraceTables
@@ -398,3 +399,18 @@ def _outermost_below_step(tree: OpTree, op_ids: pl.Series, max_depth: int) -> pl
             break
         current = moved
     return current
+
+
+def window_scope(t: TraceTables, ranks: list[int]) -> Scope:
+    """The rank and its analysis window (the profiled steps) when one rank is involved."""
+    if len(ranks) != 1:
+        return Scope()
+    rank = int(ranks[0])
+    window = timeline.analysis_windows(t, "steps").filter(pl.col("rank") == rank)
+    if window.height == 0:
+        return Scope(rank=rank)
+    return Scope(
+        rank=rank,
+        start_ns=int(window["window_start_ns"][0]),
+        end_ns=int(window["window_end_ns"][0]),
+    )

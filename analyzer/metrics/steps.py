@@ -20,7 +20,9 @@ before profiling began. So:
   (first start to last end) of its own work, and ``waited_ns``: CPU time inside blocking
   calls (`analyzer.metrics.host_blocking`) while the GPU ran *other* steps' work or queued
   work. ``own_ns = cpu_dur_ns - waited_ns`` is the step's time net of waiting for work it
-  did not launch: cold-start, step-variance and stragglers compare it.
+  did not launch. ``step_ns = max(own_ns, gpu_busy_ns)`` is the time the step itself
+  needs (its own CPU time or its own GPU work, whichever is longer): cold-start,
+  step-variance and stragglers compare it, so a step is slow only when its own work is.
 """
 
 from __future__ import annotations
@@ -223,8 +225,8 @@ def step_accounting(t: TraceTables) -> pl.DataFrame:
 
     Columns: rank, step, start_ns, end_ns (the CPU range), cpu_dur_ns, gpu_ops, gpu_busy_ns
     (union of the step's own GPU work over all devices of the rank), gpu_start_ns,
-    gpu_end_ns, gpu_span_ns (first start to last end of that work), waited_ns, own_ns (see
-    the module doc), basis.
+    gpu_end_ns, gpu_span_ns (first start to last end of that work), waited_ns, own_ns,
+    step_ns (see the module doc), basis.
     """
     steps = t.steps.select("rank", "step", "start_ns", "end_ns").sort("rank", "start_ns")
     if steps.height == 0:
@@ -252,7 +254,9 @@ def step_accounting(t: TraceTables) -> pl.DataFrame:
     out = out.join(waited, on=["rank", "step"], how="left").with_columns(
         pl.col("waited_ns").fill_null(0)
     )
-    out = out.with_columns((pl.col("cpu_dur_ns") - pl.col("waited_ns")).alias("own_ns"))
+    out = out.with_columns(
+        (pl.col("cpu_dur_ns") - pl.col("waited_ns")).alias("own_ns")
+    ).with_columns(pl.max_horizontal("own_ns", "gpu_busy_ns").alias("step_ns"))
     return out.select(_COLUMNS).sort("rank", "start_ns")
 
 
@@ -269,6 +273,7 @@ _COLUMNS = [
     "gpu_span_ns",
     "waited_ns",
     "own_ns",
+    "step_ns",
     "basis",
 ]
 
