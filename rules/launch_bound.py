@@ -220,12 +220,12 @@ def _finding(
     span_ns = max(int(row["window_end_ns"]) - int(row["window_start_ns"]), 1)
     excess_pct = 100.0 * max(launch_ns - busy_ns, 0) / span_ns
     gap_ns, gap_pct = int(row["gap_ns"]), float(row["gap_pct"])
-    if gap_pct >= cfg.critical_gap_pct:
-        severity = Severity.CRITICAL
-    elif gap_pct >= cfg.warning_gap_pct:
-        severity = Severity.WARNING
-    else:
+    if gap_pct < cfg.warning_gap_pct:
         severity = Severity.INFO
+    elif gap_pct >= cfg.critical_gap_pct:
+        severity = Severity.CRITICAL
+    else:
+        severity = Severity.WARNING
     median_us = float(row["median_kernel_ns"]) / 1e3
     summary = (
         f"Rank {rank} device {device} sits idle {gap_ns / 1e6:.2f} ms ({gap_pct:.1f}% of the "

@@ -64,7 +64,7 @@ class StepVariance:
 
     def check(self, ctx: AnalysisContext, cfg: StepVarianceConfig) -> Iterable[Finding]:
         """One finding for the rank with the highest variation, when over the threshold."""
-        stats = step_metrics.step_metrics(ctx).with_columns(pl.col("step_ns").alias("dur_ns"))
+        stats = own_step_times(ctx)
         measured = _measured_steps(stats, cfg.skip_first_step_from)
         per_rank = _variation(measured, cfg.min_steps)
         over = per_rank.filter(pl.col("cv_pct") >= cfg.warning_cv_pct)
@@ -122,6 +122,20 @@ class StepVariance:
                 table=_table(steps, median_ns, int(slowest["step"])),
             )
         ]
+
+
+def own_step_times(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per (rank, step): the step's own time as ``dur_ns`` (`analyzer.metrics.steps`), its
+    own GPU busy time, and the DataLoader time inside its CPU range."""
+    loader = ctx.metric("timeline.step_stats", timeline.step_stats).select(
+        "rank", "step", "dataloader_ns"
+    )
+    return (
+        step_metrics.step_metrics(ctx)
+        .with_columns(pl.col("step_ns").alias("dur_ns"))
+        .join(loader, on=["rank", "step"], how="left")
+        .with_columns(pl.col("dataloader_ns").fill_null(0))
+    )
 
 
 def _measured_steps(stats: pl.DataFrame, skip_first_from: int) -> pl.DataFrame:

@@ -91,8 +91,9 @@ def rank_table(ctx: AnalysisContext) -> pl.DataFrame:
     """Per rank: steps, median step, GPU busy/compute/idle, kernels, DataLoader, wait.
 
     ``step_ns`` is the median of the profiled steps' own time (`analyzer.metrics.steps`:
-    each step charged with the work it launched; the GPU span when the rank has no steps); the GPU figures come from the steps window of `timeline.breakdown`, summed over
-    the rank's devices; ``wait_ns`` is the total collective wait.
+    each step charged with the work it launched; the GPU span when the rank has no steps);
+    the GPU figures come from the steps window of `timeline.breakdown`, summed over the
+    rank's devices; ``wait_ns`` is the total collective wait.
     """
     breakdown = (
         ctx.metric("timeline.breakdown", timeline.breakdown)
