@@ -41,9 +41,11 @@ class GpuIdleConfig:
     """Thresholds of gpu-idle."""
 
     warning_idle_pct: float = 15.0
-    """Idle share of the window (per rank and device) at which a warning is raised."""
+    """Idle share of the window (per rank and device) at which the finding is raised; it is
+    a warning when the idle rows it claims (CPU work, other, queued boundary) reach this
+    share of the window, else an informational summary of the ledger."""
     critical_idle_pct: float = 40.0
-    """Idle share of the window at which the finding becomes critical."""
+    """Share of the window in the claimed rows at which the finding becomes critical."""
     top_gaps: int = 5
     """How many ops or frames of the claimed CPU work the evidence table lists."""
 
@@ -79,7 +81,6 @@ def _finding(
     idle_pct = float(worst["idle_pct"])
     idle_ns, span_ns = int(worst["idle_ns"]), int(worst["span_ns"])
     rank, device = int(worst["rank"]), int(worst["device"])
-    severity = Severity.CRITICAL if idle_pct >= cfg.critical_idle_pct else Severity.WARNING
     steps = ctx.tables.steps.filter(pl.col("rank") == rank).height
     rows = idle_ledger.by_cause(ctx).filter((pl.col("rank") == rank) & (pl.col("device") == device))
     profile = ctx.metric("workload", workload_profile)
@@ -118,6 +119,10 @@ def _finding(
     for r in rows.iter_rows(named=True):
         evidence[f"idle_{r['cause']}_pct"] = round(float(r["idle_pct"]), 1)
     evidence.update(idle_ledger.claim_evidence(ctx, CAUSES, scope_rank))
+    own = rows.filter(pl.col("cause").is_in(list(CAUSES)))
+    own_pct = float(own["window_pct"].sum()) if own.height else 0.0
+    evidence["idle_claimed_pct"] = round(own_pct, 2)
+    severity = _severity(own_pct, cfg)
     return Finding(
         rule_id=GpuIdle.id,
         severity=severity,
@@ -134,6 +139,15 @@ def _finding(
         impact_ns=int(evidence["idle_claimed_ns"]),
         table=_claimed_table(ctx, rank, device, cfg),
     )
+
+
+def _severity(own_pct: float, cfg: GpuIdleConfig) -> Severity:
+    """By the share of the window in the rows this finding claims (its own share): idle
+    that another finding explains raises that finding, not this one, which is then an
+    informational summary."""
+    if own_pct >= cfg.critical_idle_pct:
+        return Severity.CRITICAL
+    return Severity.WARNING if own_pct >= cfg.warning_idle_pct else Severity.INFO
 
 
 def _cause_words(row: dict[str, Any]) -> str:

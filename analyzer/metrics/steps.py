@@ -27,6 +27,8 @@ before profiling began. So:
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 
 from analyzer.context import AnalysisContext
@@ -328,3 +330,14 @@ def _waited(t: TraceTables, ops: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFr
 def step_metrics(ctx: AnalysisContext) -> pl.DataFrame:
     """`step_accounting`, computed once per analysis."""
     return ctx.metric("steps.accounting", step_accounting)
+
+
+def without_queued(t: TraceTables) -> TraceTables:
+    """``t`` with the kernels and memory operations queued before profiling left out, or
+    ``t`` itself when there are none. The roofline and the top-kernel tables call this: the
+    leftovers of an unprofiled warm-up are not the profiled workload."""
+    if queued_before_profiling(t).height == 0:
+        return t
+    return dataclasses.replace(
+        t, kernels=profiled_only(t, t.kernels), memops=profiled_only(t, t.memops)
+    )

@@ -13,6 +13,6 @@ SectionBuilder = Callable[[AnalysisContext, Path | None], Section | None]
 
 def registry() -> list[SectionBuilder]:
     """Roofline, then DCGM counters: each returns None when its inputs are absent."""
-    from analyzer.sections import counters, roofline
+    from analyzer.sections import counters, idle_ledger, roofline
 
-    return [roofline.build, counters.build]
+    return [roofline.build, counters.build, idle_ledger.build]
