@@ -2,10 +2,10 @@
 quiet on busy ones, claims only the ledger rows no other rule explains.
 
 Ground truth: the synthetic generator's own records (``truth()`` and its lists of GPU
-activities, runtime calls and CPU events, run through the plain-Python ledger in
-``raw_ledger``), and for the real tb_plugin ResNet-50 traces an independent re-computation
-from the raw JSON below (union of GPU intervals inside the steps window), plus the trace
-authors' statement that ``num_workers_0`` is input-pipeline bound and ``num_workers_4`` is not.
+activities, runtime calls and CPU events, run through the plain-Python ledger
+``scenarios_steps.builder_ledger``), and for the real tb_plugin ResNet-50 traces an
+independent re-computation from the raw JSON below (union of GPU intervals inside the
+steps window), plus the trace authors' statement that ``num_workers_0`` is input-pipeline bound and ``num_workers_4`` is not.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-import raw_ledger
+import scenarios_steps
 import synthetic
 from conftest import shared_trace
 
@@ -44,50 +44,6 @@ def idle30(
     return kineto.parse(path), builder.truth(), builder
 
 
-def _builder_ledger(b: synthetic.TraceBuilder) -> dict[str, int]:
-    """The ledger of a one-device builder trace from its own records (no Python stacks, one
-    thread): syncs, blocking copies, the DataLoader, launch gaps, CPU ops, other."""
-    busy = [(a.start_ns, a.end_ns) for a in b.gpu]
-    lo = b.steps[0].start_ns
-    hi = max(b.steps[-1].end_ns, max(e for _, e in busy))
-    gaps = raw_ledger.gaps(busy, lo, hi)
-    pageable = {a.correlation for a in b.gpu if a.kind == "memcpy" and "Pageable" in a.name}
-    item = [(e.start_ns, e.end_ns) for e in b.cpu_events if e.name == "aten::_local_scalar_dense"]
-
-    def in_item(s: int, e: int) -> bool:
-        return any(i0 <= s and e <= i1 for i0, i1 in item)
-
-    blocking = [
-        c
-        for c in b.runtime
-        if "Synchronize" in c.name
-        or c.name == "cudaMemcpy"
-        or (c.name == "cudaMemcpyAsync" and c.correlation in pageable)
-    ]
-    sync = [
-        (c.start_ns, c.end_ns)
-        for c in blocking
-        if "Synchronize" in c.name or in_item(c.start_ns, c.end_ns)
-    ]
-    copy = [
-        (c.start_ns, c.end_ns)
-        for c in blocking
-        if "Synchronize" not in c.name and not in_item(c.start_ns, c.end_ns)
-    ]
-    loader = [(e.start_ns, e.end_ns) for e in b.cpu_events if "DataLoader" in e.name]
-    ops = [(e.start_ns, e.end_ns) for e in b.cpu_events if not e.name.startswith("ProfilerStep")]
-    return raw_ledger.ledger(
-        gaps,
-        [
-            ("sync_wait", sync),
-            ("blocking_copy", copy),
-            ("dataloader", loader),
-            ("launch_overhead", []),
-            ("cpu_work", ops),
-        ],
-    )
-
-
 def test_fires_on_synthetic_idle_with_generator_truth(
     idle30: tuple[TraceTables, dict[str, Any], synthetic.TraceBuilder],
 ) -> None:
@@ -100,7 +56,7 @@ def test_fires_on_synthetic_idle_with_generator_truth(
     assert ev["busy_ns"] == window["busy_ns"]
     assert ev["idle_pct"] == pytest.approx(100.0 * window["idle_ns"] / window["span_ns"], abs=0.01)
     assert ev["steps"] == 5
-    expected = _builder_ledger(builder)
+    expected = scenarios_steps.builder_ledger(builder)
     assert sum(expected.values()) == window["idle_ns"]
     ledger = idle_ledger.by_cause(AnalysisContext(tables))
     assert dict(zip(ledger["cause"], ledger["idle_ns"], strict=True)) == expected
@@ -158,7 +114,7 @@ def _raw_idle(path: Path) -> tuple[int, int]:
         if lo <= launch.get(e["args"].get("correlation"), e["ts"]) < last_end
     ]
     hi = max(last_end, *ends)
-    busy = raw_ledger.merge(
+    busy = scenarios_steps.merge(
         [(max(e["ts"], lo), min(e["ts"] + e["dur"], hi)) for e in gpu if e["ts"] < hi]
     )
     busy_us = sum(e - s for s, e in busy if e > s)

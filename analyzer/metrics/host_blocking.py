@@ -110,7 +110,7 @@ def with_frames(ctx: AnalysisContext, calls: pl.DataFrame) -> pl.DataFrame:
     indexed = calls.select("rank", "pid", "tid", "start_ns").with_row_index("_i")
     for (rank, pid, tid), part in indexed.group_by(["rank", "pid", "tid"]):
         at = part.get_column("start_ns")
-        names = frames.frame_at(int(rank), int(pid), int(tid), at)  # type: ignore[call-overload]
+        names = frames.frame_at(int(rank), int(pid), int(tid), at)
         for i, name in zip(part.get_column("_i").to_list(), names, strict=True):
             out[i] = name
     return calls.with_columns(pl.Series("frame", out, dtype=pl.String))

@@ -186,7 +186,7 @@ def _ledger(ctx: AnalysisContext) -> pl.DataFrame:
     for (rank,), rank_gaps in gaps.sort("rank", "device", "start_ns").group_by(
         ["rank"], maintain_order=True
     ):
-        causes = _rank_causes(ctx, int(rank), rank_gaps)  # type: ignore[call-overload]
+        causes = _rank_causes(ctx, int(rank), rank_gaps)
         window = windows.filter(pl.col("rank") == rank)
         for (device,), dev_gaps in rank_gaps.group_by(["device"], maintain_order=True):
             boundary: int | None = None
@@ -195,8 +195,8 @@ def _ledger(ctx: AnalysisContext) -> pl.DataFrame:
                 boundary = int(hit.item(0, "first_launched_ns")) if hit.height else None
             parts.append(
                 _device_ledger(
-                    int(rank),  # type: ignore[call-overload]
-                    int(device),  # type: ignore[call-overload]
+                    int(rank),
+                    int(device),
                     dev_gaps,
                     window,
                     causes,
@@ -310,7 +310,7 @@ def _device_ledger(
     if boundary is not None:
         edges.append(pl.Series([boundary], dtype=pl.Int64))
     points = pl.concat([x.cast(pl.Int64) for x in edges]).unique().sort()
-    points = points.filter((points >= g_s.min()) & (points <= g_e.max()))  # type: ignore[operator]
+    points = points.filter((points >= g_s.min()) & (points <= g_e.max()))
     starts, ends = points.slice(0, points.len() - 1), points.slice(1)
     gap_idx = segments.lookup(g_s, g_e, starts)
     keep = gap_idx >= 0
@@ -347,12 +347,12 @@ def _device_ledger(
         ("cpu_work", columns["cpu_frame"], details["cpu_frame"]),
         ("cpu_work", columns["cpu_op"], details["cpu_op"]),
     ]
-    cause = pl.lit("other", dtype=pl.String)
-    detail = pl.lit(None, dtype=pl.String)
+    cause: pl.Expr = pl.lit("other", dtype=pl.String)
+    detail: pl.Expr = pl.lit(None, dtype=pl.String)
     for name, hit, label in reversed(order):
         cause = pl.when(pl.lit(hit)).then(pl.lit(name)).otherwise(cause)
-        lab = pl.lit(label) if label is not None else pl.lit(None, dtype=pl.String)
-        detail = pl.when(pl.lit(hit)).then(lab).otherwise(detail)
+        text = pl.lit(label) if label is not None else pl.lit(None, dtype=pl.String)
+        detail = pl.when(pl.lit(hit)).then(text).otherwise(detail)
     charged = frame.with_columns(cause.alias("cause"), detail.alias("detail"))
     return (
         charged.group_by("cause", "detail")

@@ -82,6 +82,6 @@ def _user_frames(ctx: AnalysisContext) -> FrameSegments:
         start = frame.get_column("start_ns")
         end = start + frame.get_column("dur_ns")
         labels = frame.get_column("name").replace_strict(label_of, return_dtype=pl.Int64)
-        key = (int(rank), int(pid), int(tid))  # type: ignore[call-overload]
+        key = (int(rank), int(pid), int(tid))
         threads[key] = segments.flatten(start, end, labels, "inner")
     return FrameSegments(threads, user.to_list())
