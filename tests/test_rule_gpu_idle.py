@@ -5,7 +5,8 @@ Ground truth: the synthetic generator's own records (``truth()`` and its lists o
 activities, runtime calls and CPU events, run through the plain-Python ledger
 ``scenarios_steps.builder_ledger``), and for the real tb_plugin ResNet-50 traces an
 independent re-computation from the raw JSON below (union of GPU intervals inside the
-steps window), plus the trace authors' statement that ``num_workers_0`` is input-pipeline bound and ``num_workers_4`` is not.
+steps window), plus the trace authors' statement that ``num_workers_0`` is
+input-pipeline bound and ``num_workers_4`` is not.
 """
 
 from __future__ import annotations

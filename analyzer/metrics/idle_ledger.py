@@ -5,8 +5,9 @@ the device's kernels and memory operations (`timeline.idle_gaps`). Each idle str
 the first cause, in this order, that holds during it:
 
 1. ``queued_boundary``: before the device's first GPU operation launched in the trace, on a
-   rank with work queued before profiling (`analyzer.metrics.steps`): the GPU finished
-   leftovers of an unprofiled step and waited for the profiled work to arrive.
+   rank with work queued before profiling (`analyzer.metrics.steps`) that was still running
+   inside the window: the GPU finished leftovers of an unprofiled step and waited for the
+   profiled work to arrive.
 2. ``sync_wait``: a CPU thread of the rank was inside a synchronization call
    (``cudaStreamSynchronize``...) or a ``.item()``-style read (`host_blocking`). Only the
    idle time *inside* the call counts; what follows the call is charged to what ran then.
@@ -181,7 +182,14 @@ def _ledger(ctx: AnalysisContext) -> pl.DataFrame:
         .group_by("rank", "device")
         .agg(pl.col("start_ns").min().alias("first_launched_ns"))
     )
-    queued = steps.queued_before_profiling(t).select("rank", "device")
+    # Queued work that was still running inside the window (ending earlier, it explains
+    # nothing about the window's idle time).
+    queued = (
+        steps.queued_before_profiling(t)
+        .join(windows, on="rank", how="inner")
+        .filter(pl.col("end_ns") > pl.col("window_start_ns"))
+        .select("rank", "device")
+    )
     parts: list[pl.DataFrame] = []
     for (rank,), rank_gaps in gaps.sort("rank", "device", "start_ns").group_by(
         ["rank"], maintain_order=True

@@ -19,6 +19,8 @@ MAX_DEVICE_TABLES = 4
 def build(ctx: AnalysisContext, out_dir: Path | None = None) -> Section | None:
     """The "Idle time by cause" section, or None for a trace without GPU idle time."""
     del out_dir  # no files
+    if ctx.tables.kernels.height + ctx.tables.memops.height == 0:
+        return None
     blocks: list[Block] = [*_queued_warning(ctx), *_basis(ctx)]
     rows = idle_ledger.by_cause(ctx)
     if rows.height:
@@ -100,7 +102,7 @@ def _queued_warning(ctx: AnalysisContext) -> list[Block]:
     return [
         Paragraph.of(
             Strong("Warning: GPU work queued before profiling."),
-            f" {fmt.count(ops)} of {fmt.count(total)} GPU operations ({fmt.ms(gpu_ns)} ms of "
+            f" {fmt.count(ops)} of {fmt.count(total)} GPU operations ({fmt.duration(gpu_ns)} of "
             f"GPU time, on {where}) have no launching call in the trace: they were queued "
             "before the profiler started (a warm-up step it did not record). They belong to "
             "no profiled step and are kept out of step times, the roofline and the "
