@@ -43,12 +43,17 @@ def _step_row(steps: pl.DataFrame) -> list[Cell]:
         if waited
         else ""
     )
+    own = (
+        f"; GPU time of the step's own work: busy {fmt.duration(busy)}, span "  # type: ignore[arg-type]
+        f"{fmt.duration(span)}{wait_note}"  # type: ignore[arg-type]
+        if int(steps["gpu_ops"].sum())
+        else ""
+    )
     return [
         "step time (median)",
         fmt.duration(d.median()),  # type: ignore[arg-type]
         f"CPU step time, p10 {fmt.duration(d.quantile(0.1))}, p90 "
-        f"{fmt.duration(d.quantile(0.9))}; GPU time of the step's own work: busy "
-        f"{fmt.duration(busy)}, span {fmt.duration(span)}{wait_note}; {scope}",  # type: ignore[arg-type]
+        f"{fmt.duration(d.quantile(0.9))}{own}; {scope}",
     ]
 
 
