@@ -201,9 +201,22 @@ def _recommendation(ctx: AnalysisContext, rows: pl.DataFrame, profile: WorkloadP
             "warmup=1, active=N)`) so that the window holds only profiled work."
         )
     stacks = pystacks.has_stacks(ctx)
+    where = "Python frame" if stacks else "CPU op"
+    brief = int(lead["brief_ns"] or 0) >= 0.5 * int(lead["idle_ns"])
+    if cause == "cpu_work" and detail and brief:
+        graphs = (
+            "CUDA/HIP graphs already run here: capture the eager regions left outside them"
+            if profile.uses_graphs
+            else "capture the step in CUDA/HIP graphs (`torch.compile(mode='reduce-overhead')`)"
+        )
+        return (
+            "The GPU waits between kernels while the CPU issues them: most of this idle time "
+            f"is in gaps under 1 ms inside the {where} `{detail}`, so Python and framework "
+            f"overhead between launches sets the pace. Cut host work per kernel: {graphs}, "
+            "fuse small ops with `torch.compile`, and give each kernel more work."
+        )
     if cause == "cpu_work" and detail:
         host = "between device steps" if not profile.is_training else "in the training step"
-        where = "Python frame" if stacks else "CPU op"
         return (
             f"The GPU waits for host-side work {host}, most of it in the {where} `{detail}`: "
             "move that work off the critical path (precompute it, run it on a background "

@@ -62,6 +62,9 @@ CAUSE_LABELS: Final = {
     "other": "other (nothing recorded on the main thread)",
 }
 LAUNCH_GAP_NS: Final = timeline.KERNEL_WAIT_THRESHOLD_NS
+#: Gaps under this are "brief": CPU work that interleaves with launches (dispatch-bound
+#: eager execution) rather than a block of host work between device steps.
+BRIEF_GAP_NS: Final = 1_000_000
 DATALOADER_PATTERN: Final = r"enumerate\(DataLoader\)|DataLoader.*__next__"
 COMM_PATTERN: Final = (
     r"^(c10d::|nccl:|gloo:|record_param_comms|ProcessGroup|torch\.distributed|"
@@ -72,7 +75,8 @@ COMM_PATTERN: Final = (
 def ledger(ctx: AnalysisContext) -> pl.DataFrame:
     """Per (rank, device, cause, detail): ``idle_ns``. Rows of a device sum to its idle time.
 
-    ``detail`` names what ran (op, Python frame or API; null when nothing is known).
+    ``detail`` names what ran (op, Python frame or API; null when nothing is known);
+    ``brief_ns`` is the part of ``idle_ns`` in gaps under 1 ms (`BRIEF_GAP_NS`).
     Computed once per analysis.
     """
     return ctx.metric("idle_ledger", lambda _t: _ledger(ctx))
@@ -97,6 +101,7 @@ def by_cause(ctx: AnalysisContext) -> pl.DataFrame:
                 "window_pct": pl.Float64,
                 "top_detail": pl.String,
                 "top_detail_ns": pl.Int64,
+                "brief_ns": pl.Int64,
             }
         )
     top = (
@@ -115,7 +120,7 @@ def by_cause(ctx: AnalysisContext) -> pl.DataFrame:
     order = {c: i for i, c in enumerate(CAUSES)}
     return (
         rows.group_by("rank", "device", "cause")
-        .agg(pl.col("idle_ns").sum())
+        .agg(pl.col("idle_ns").sum(), pl.col("brief_ns").sum())
         .join(windows.rename({"idle_ns": "_idle"}), on=["rank", "device"], how="left")
         .with_columns(
             pl.when(pl.col("_idle") > 0)
@@ -139,6 +144,7 @@ def by_cause(ctx: AnalysisContext) -> pl.DataFrame:
             "window_pct",
             "top_detail",
             "top_detail_ns",
+            "brief_ns",
         )
     )
 
@@ -165,6 +171,7 @@ _EMPTY = {
     "cause": pl.String,
     "detail": pl.String,
     "idle_ns": pl.Int64,
+    "brief_ns": pl.Int64,
 }
 
 
@@ -325,7 +332,9 @@ def _device_ledger(
     starts, ends, gap_idx = starts.filter(keep), ends.filter(keep), gap_idx.filter(keep)
     gap_len = (g_e - g_s).gather(gap_idx)
     interior = (g_s.gather(gap_idx) > w_start) & (g_e.gather(gap_idx) < w_end)
-    frame = pl.DataFrame({"start_ns": starts, "dur_ns": ends - starts})
+    frame = pl.DataFrame(
+        {"start_ns": starts, "dur_ns": ends - starts, "brief": gap_len < BRIEF_GAP_NS}
+    )
     columns: dict[str, pl.Series] = {}
     details: dict[str, pl.Series] = {}
     for name, ((s, e, lab), names) in causes.items():
@@ -364,13 +373,17 @@ def _device_ledger(
     charged = frame.with_columns(cause.alias("cause"), detail.alias("detail"))
     return (
         charged.group_by("cause", "detail")
-        .agg(pl.col("dur_ns").sum().alias("idle_ns"))
+        .agg(
+            pl.col("dur_ns").sum().alias("idle_ns"),
+            pl.col("dur_ns").filter("brief").sum().alias("brief_ns"),
+        )
         .select(
             pl.lit(rank, dtype=pl.Int32).alias("rank"),
             pl.lit(device, dtype=pl.Int32).alias("device"),
             "cause",
             "detail",
             "idle_ns",
+            "brief_ns",
         )
         .sort(["cause", "idle_ns"], descending=[False, True])
     )
