@@ -26,6 +26,7 @@ from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import steps as step_metrics
 from analyzer.metrics import timeline
+from analyzer.metrics.workload import workload_profile
 from rules.base import RuleConfig, register
 
 _STEP_PATTERN = r"^ProfilerStep#"
@@ -109,7 +110,10 @@ class StepVariance:
                     "slow_steps": ", ".join(str(s) for s in slow_steps),
                 },
                 recommendation=_recommendation(
-                    culprits, extra_ns if slow_outlier else 0, _period(slow_steps)
+                    culprits,
+                    extra_ns if slow_outlier else 0,
+                    _period(slow_steps),
+                    ctx.metric("workload", workload_profile).is_training,
                 ),
                 scope=Scope(
                     rank=rank,
@@ -329,20 +333,31 @@ def _period(slow_steps: list[int]) -> int | None:
     return gap if gap > 1 else None
 
 
-def _recommendation(culprits: _Culprits, extra_ns: int, period: int | None = None) -> str:
-    """Look for periodic work; name the ops that grew, or contention when none stands out."""
-    text = (
-        "Find the work that runs only on some steps (checkpoint saving, logging or metric "
-        "syncs every N steps, evaluation, Python garbage collection, dataloader worker "
-        "restarts) and move it off the training loop: save checkpoints asynchronously "
-        "(torch.distributed.checkpoint.async_save), log every N steps without .item() syncs, "
-        "and call gc.freeze() after setup or gc.collect() at fixed intervals."
-    )
+def _recommendation(
+    culprits: _Culprits, extra_ns: int, period: int | None = None, training: bool = False
+) -> str:
+    """Look for periodic work; name the ops that grew, or contention when none stands out.
+    Training vocabulary (checkpoints, gradient accumulation) only for a training trace."""
+    if training:
+        text = (
+            "Find the work that runs only on some steps (checkpoint saving, logging or metric "
+            "syncs every N steps, evaluation, Python garbage collection, dataloader worker "
+            "restarts) and move it off the training loop: save checkpoints asynchronously "
+            "(torch.distributed.checkpoint.async_save), log every N steps without .item() "
+            "syncs, and call gc.freeze() after setup or gc.collect() at fixed intervals."
+        )
+    else:
+        text = (
+            "Find the work that runs only on some steps (logging or metric syncs every N "
+            "steps, cache or batch reshaping, Python garbage collection, input workers "
+            "restarting) and move it off the step loop: log every N steps without .item() "
+            "syncs, and call gc.freeze() after setup or gc.collect() at fixed intervals."
+        )
     if period:
+        boundaries = "gradient-accumulation boundaries, " if training else ""
         text = (
             f"The slow steps recur every {period} steps: look first for work on that period "
-            "(logging, metrics, gradient-accumulation boundaries, alternating batch shapes). "
-            + text
+            f"(logging, metrics, {boundaries}alternating batch shapes). " + text
         )
     if not culprits.items:
         return text

@@ -27,6 +27,7 @@ from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import steps as step_metrics
 from analyzer.metrics import timeline
 from analyzer.metrics.collectives import normalize_collective
+from analyzer.metrics.workload import workload_profile
 from rules.base import register
 
 #: What the table compares across ranks, with the label it gets in the summary.
@@ -84,7 +85,8 @@ class Stragglers:
             return
         severity = Severity.CRITICAL if spread_pct >= cfg.critical_spread_pct else Severity.WARNING
         world = ctx.tables.meta.world_size
-        yield _finding(cfg, severity, ranks, step_ns, steps, wait_pct, step_pct, world)
+        training = ctx.metric("workload", workload_profile).is_training
+        yield _finding(cfg, severity, ranks, step_ns, steps, wait_pct, step_pct, world, training)
 
 
 def rank_table(ctx: AnalysisContext) -> pl.DataFrame:
@@ -195,6 +197,7 @@ def _finding(
     wait_pct: float,
     step_pct: float,
     world_size: int | None,
+    training: bool = False,
 ) -> Finding:
     """Name the slow rank and what differs on it, with the per-rank table."""
     by_wait = wait_pct >= step_pct
@@ -246,7 +249,7 @@ def _finding(
             "largest_difference": difference,
             "largest_difference_pct": round(diff_pct, 1),
         },
-        recommendation=_recommendation(difference, int(slow["rank"])),
+        recommendation=_recommendation(difference, int(slow["rank"]), training),
         scope=Scope(rank=int(slow["rank"])),
         impact_ns=max(wait_spread_ns, int(step_pct / 100.0 * step_ns * steps)),
         table=_table(ranks, int(slow["rank"]), cfg.top_ranks),
@@ -267,8 +270,10 @@ def _largest_difference(slow: dict[str, Any], others: pl.DataFrame) -> tuple[str
     return best, best_pct
 
 
-def _recommendation(difference: str, rank: int) -> str:
-    """What to look at on the slow rank, from the figure that differs most."""
+def _recommendation(difference: str, rank: int, training: bool = False) -> str:
+    """What to look at on the slow rank, from the figure that differs most (training words
+    such as checkpoint saving only for a training trace)."""
+    rank_zero = "evaluation, checkpoint saving" if training else "metrics, request bookkeeping"
     specific = {
         "GPU compute time": (
             "it does more GPU work: check load balance (uneven sequence lengths or batch "
@@ -277,7 +282,7 @@ def _recommendation(difference: str, rank: int) -> str:
         ),
         "kernel count": (
             "it runs a different number of kernels: look for rank-conditional code (logging, "
-            "evaluation, checkpointing on rank 0) inside the step"
+            f"{rank_zero} on rank 0) inside the step"
         ),
         "DataLoader time": (
             "its input pipeline is slower: give it more DataLoader workers or check its "
