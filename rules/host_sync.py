@@ -276,7 +276,11 @@ _COPY_OPS = r"aten::(to|_to_copy|copy_|cpu)"
 
 
 def _recommendation(sites: pl.DataFrame, profile: WorkloadProfile) -> str:
-    """Fix advice for the kinds of call sites present, most blocking first, naming them."""
+    """Fix advice for the kinds of call sites present, most blocking first, naming them;
+    sites blocking under 5% of the longest one's time get no advice of their own."""
+    longest = int(sites["total_ns"].max() or 0)  # type: ignore[arg-type]
+    top = sites.row(0, named=True)
+    sites = sites.filter(pl.col("total_ns") >= 0.05 * longest)
     ops = " ".join([*sites["op"].to_list(), *sites["under"].to_list()])
     loop = "training loop" if profile.is_training else "step loop"
     advice = []
@@ -302,7 +306,6 @@ def _recommendation(sites: pl.DataFrame, profile: WorkloadProfile) -> str:
         )
     if not advice:
         advice.append("move the synchronizing calls out of the step or defer them")
-    top = sites.row(0, named=True)
     return (
         f"Start with {_site_words(top)}. Remove or defer the blocking calls: "
         + "; ".join(advice)

@@ -171,3 +171,20 @@ def test_dataloader_scenario_matches_its_ground_truth(tmp_path: Path) -> None:
 def test_scenarios_with_a_fast_loader_are_silent(tmp_path: Path, scenario: str) -> None:
     built = synthetic.healthy() if scenario == "healthy" else synthetic.dataloader_stall(0.02)
     assert _run(built.write(tmp_path / "t.json.gz")) == []
+
+
+@needs_shared
+def test_hugging_face_pipeline_loader_is_preprocessing() -> None:
+    """TraceLens OWLv2 (inference, stacks recorded): the DataLoader is the pipeline's own,
+    its time is image resizing in scipy; the advice says preprocessing, names the frame and
+    uses no training words."""
+    findings = _run(
+        shared_trace("tracelens/mi300__google_owlv2-large-patch14-ensemble__1016001.json.gz")
+    )
+    (f,) = findings
+    assert f.severity is Severity.CRITICAL
+    assert f.evidence["top_frame"] == "scipy/ndimage/_interpolation.py(739): zoom"
+    assert "preprocessing" in f.recommendation and "zoom" in f.recommendation
+    assert "training" not in f.recommendation + f.summary + f.title
+    assert "with_stack" not in f.recommendation
+    assert f.evidence["idle_claimed_ns"] == f.evidence["gpu_idle_during_dataloader_ns"]

@@ -254,3 +254,31 @@ def test_containing_ops_agree_with_a_brute_force_search(
         else:
             expected.append(("(no CPU op: called directly)",) * 2)
     assert got == expected
+
+
+def test_real_rocm_pipeline_blocking_copies_are_ranked_with_their_frames() -> None:
+    """TraceLens OWLv2 on MI300X (stacks recorded): hipMemcpyWithStream copies block the
+    CPU; the longest-blocking site is named by its op and innermost user Python frame, and
+    the blocked time equals the raw calls' durations (one thread: no overlap)."""
+    import gzip
+
+    import msgspec
+
+    path = shared_trace("tracelens/mi300__google_owlv2-large-patch14-ensemble__1016001.json.gz")
+    (finding,) = _check(kineto.parse(path))
+    ev = finding.evidence
+    assert ev["blocking_memcpy_calls"] >= 60
+    assert ev["top_api"] == "hipMemcpyWithStream" and ev["top_op"] == "aten::copy_"
+    assert str(ev["top_frame"]).startswith("transformers/models/owlv2/modeling_owlv2.py")
+    assert finding.table is not None
+    blocked = [row[5] for row in finding.table.rows]
+    assert blocked == sorted(blocked, reverse=True)
+    calls = sync_calls(AnalysisContext(kineto.parse(path)))
+    raw = msgspec.json.decode(gzip.decompress(path.read_bytes()))["traceEvents"]
+    starts = {int(c) for c in calls["start_ns"].to_list()}
+    assert len(starts) == calls.height  # one call per start: the raw sum is comparable
+    assert ev["blocked_ns"] == int(calls["dur_ns"].sum())
+    names = {e.get("name") for e in raw if e.get("cat") == "cuda_runtime"}
+    assert "hipMemcpyWithStream" in names
+    assert "with_stack" not in finding.recommendation  # stacks are already in the trace
+    assert "torch.cuda.synchronize" not in finding.recommendation  # a 9 us harness sync
