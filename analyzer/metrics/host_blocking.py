@@ -145,17 +145,6 @@ def _blocking_copies(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame
     return linked.filter(~(small_htod | same_device).fill_null(False))
 
 
-def drained_by_call(tolerance_ns: int) -> pl.Expr:
-    """Whether a GPU gap (``gap_start_ns``, ``gap_end_ns``) was opened by a blocking call
-    (``start_ns``, ``end_ns``): the GPU ran out of work while the call blocked (or up to
-    ``tolerance_ns`` before it began) and was still idle when the call returned."""
-    return (
-        (pl.col("gap_start_ns") >= pl.col("start_ns") - tolerance_ns)
-        & (pl.col("gap_start_ns") <= pl.col("end_ns"))
-        & (pl.col("gap_end_ns") > pl.col("end_ns"))
-    )
-
-
 def with_containing_ops(ctx: AnalysisContext, calls: pl.DataFrame) -> pl.DataFrame:
     """Add ``op`` (innermost CPU op containing each call on its thread) and ``under``.
 
