@@ -21,7 +21,8 @@ from parsers.errors import AnalyzerError
 
 def _real_traces() -> list[Path]:
     """Every Kineto (.json / .json.gz) and Nsight (.sqlite) file under ../shared/traces,
-    less the non-trace JSON (execution details, tb_plugin's GPU-metrics fixtures)."""
+    less the non-trace JSON (execution details, tb_plugin's GPU-metrics fixtures), and one
+    multi-rank directory."""
     if not TRACES.is_dir():
         return []
     found = [
@@ -33,7 +34,8 @@ def _real_traces() -> list[Path]:
         and "execution_details" not in p.name
         and "gpu_metrics" not in p.name
     ]
-    return found
+    multi_rank = TRACES / "hta" / "trace_filter"  # two ranks of a 128-rank job, as one trace
+    return [*found, multi_rank] if multi_rank.is_dir() else found
 
 
 TRACE_FILES = _real_traces()
