@@ -31,6 +31,13 @@ def flatten(
     """
     frame = pl.DataFrame({"s": starts, "e": ends, "l": labels}).filter(pl.col("e") > pl.col("s"))
     frame = frame.sort(["s", "e"], descending=[False, True])
+    if keep == "outer":
+        return _outermost(frame)
+    return _sweep(frame, keep)
+
+
+def _sweep(frame: pl.DataFrame, keep: Literal["inner", "outer"]) -> Segments:
+    """The general `flatten`: a sweep with a stack of open intervals."""
     out_s: list[int] = []
     out_e: list[int] = []
     out_l: list[int] = []
@@ -64,6 +71,26 @@ def flatten(
         stack.append((e, lab))
     close_until(None)
     return _i64(out_s, "start_ns"), _i64(out_e, "end_ns"), _i64(out_l, "label")
+
+
+def _outermost(frame: pl.DataFrame) -> Segments:
+    """`flatten` with ``keep="outer"``: in (start, longest first) order, an interval is
+    outermost when it starts at or after every earlier one's end. When every other interval
+    ends inside what came before it (proper nesting, as one thread's ops are), the outermost
+    intervals are the answer; otherwise the general sweep runs."""
+    reach = pl.col("e").cum_max().shift(1)
+    flags = frame.with_columns(
+        (pl.col("s") >= reach).fill_null(True).alias("_top"),
+        (pl.col("e") <= reach).fill_null(False).alias("_inside"),
+    )
+    if not (flags.get_column("_top") | flags.get_column("_inside")).all():
+        return _sweep(frame, "outer")  # an interval overhangs its parent: the general sweep
+    top = flags.filter("_top")  # properly nested: the outermost intervals, disjoint
+    return (
+        top.get_column("s").rename("start_ns"),
+        top.get_column("e").rename("end_ns"),
+        top.get_column("l").rename("label"),
+    )
 
 
 def lookup(seg_starts: pl.Series, seg_ends: pl.Series, at: pl.Series) -> pl.Series:
