@@ -1,7 +1,9 @@
 """`cold-start`: the first profiled step is much slower than the steady state.
 
-Step times are tb_plugin's device-aware ones (see `analyzer.metrics.timeline.step_times`), so a
-host that runs ahead of the GPU does not make later steps look faster than the first.
+Step times are each step's own (`analyzer.metrics.steps`: the longer of its CPU time net
+of waiting on work it did not launch and the GPU busy time of the work it launched), so a
+first step that only waits for work queued before profiling, or a GPU catching up with a
+host that runs ahead, is not a cold start: the first step must be slower *in its own work*.
 A first step that pays for one-time work (cuDNN autotuning with ``benchmark=True``,
 ``torch.compile`` compilation, CUDA context and allocator growth, lazy module init) inflates
 every average taken over the profiled steps. The rule compares the first profiled step of
@@ -19,7 +21,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import timeline
+from analyzer.metrics import steps as step_metrics
 from rules.base import RuleConfig, register
 
 _MAX_TABLE_ROWS = 10
@@ -52,7 +54,7 @@ class ColdStart:
 
     def check(self, ctx: AnalysisContext, cfg: ColdStartConfig) -> Iterable[Finding]:
         """One finding for the rank whose first step exceeds its median the most."""
-        stats = ctx.metric("timeline.step_times", timeline.step_times)
+        stats = step_metrics.step_metrics(ctx).with_columns(pl.col("step_ns").alias("dur_ns"))
         per_rank = _first_vs_median(stats, cfg.min_steps)
         over = per_rank.filter(
             (pl.col("ratio") >= cfg.warning_ratio)

@@ -1,11 +1,14 @@
-"""`dataloader-stall`: the training loop waits on the input pipeline.
+"""`dataloader-stall`: the step loop waits on the input pipeline (or, in a Hugging Face
+pipeline, on the host-side preprocessing its DataLoader runs).
 
 The share is tb_plugin's: time inside ``enumerate(DataLoader)...__next__`` annotations within
-each profiled step, over the step's wall time (tb_plugin's device-aware step time, see
-`analyzer.metrics.timeline.step_times`); tb_plugin's 5% recommendation threshold is the default.
-Waiting on the loader only costs time when the GPU has nothing queued, so the finding also
-says how much of the loader time the GPU sat idle: a loader that runs while the GPU is still
-busy with the previous step is hidden, and the finding drops to info.
+each profiled step's CPU range, over the CPU step time (`analyzer.metrics.steps`); tb_plugin's
+5% recommendation threshold is the default. Waiting on the loader only costs time when the
+GPU has nothing queued: the GPU idle time during the loader is the idle ledger's
+``dataloader`` row (`analyzer.metrics.idle_ledger`), which this finding claims. A loader that
+runs while the GPU is still busy is hidden, and the finding drops to info. When the trace
+has Python stacks, the innermost user frame inside the loader is named (image resizing,
+video decoding, tokenization).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import timeline
+from analyzer.metrics import idle_ledger, pystacks, timeline
+from analyzer.metrics.workload import WorkloadProfile, workload_profile
 from rules.base import RuleConfig, register
 
 _LOADER_PATTERN = r"^enumerate\(DataLoader\)"
@@ -44,7 +48,7 @@ class DataloaderStall:
     """DataLoader ``__next__`` time over a share of step time."""
 
     id: ClassVar[str] = "dataloader-stall"
-    title: ClassVar[str] = "Training steps wait on the DataLoader"
+    title: ClassVar[str] = "Steps wait on the DataLoader"
     description: ClassVar[str] = (
         "Time spent in `enumerate(DataLoader)...__next__` as a share of the profiled steps' "
         "wall time (tb_plugin's definition), with the part of it during which the GPU was idle."
@@ -54,7 +58,7 @@ class DataloaderStall:
 
     def check(self, ctx: AnalysisContext, cfg: DataloaderStallConfig) -> Iterable[Finding]:
         """One finding for the worst rank when its DataLoader share is over the threshold."""
-        stats = ctx.metric("timeline.step_times", timeline.step_times)
+        stats = ctx.metric("timeline.step_stats", timeline.step_stats)
         if stats.height == 0 or int(stats["dataloader_ns"].sum()) == 0:
             return []
         per_rank = _per_rank(stats)
@@ -64,17 +68,19 @@ class DataloaderStall:
             return []
         rank = int(worst["rank"])
         loader_ns = int(worst["dataloader_ns"])
-        idle_ns = _gpu_idle_during_loader(ctx, rank)
-        idle_pct = 100.0 * idle_ns / loader_ns if loader_ns else 0.0
+        idle_ns = idle_ledger.claimed(ctx, ("dataloader",), rank)
+        idle_pct = min(100.0 * idle_ns / loader_ns, 100.0) if loader_ns else 0.0
         severity = _severity(share_pct, 100.0 - idle_pct, cfg)
         steps = stats.filter(pl.col("rank") == rank)
         iterator = _iterator_name(ctx, rank)
+        profile = ctx.metric("workload", workload_profile)
+        frame = _top_frame(ctx, rank)
         return [
             Finding(
                 rule_id=self.id,
                 severity=severity,
                 title=self.title,
-                summary=_summary(worst, idle_pct, len(per_rank), severity),
+                summary=_summary(worst, idle_pct, len(per_rank), severity, frame),
                 evidence={
                     "dataloader_share_pct": round(share_pct, 2),
                     "dataloader_ns": loader_ns,
@@ -88,8 +94,10 @@ class DataloaderStall:
                         (per_rank["share_pct"] > cfg.warning_share_pct).sum()
                     ),
                     "iterator": iterator,
+                    "top_frame": frame or "",
+                    **idle_ledger.claim_evidence(ctx, ("dataloader",), rank),
                 },
-                recommendation=_recommendation(iterator),
+                recommendation=_recommendation(ctx, iterator, profile, frame),
                 scope=Scope(
                     rank=rank,
                     start_ns=int(steps["start_ns"].min()),  # type: ignore[arg-type]
@@ -119,51 +127,6 @@ def _per_rank(stats: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _loader_intervals(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
-    """The rank's DataLoader annotations inside its profiled steps, merged."""
-    steps = ctx.tables.steps.filter(pl.col("rank") == rank)
-    first, last = steps["start_ns"].min(), steps["end_ns"].max()
-    ops = ctx.tables.ops.filter(
-        (pl.col("rank") == rank)
-        & pl.col("name").cast(pl.String).str.contains(_LOADER_PATTERN)
-        & (pl.col("start_ns") < last)
-        & (pl.col("start_ns") + pl.col("dur_ns") > first)
-    ).select(
-        pl.max_horizontal("start_ns", pl.lit(first)).alias("start_ns"),
-        pl.min_horizontal(pl.col("start_ns") + pl.col("dur_ns"), pl.lit(last)).alias("end_ns"),
-    )
-    return timeline.merge_intervals(ops, [])
-
-
-def _gpu_idle_during_loader(ctx: AnalysisContext, rank: int) -> int:
-    """Nanoseconds of DataLoader time during which no GPU event of the rank ran."""
-    loader = _loader_intervals(ctx, rank)
-    total = int((loader["end_ns"] - loader["start_ns"]).sum()) if loader.height else 0
-    events = ctx.metric("timeline.gpu_intervals", timeline.gpu_intervals).filter(
-        pl.col("rank") == rank
-    )
-    if total == 0 or events.height == 0:
-        return total
-    busy = timeline.merge_intervals(events, []).rename(
-        {"start_ns": "start_ns_gpu", "end_ns": "end_ns_gpu"}
-    )
-    overlap = (  # an inequality join pairs only overlapping intervals (no loader x GPU grid)
-        loader.join_where(
-            busy,
-            pl.col("start_ns_gpu") < pl.col("end_ns"),
-            pl.col("end_ns_gpu") > pl.col("start_ns"),
-        )
-        .select(
-            (
-                pl.min_horizontal("end_ns", "end_ns_gpu")
-                - pl.max_horizontal("start_ns", "start_ns_gpu")
-            ).sum()
-        )
-        .item()
-    )
-    return total - int(overlap or 0)
-
-
 def _iterator_name(ctx: AnalysisContext, rank: int) -> str:
     """The DataLoader iterator class as the annotation names it (tells num_workers=0 apart)."""
     names = (
@@ -188,7 +151,22 @@ def _severity(share_pct: float, busy_pct: float, cfg: DataloaderStallConfig) -> 
     return Severity.CRITICAL if share_pct > cfg.critical_share_pct else Severity.WARNING
 
 
-def _summary(worst: dict[str, Any], idle_pct: float, ranks: int, severity: Severity) -> str:
+def _top_frame(ctx: AnalysisContext, rank: int) -> str | None:
+    """The user Python frame holding most of the GPU idle time inside the loader."""
+    if not pystacks.has_stacks(ctx):
+        return None
+    rows = idle_ledger.by_cause(ctx).filter(
+        (pl.col("rank") == rank) & (pl.col("cause") == "dataloader")
+    )
+    if rows.height == 0:
+        return None
+    top = rows.sort("idle_ns", descending=True).item(0, "top_detail")
+    return str(top) if top and not str(top).startswith("enumerate(DataLoader)") else None
+
+
+def _summary(
+    worst: dict[str, Any], idle_pct: float, ranks: int, severity: Severity, frame: str | None
+) -> str:
     """One sentence with the share, the time per step and whether the GPU waited."""
     steps = max(int(str(worst["steps"])), 1)
     per_step_ms = int(str(worst["dataloader_ns"])) / steps / 1e6
@@ -199,24 +177,44 @@ def _summary(worst: dict[str, Any], idle_pct: float, ranks: int, severity: Sever
         if severity is Severity.INFO
         else "and the GPU sat idle"
     )
+    inside = f" Most of it runs in `{frame}`." if frame else ""
     return (
         f"Fetching the next batch takes {float(str(worst['share_pct'])):.1f}% of step time"
         f"{where} ({per_step_ms:.1f} ms of a {step_ms:.1f} ms step on average), "
-        f"{tail} for {idle_pct:.0f}% of it."
+        f"{tail} for {idle_pct:.0f}% of it.{inside}"
     )
 
 
-def _recommendation(iterator: str) -> str:
-    """The fix, specific to a single-process loader when that is what ran."""
+def _recommendation(
+    ctx: AnalysisContext, iterator: str, profile: WorkloadProfile, frame: str | None
+) -> str:
+    """The fix, specific to a single-process loader when that is what ran; for an inference
+    pipeline the loader is its preprocessing, named by its Python frame."""
+    if not profile.is_training and _is_hf_pipeline(ctx):
+        where = f" (`{frame}`)" if frame else ""
+        return (
+            "This DataLoader is the Hugging Face pipeline's own: the wait is host-side "
+            f"preprocessing between device steps{where}, not a num_workers setting you "
+            "chose. Make the preprocessing cheaper (a fast image processor, `use_fast=True`; "
+            "resize on the GPU; decode at the target size), pass `num_workers` / "
+            "`batch_size` to the pipeline call so it overlaps with the device, or "
+            "preprocess the inputs ahead of time."
+        )
     common = (
         "set pin_memory=True with non_blocking=True copies, persistent_workers=True and "
         "prefetch_factor >= 2; if the wait persists, profile the dataset's __getitem__ "
         "(decoding, augmentation) and move that work to the GPU (e.g. NVIDIA DALI) or to "
         "offline preprocessing."
     )
+    if frame:
+        common = common.replace(
+            "profile the dataset's __getitem__ (decoding, augmentation)",
+            f"speed up `{frame}` (where the loader spends its time)",
+        )
+    process = "training process" if profile.is_training else "main process"
     if iterator == _SINGLE_PROCESS:
         return (
-            "The DataLoader runs in the training process (num_workers=0): give it worker "
+            f"The DataLoader runs in the {process} (num_workers=0): give it worker "
             "processes (num_workers of about the CPU cores per GPU, e.g. 4-8), and " + common
         )
     return "Raise DataLoader num_workers until the wait disappears, and " + common
@@ -236,4 +234,15 @@ def _table(steps: pl.DataFrame) -> EvidenceTable:
     return EvidenceTable(
         columns=["step", "step time (ms)", "DataLoader (ms)", "DataLoader share (%)"],
         rows=rows,
+    )
+
+
+def _is_hf_pipeline(ctx: AnalysisContext) -> bool:
+    """Whether the Python stacks show a Hugging Face pipeline driving the loop."""
+    if not pystacks.has_stacks(ctx):
+        return False
+    return bool(
+        ctx.tables.ops.filter(pl.col("kind") == "python_function")
+        .select(timeline.table_name_matches(ctx.tables, "ops", r"^transformers/pipelines/").any())
+        .item()
     )

@@ -7,10 +7,14 @@ the correlation id: each call counts once (one ``cudaGraphLaunch`` for many kern
 once), calls overlapping on several threads count once (the union of their intervals), and
 calls over ``max_launch_us`` (lazy module loads) are left out.
 
-When most kernels are short, the GPU's busy time (union of kernel intervals) is below the
-launch cost, and launching takes a visible share of the window, the CPU's launch rate
-bounds the GPU: it cannot be kept fed however fast the kernels get. The time at stake is
-the launch cost in excess of the busy time; severity follows its share of the window.
+The time at stake is the idle ledger's ``launch_overhead`` row
+(`analyzer.metrics.idle_ledger`): idle gaps shorter than 30 us between back-to-back GPU
+operations, which this finding claims and its severity follows (warning at
+``warning_gap_pct`` of the window, critical at ``critical_gap_pct``). It also fires, as
+info, on the older signal alone: most kernels are short and the GPU's busy time is below
+the launch cost. CUDA/HIP graphs are recommended only when the trace shows none in use
+(`analyzer.metrics.workload`); when graphs already run, the advice is about the eager
+regions left outside them.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import timeline
+from analyzer.metrics import idle_ledger, timeline
+from analyzer.metrics.workload import WorkloadProfile, workload_profile
 from rules.base import register
+
+CAUSES = ("launch_overhead",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,11 @@ class LaunchBoundConfig:
     max_launch_us: float = 1_000.0
     """Launch calls longer than this are left out of the launch cost: they are lazy module
     loading or allocator stalls on first use, not per-launch overhead."""
+    warning_gap_pct: float = 5.0
+    """Idle time in gaps under 30 us between GPU operations (the ledger's launch_overhead
+    row), as a share of the window, that raises a warning."""
+    critical_gap_pct: float = 25.0
+    """Share of the window in such gaps at which the finding becomes critical."""
     top_kernels: int = 6
     """How many short kernels (by count) the evidence table lists."""
 
@@ -67,19 +79,31 @@ class LaunchBound:
     Config: ClassVar[type[LaunchBoundConfig]] = LaunchBoundConfig
 
     def check(self, ctx: AnalysisContext, cfg: LaunchBoundConfig) -> Iterable[Finding]:
-        """One finding for the device with the lowest busy-to-launch ratio, when it fires."""
-        stats = launch_stats(ctx, cfg)
-        firing = stats.filter(
+        """One finding for the device with the most launch-overhead idle, when it fires."""
+        stats = launch_stats(ctx, cfg).join(_gap_shares(ctx), on=["rank", "device"], how="left")
+        stats = stats.with_columns(pl.col("gap_ns").fill_null(0), pl.col("gap_pct").fill_null(0.0))
+        old_signal = (
             (pl.col("kernels") >= cfg.min_kernels)
             & (pl.col("short_pct") >= cfg.min_short_kernel_pct)
             & (pl.col("launch_ns") > 0)
             & (pl.col("busy_to_launch") < cfg.warning_busy_to_launch)
             & (pl.col("launch_share_pct") >= cfg.min_launch_share_pct)
-        )
+        ).fill_null(False)
+        firing = stats.filter(old_signal | (pl.col("gap_pct") >= cfg.warning_gap_pct))
         if firing.height == 0:
             return
-        worst = firing.sort(["busy_to_launch", "rank"]).row(0, named=True)
-        yield _finding(ctx, cfg, worst, firing.height)
+        worst = firing.sort(["gap_ns", "rank"], descending=[True, False]).row(0, named=True)
+        profile = ctx.metric("workload", workload_profile)
+        yield _finding(ctx, cfg, worst, firing.height, profile)
+
+
+def _gap_shares(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per (rank, device): the ledger's launch_overhead idle (gap_ns) and its share of the
+    window (gap_pct)."""
+    rows = idle_ledger.by_cause(ctx).filter(pl.col("cause") == "launch_overhead")
+    return rows.select(
+        "rank", "device", pl.col("idle_ns").alias("gap_ns"), pl.col("window_pct").alias("gap_pct")
+    )
 
 
 def launch_stats(ctx: AnalysisContext, cfg: LaunchBoundConfig) -> pl.DataFrame:
@@ -182,23 +206,34 @@ def _launch_calls(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.DataFrame:
 
 
 def _finding(
-    ctx: AnalysisContext, cfg: LaunchBoundConfig, row: dict[str, Any], devices: int
+    ctx: AnalysisContext,
+    cfg: LaunchBoundConfig,
+    row: dict[str, Any],
+    devices: int,
+    profile: WorkloadProfile,
 ) -> Finding:
     """The finding for one device: counts, medians, launch cost against busy time."""
     rank, device = int(row["rank"]), int(row["device"])
     kernels, short = int(row["kernels"]), int(row["short_kernels"])
     launch_ns, busy_ns = int(row["launch_ns"]), int(row["busy_ns"])
-    ratio = float(row["busy_to_launch"])
+    ratio = float(row["busy_to_launch"] or 0.0)
     span_ns = max(int(row["window_end_ns"]) - int(row["window_start_ns"]), 1)
     excess_pct = 100.0 * max(launch_ns - busy_ns, 0) / span_ns
-    severity = Severity.CRITICAL if excess_pct >= cfg.critical_excess_pct else Severity.WARNING
+    gap_ns, gap_pct = int(row["gap_ns"]), float(row["gap_pct"])
+    if gap_pct < cfg.warning_gap_pct:
+        severity = Severity.INFO
+    elif gap_pct >= cfg.critical_gap_pct:
+        severity = Severity.CRITICAL
+    else:
+        severity = Severity.WARNING
     median_us = float(row["median_kernel_ns"]) / 1e3
     summary = (
-        f"Rank {rank} device {device} runs {kernels} kernels with a median of "
-        f"{median_us:.1f} us ({float(row['short_pct']):.0f}% under {cfg.short_kernel_us:g} us); "
-        f"the GPU is busy {busy_ns / 1e6:.2f} ms while the CPU spends "
-        f"{launch_ns / 1e6:.2f} ms ({float(row['launch_share_pct']):.0f}% of the window) in "
-        f"{int(row['launches'])} launch calls, so launches set the pace."
+        f"Rank {rank} device {device} sits idle {gap_ns / 1e6:.2f} ms ({gap_pct:.1f}% of the "
+        f"window) in gaps under 30 us between back-to-back GPU operations (launch overhead); "
+        f"it runs {kernels} kernels with a median of {median_us:.1f} us "
+        f"({float(row['short_pct']):.0f}% under {cfg.short_kernel_us:g} us), busy "
+        f"{busy_ns / 1e6:.2f} ms while the CPU spends {launch_ns / 1e6:.2f} ms in "
+        f"{int(row['launches'])} launch calls."
     )
     return Finding(
         rule_id=LaunchBound.id,
@@ -220,20 +255,17 @@ def _finding(
             "launch_share_pct": round(float(row["launch_share_pct"]), 1),
             "excess_launch_pct": round(excess_pct, 1),
             "devices_launch_bound": devices,
+            "graph_launches": profile.graph_launches,
+            **idle_ledger.claim_evidence(ctx, CAUSES, rank),
         },
-        recommendation=(
-            "Cut the number of launches: capture the step in a CUDA graph "
-            "(`torch.compile(mode='reduce-overhead')` or `torch.cuda.CUDAGraph`), fuse "
-            "elementwise chains with `torch.compile`, use foreach/fused optimizers, and give "
-            "each kernel more work (larger batch, fewer tiny ops in Python loops)."
-        ),
+        recommendation=_recommendation(profile),
         scope=Scope(
             rank=rank,
             device=device,
             start_ns=int(row["window_start_ns"]),
             end_ns=int(row["window_end_ns"]),
         ),
-        impact_ns=max(launch_ns - busy_ns, 0),
+        impact_ns=gap_ns,
         table=_table(ctx, rank, device, cfg),
     )
 
@@ -265,3 +297,22 @@ def _table(ctx: AnalysisContext, rank: int, device: int, cfg: LaunchBoundConfig)
         for r in top.iter_rows(named=True)
     ]
     return EvidenceTable(columns=["kernel", "calls", "median us", "total ms"], rows=rows)
+
+
+def _recommendation(profile: WorkloadProfile) -> str:
+    """Fewer launches: graphs when none run yet, otherwise the eager regions left over."""
+    fused = ", use foreach/fused optimizers" if profile.is_training else ""
+    more_work = "larger batch" if profile.is_training else "batch more requests per step"
+    if profile.uses_graphs:
+        return (
+            f"CUDA/HIP graphs already run here ({profile.graph_launches} graph launches): the "
+            "remaining short gaps come from eager regions outside the captured graphs; "
+            "capture those regions too (or compile them with `torch.compile`), fuse "
+            f"elementwise chains{fused}, and give each kernel more work ({more_work})."
+        )
+    return (
+        "Cut the number of launches: capture the step in a CUDA/HIP graph "
+        "(`torch.compile(mode='reduce-overhead')` or `torch.cuda.CUDAGraph`), fuse "
+        f"elementwise chains with `torch.compile`{fused}, and give each kernel more work "
+        f"({more_work}, fewer tiny ops in Python loops)."
+    )

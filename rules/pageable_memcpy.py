@@ -6,11 +6,11 @@ copy is done), and the copy cannot overlap compute. These are the copies of Nsig
 ``cuda_memcpy_async`` rule ("asynchronous memcpy with pageable memory"), extended to the
 non-async calls as well: every memory operation whose source or destination is pageable.
 
-Severity: info for any such copy (as Nsight lists them all), warning when their GPU copy
-time reaches a share of the window, critical at a larger share. The CPU time of the
-launching calls is reported but not counted as the cost: a device-to-host copy into pageable
-memory blocks until the GPU has finished all earlier work, so that time is mostly waiting
-(a host sync, see host-sync), not the price of pageable memory.
+Severity follows the time the CPU was blocked in the launching calls, as a share of the
+window (info for any such copy, as Nsight lists them all): a pageable copy is synchronous,
+so five 704-byte copies that each froze the main thread for 140 ms are critical however
+short their GPU time. The GPU idle time during those calls is the idle ledger's
+``blocking_copy`` row, which host-sync claims; this finding cites it without claiming it.
 """
 
 from __future__ import annotations
@@ -23,21 +23,19 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import timeline
-from analyzer.metrics.roofline import OpTree
-from rules._common import copies_with_callers
+from analyzer.metrics.host_blocking import copies_with_callers, rank_windows
 from rules.base import register
-from rules.host_sync import rank_windows
 
 
 @dataclass(frozen=True, slots=True)
 class PageableMemcpyConfig:
     """Thresholds of pageable-memcpy."""
 
-    warning_time_pct: float = 1.0
-    """GPU time of pageable copies, as a share of the window, that raises a warning."""
-    critical_time_pct: float = 10.0
-    """Share of the window at which the finding becomes critical."""
+    warning_time_pct: float = 5.0
+    """CPU time blocked in the pageable copies' calls, as a share of the window, that
+    raises a warning."""
+    critical_time_pct: float = 25.0
+    """Blocked share of the window at which the finding becomes critical."""
     top_rows: int = 6
     """How many (direction, launching op) rows the evidence table lists."""
 
@@ -97,61 +95,6 @@ def pageable_copies(ctx: AnalysisContext) -> pl.DataFrame:
     )
 
 
-_STEP = r"^ProfilerStep#"
-
-
-def issuing_ops(ctx: AnalysisContext, keys: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per (rank, external_id): the CPU op that issued GPU work, and where it was called.
-
-    ``op`` is the innermost op carrying the external id (``aten::copy_``; the first in table
-    order among equally deep ones); ``under`` is its outermost ancestor below the
-    ``ProfilerStep#N`` annotation (``aten::to``, ``Optimizer.step#SGD.step``,
-    ``## forward ##``), found by following ``parent`` links. ``keys`` (rank, external_id)
-    limits the walk to the GPU work asked about.
-    """
-    ops = ctx.tables.ops.select("rank", "op_id", "parent", "depth", "external_id", "name")
-    launching = ops.filter(pl.col("external_id").is_not_null())
-    if keys is not None:
-        launching = _with_keys(launching, keys.select("rank", "external_id"))
-    inner = (
-        launching.sort("depth", descending=True, maintain_order=True)
-        .group_by("rank", "external_id", maintain_order=True)
-        .agg(pl.col("name").first().cast(pl.String).alias("op"), pl.col("op_id").first())
-    )
-    if inner.height == 0:
-        return inner.select("rank", "external_id", "op", pl.col("op").alias("under"))
-    is_step = timeline.table_name_matches(ctx.tables, "ops", _STEP)
-    tree = OpTree.of(ops.select("op_id", "parent", "name", is_step.alias("step")))
-    max_depth = int(ops.select(pl.col("depth").max()).item() or 0)
-    top = _outermost_below_step(tree, inner["op_id"], max_depth)
-    under = tree.lookup(top, "name").cast(pl.String).alias("under")
-    return inner.with_columns(under).select("rank", "external_id", "op", "under")
-
-
-def _with_keys(ops: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
-    """The rows of ``ops`` whose (rank, external_id) is among ``keys``, in table order: a
-    set lookup on the id alone when both hold one rank."""
-    if timeline.one_value(ops.get_column("rank"), keys.get_column("rank")):
-        wanted = keys.get_column("external_id").unique().implode()
-        return ops.filter(pl.col("external_id").is_in(wanted))
-    return ops.join(keys.unique(), on=["rank", "external_id"], how="semi", maintain_order="left")
-
-
-def _outermost_below_step(tree: OpTree, op_ids: pl.Series, max_depth: int) -> pl.Series:
-    """Each op's outermost ancestor-or-self reached without entering a step annotation:
-    climb while the op is not a step and its parent is a known op that is not a step."""
-    current = op_ids
-    for _ in range(max_depth + 1):
-        up = pl.select(pl.when(~tree.lookup(current, "step")).then(tree.lookup(current, "parent")))
-        parent = up.to_series()
-        climb = (~tree.lookup(parent, "step")).fill_null(False)
-        moved = pl.select(pl.when(climb).then(parent).otherwise(current)).to_series()
-        if moved.equals(current):
-            break
-        current = moved
-    return current
-
-
 def _per_rank(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame:
     """Per rank: count, bytes, GPU time, CPU call time, cost (GPU time) and its share."""
     windows = rank_windows(ctx).select(
@@ -165,7 +108,7 @@ def _per_rank(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame:
     )
     return (
         per_rank.join(windows, on="rank", how="left")
-        .with_columns(pl.col("gpu_ns").alias("cost_ns"))
+        .with_columns(pl.col("api_ns").fill_null(0).alias("cost_ns"))
         .with_columns(
             pl.when(pl.col("window_ns") > 0)
             .then(100.0 * pl.col("cost_ns") / pl.col("window_ns"))
@@ -192,8 +135,9 @@ def _finding(
     directions = sorted(set(copies["kind"].drop_nulls().to_list()))
     summary = (
         f"Rank {rank} makes {n} {'/'.join(directions) or 'host-device'} copies from or to "
-        f"pageable host memory ({_human_bytes(total_bytes)}), {gpu_ns / 1e6:.2f} ms of "
-        f"GPU copy time ({cost_pct:.2f}% of the window) that cannot overlap compute."
+        f"pageable host memory ({_human_bytes(total_bytes)}) that blocked the CPU "
+        f"{api_ns / 1e6:.2f} ms ({cost_pct:.2f}% of the window); their own GPU copy time is "
+        f"{gpu_ns / 1e6:.2f} ms."
     )
     return Finding(
         rule_id=PageableMemcpy.id,
@@ -206,8 +150,10 @@ def _finding(
             "bytes": total_bytes,
             "median_copy_bytes": int(copies.select(pl.col("bytes").median()).item()),
             "gpu_copy_ns": gpu_ns,
-            "gpu_copy_pct": round(cost_pct, 3),
+            "cpu_blocked_ns": api_ns,
+            "cpu_blocked_pct": round(cost_pct, 3),
             "api_ns": api_ns,
+            "ledger_cited": "blocking_copy",
             "window_ns": int(row["window_ns"] or 0),
             "ranks_with_pageable_copies": ranks,
         },
@@ -217,7 +163,7 @@ def _finding(
             start_ns=int(copies.select(pl.col("start_ns").min()).item()),
             end_ns=int(copies.select((pl.col("start_ns") + pl.col("dur_ns")).max()).item()),
         ),
-        impact_ns=gpu_ns,
+        impact_ns=api_ns,
         table=_table(copies, cfg.top_rows),
     )
 

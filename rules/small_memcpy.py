@@ -20,9 +20,8 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from rules._common import copies_with_callers
+from analyzer.metrics.host_blocking import copies_with_callers, rank_windows
 from rules.base import register
-from rules.host_sync import rank_windows
 
 
 @dataclass(frozen=True, slots=True)

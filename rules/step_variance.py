@@ -1,10 +1,11 @@
-"""`step-variance`: step times vary much more than a steady training loop's should.
+"""`step-variance`: step times vary much more than a steady step loop's should.
 
 The coefficient of variation (standard deviation over mean) of each rank's step times.
-Step time is tb_plugin's device-aware one (`step_times`): a step runs from the later of its
-``ProfilerStep#N`` start and the previous step's end, to the later of its CPU end and the end
-of the GPU work it launched. CPU-side step times alone mislead when the host runs ahead of the
-GPU: the first steps look short while the launch queue fills, then settle at the GPU's pace.
+Step time is each step's own (`analyzer.metrics.steps`): the longer of its CPU time net of
+waiting on GPU work it did not launch and the GPU busy time of the work it launched. Window
+based step times mislead when the host runs ahead of the GPU (a step's window takes in the
+previous step's work) or the first step waits for work queued before profiling; charging
+each step with its own work, equal steps measure equal.
 The first profiled step is left out when the rank has enough steps, because one-time warm-up is
 `cold-start`'s finding and would otherwise dominate the variance. To point at the periodic
 work that usually causes it (checkpointing, logging, evaluation, garbage collection), the
@@ -23,7 +24,9 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import steps as step_metrics
 from analyzer.metrics import timeline
+from analyzer.metrics.workload import workload_profile
 from rules.base import RuleConfig, register
 
 _STEP_PATTERN = r"^ProfilerStep#"
@@ -62,7 +65,7 @@ class StepVariance:
 
     def check(self, ctx: AnalysisContext, cfg: StepVarianceConfig) -> Iterable[Finding]:
         """One finding for the rank with the highest variation, when over the threshold."""
-        stats = ctx.metric("timeline.step_times", timeline.step_times)
+        stats = own_step_times(ctx)
         measured = _measured_steps(stats, cfg.skip_first_step_from)
         per_rank = _variation(measured, cfg.min_steps)
         over = per_rank.filter(pl.col("cv_pct") >= cfg.warning_cv_pct)
@@ -107,7 +110,10 @@ class StepVariance:
                     "slow_steps": ", ".join(str(s) for s in slow_steps),
                 },
                 recommendation=_recommendation(
-                    culprits, extra_ns if slow_outlier else 0, _period(slow_steps)
+                    culprits,
+                    extra_ns if slow_outlier else 0,
+                    _period(slow_steps),
+                    ctx.metric("workload", workload_profile).is_training,
                 ),
                 scope=Scope(
                     rank=rank,
@@ -120,6 +126,20 @@ class StepVariance:
                 table=_table(steps, median_ns, int(slowest["step"])),
             )
         ]
+
+
+def own_step_times(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per (rank, step): the step's own time as ``dur_ns`` (`analyzer.metrics.steps`), its
+    own GPU busy time, and the DataLoader time inside its CPU range."""
+    loader = ctx.metric("timeline.step_stats", timeline.step_stats).select(
+        "rank", "step", "dataloader_ns"
+    )
+    return (
+        step_metrics.step_metrics(ctx)
+        .with_columns(pl.col("step_ns").alias("dur_ns"))
+        .join(loader, on=["rank", "step"], how="left")
+        .with_columns(pl.col("dataloader_ns").fill_null(0))
+    )
 
 
 def _measured_steps(stats: pl.DataFrame, skip_first_from: int) -> pl.DataFrame:
@@ -313,20 +333,31 @@ def _period(slow_steps: list[int]) -> int | None:
     return gap if gap > 1 else None
 
 
-def _recommendation(culprits: _Culprits, extra_ns: int, period: int | None = None) -> str:
-    """Look for periodic work; name the ops that grew, or contention when none stands out."""
-    text = (
-        "Find the work that runs only on some steps (checkpoint saving, logging or metric "
-        "syncs every N steps, evaluation, Python garbage collection, dataloader worker "
-        "restarts) and move it off the training loop: save checkpoints asynchronously "
-        "(torch.distributed.checkpoint.async_save), log every N steps without .item() syncs, "
-        "and call gc.freeze() after setup or gc.collect() at fixed intervals."
-    )
+def _recommendation(
+    culprits: _Culprits, extra_ns: int, period: int | None = None, training: bool = False
+) -> str:
+    """Look for periodic work; name the ops that grew, or contention when none stands out.
+    Training vocabulary (checkpoints, gradient accumulation) only for a training trace."""
+    if training:
+        text = (
+            "Find the work that runs only on some steps (checkpoint saving, logging or metric "
+            "syncs every N steps, evaluation, Python garbage collection, dataloader worker "
+            "restarts) and move it off the training loop: save checkpoints asynchronously "
+            "(torch.distributed.checkpoint.async_save), log every N steps without .item() "
+            "syncs, and call gc.freeze() after setup or gc.collect() at fixed intervals."
+        )
+    else:
+        text = (
+            "Find the work that runs only on some steps (logging or metric syncs every N "
+            "steps, cache or batch reshaping, Python garbage collection, input workers "
+            "restarting) and move it off the step loop: log every N steps without .item() "
+            "syncs, and call gc.freeze() after setup or gc.collect() at fixed intervals."
+        )
     if period:
+        boundaries = "gradient-accumulation boundaries, " if training else ""
         text = (
             f"The slow steps recur every {period} steps: look first for work on that period "
-            "(logging, metrics, gradient-accumulation boundaries, alternating batch shapes). "
-            + text
+            f"(logging, metrics, {boundaries}alternating batch shapes). " + text
         )
     if not culprits.items:
         return text

@@ -24,9 +24,11 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import steps as step_metrics
 from analyzer.metrics import timeline
+from analyzer.metrics.collectives import normalize_collective
+from analyzer.metrics.workload import workload_profile
 from rules.base import register
-from rules.comm_overhead import normalize_collective
 
 #: What the table compares across ranks, with the label it gets in the summary.
 _COMPARED = {
@@ -83,15 +85,17 @@ class Stragglers:
             return
         severity = Severity.CRITICAL if spread_pct >= cfg.critical_spread_pct else Severity.WARNING
         world = ctx.tables.meta.world_size
-        yield _finding(cfg, severity, ranks, step_ns, steps, wait_pct, step_pct, world)
+        training = ctx.metric("workload", workload_profile).is_training
+        yield _finding(cfg, severity, ranks, step_ns, steps, wait_pct, step_pct, world, training)
 
 
 def rank_table(ctx: AnalysisContext) -> pl.DataFrame:
     """Per rank: steps, median step, GPU busy/compute/idle, kernels, DataLoader, wait.
 
-    ``step_ns`` is the median profiled step (or the GPU span per step when the rank has no
-    steps); the GPU figures come from the steps window of `timeline.breakdown`, summed over
-    the rank's devices; ``wait_ns`` is the total collective wait.
+    ``step_ns`` is the median of the profiled steps' own time (`analyzer.metrics.steps`:
+    each step charged with the work it launched; the GPU span when the rank has no steps);
+    the GPU figures come from the steps window of `timeline.breakdown`, summed over the
+    rank's devices; ``wait_ns`` is the total collective wait.
     """
     breakdown = (
         ctx.metric("timeline.breakdown", timeline.breakdown)
@@ -105,10 +109,13 @@ def rank_table(ctx: AnalysisContext) -> pl.DataFrame:
         )
     )
     stats = ctx.metric("timeline.step_stats", timeline.step_stats)
-    steps = stats.group_by("rank").agg(
-        pl.len().alias("steps"),
-        pl.col("dur_ns").median().alias("step_ns"),
-        pl.col("dataloader_ns").sum(),
+    own = (
+        step_metrics.step_metrics(ctx)
+        .group_by("rank")
+        .agg(pl.len().alias("steps"), pl.col("step_ns").median().cast(pl.Float64))
+    )
+    steps = own.join(
+        stats.group_by("rank").agg(pl.col("dataloader_ns").sum()), on="rank", how="left"
     )
     waits = collective_waits(ctx)
     out = (
@@ -190,6 +197,7 @@ def _finding(
     wait_pct: float,
     step_pct: float,
     world_size: int | None,
+    training: bool = False,
 ) -> Finding:
     """Name the slow rank and what differs on it, with the per-rank table."""
     by_wait = wait_pct >= step_pct
@@ -241,7 +249,7 @@ def _finding(
             "largest_difference": difference,
             "largest_difference_pct": round(diff_pct, 1),
         },
-        recommendation=_recommendation(difference, int(slow["rank"])),
+        recommendation=_recommendation(difference, int(slow["rank"]), training),
         scope=Scope(rank=int(slow["rank"])),
         impact_ns=max(wait_spread_ns, int(step_pct / 100.0 * step_ns * steps)),
         table=_table(ranks, int(slow["rank"]), cfg.top_ranks),
@@ -262,8 +270,10 @@ def _largest_difference(slow: dict[str, Any], others: pl.DataFrame) -> tuple[str
     return best, best_pct
 
 
-def _recommendation(difference: str, rank: int) -> str:
-    """What to look at on the slow rank, from the figure that differs most."""
+def _recommendation(difference: str, rank: int, training: bool = False) -> str:
+    """What to look at on the slow rank, from the figure that differs most (training words
+    such as checkpoint saving only for a training trace)."""
+    rank_zero = "evaluation, checkpoint saving" if training else "metrics, request bookkeeping"
     specific = {
         "GPU compute time": (
             "it does more GPU work: check load balance (uneven sequence lengths or batch "
@@ -272,7 +282,7 @@ def _recommendation(difference: str, rank: int) -> str:
         ),
         "kernel count": (
             "it runs a different number of kernels: look for rank-conditional code (logging, "
-            "evaluation, checkpointing on rank 0) inside the step"
+            f"{rank_zero} on rank 0) inside the step"
         ),
         "DataLoader time": (
             "its input pipeline is slower: give it more DataLoader workers or check its "

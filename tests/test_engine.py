@@ -327,10 +327,11 @@ MINE = [
 
 def test_fail_on_with_real_and_synthetic_traces(tmp_path: Path) -> None:
     """--fail-on semantics end to end: the input-bound ResNet has a critical finding
-    (gpu-idle, 43% idle); the generator's healthy run has none at warning or above."""
+    (dataloader-stall: the idle ledger charges most of its 43% idle to the DataLoader); the
+    generator's healthy run has none at warning or above."""
     cfg = load_config(tmp_path, None)
     path = shared_trace("tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz")
-    bound = run_rules(AnalysisContext(kineto.parse(path)), cfg, select=MINE)
+    bound = run_rules(AnalysisContext(kineto.parse(path)), cfg, select=[*MINE, "dataloader-stall"])
     assert exit_code_for(bound.findings, Severity.CRITICAL) == 1
     assert exit_code_for(bound.findings, Severity.WARNING) == 1
     assert exit_code_for(bound.findings, None) == 0

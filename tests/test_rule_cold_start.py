@@ -14,6 +14,7 @@ import msgspec
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
+from raw_steps import own_steps
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, Severity
@@ -53,25 +54,26 @@ class _Doc(msgspec.Struct):
     traceEvents: list[_Event]
 
 
-def _raw_step_us(rel: str) -> list[int]:
-    """tb_plugin's device-aware step times from the raw JSON: a step runs from the later of
-    its start and the previous step's end to the later of its end and the end of the GPU work
-    whose runtime call started inside it."""
+def _raw_step_us(rel: str) -> list[float]:
+    """Each step's own time (`raw_steps.own_steps`) from the raw JSON, in us."""
     doc = msgspec.json.decode(gzip.decompress(shared_trace(rel).read_bytes()), type=_Doc)
     events = doc.traceEvents
-    steps = sorted((e.ts, e.ts + e.dur) for e in events if e.name.startswith("ProfilerStep#"))
-    launch = {e.args.correlation: e.ts for e in events if e.cat == "Runtime" and e.args}
-    gpu = [
-        (launch.get(e.args.correlation, -1), e.ts + e.dur)
+    steps = [
+        (e.ts, e.ts + e.dur, int(e.name.split("#")[1]))
         for e in events
-        if e.cat in ("Kernel", "Memcpy", "Memset") and e.args
+        if e.name.startswith("ProfilerStep#")
     ]
-    out, prev_end = [], steps[0][0]
-    for start, end in steps:
-        device_end = max([end, *(g_end for called, g_end in gpu if start <= called < end)])
-        out.append(device_end - max(start, prev_end))
-        prev_end = device_end
-    return out
+    runtime = [
+        (e.ts, e.ts + e.dur, e.name, e.args.correlation if e.args else None)
+        for e in events
+        if e.cat == "Runtime"
+    ]
+    gpu = [
+        (e.ts, e.ts + e.dur, e.args.correlation if e.args else None)
+        for e in events
+        if e.cat in ("Kernel", "Memcpy", "Memset")
+    ]
+    return [s["own"] for s in own_steps(steps, runtime, gpu)]
 
 
 @needs_shared

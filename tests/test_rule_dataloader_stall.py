@@ -55,28 +55,19 @@ class _Doc(msgspec.Struct):
 
 
 def _raw(rel: str) -> dict[str, Any]:
-    """From the raw JSON: per step the DataLoader time inside the ProfilerStep annotation, and
-    tb_plugin's device-aware step time (a step runs from the later of its start and the
-    previous step's end to the later of its end and the end of the GPU work whose runtime
-    call started inside it); and the GPU idle time during the loader."""
+    """From the raw JSON: per step the DataLoader time inside the ProfilerStep annotation and
+    the CPU step time (the annotation's length); and the GPU idle time during the loader
+    (the idle ledger's dataloader row: nothing of higher precedence overlaps it here)."""
     events = msgspec.json.decode(gzip.decompress(shared_trace(rel).read_bytes()), type=_Doc)
     events_list = events.traceEvents
     steps = sorted((e.ts, e.ts + e.dur) for e in events_list if e.name.startswith("ProfilerStep#"))
     loader = [
         (e.ts, e.ts + e.dur) for e in events_list if e.name.startswith("enumerate(DataLoader)")
     ]
-    launch = {e.args.correlation: e.ts for e in events_list if e.cat == "Runtime" and e.args}
-    gpu = [
-        (launch.get(e.args.correlation, -1), e.ts, e.ts + e.dur)
-        for e in events_list
-        if e.cat in _GPU_CATS and e.args
-    ]
-    prev_end, step_us, loader_us = steps[0][0], [], []
+    gpu = [(-1, e.ts, e.ts + e.dur) for e in events_list if e.cat in _GPU_CATS and e.args]
+    step_us, loader_us = [], []
     for s, e in steps:
-        ends = [g_end for called, _, g_end in gpu if s <= called < e]
-        end = max([e, *ends])
-        step_us.append(end - max(s, prev_end))
-        prev_end = end
+        step_us.append(e - s)  # the CPU step time
         loader_us.append(sum(min(le, e) - max(ls, s) for ls, le in loader if ls < e and le > s))
     busy = _union([(g_start, g_end) for _, g_start, g_end in gpu])
     in_loader = sum(
@@ -180,3 +171,20 @@ def test_dataloader_scenario_matches_its_ground_truth(tmp_path: Path) -> None:
 def test_scenarios_with_a_fast_loader_are_silent(tmp_path: Path, scenario: str) -> None:
     built = synthetic.healthy() if scenario == "healthy" else synthetic.dataloader_stall(0.02)
     assert _run(built.write(tmp_path / "t.json.gz")) == []
+
+
+@needs_shared
+def test_hugging_face_pipeline_loader_is_preprocessing() -> None:
+    """TraceLens OWLv2 (inference, stacks recorded): the DataLoader is the pipeline's own,
+    its time is image resizing in scipy; the advice says preprocessing, names the frame and
+    uses no training words."""
+    findings = _run(
+        shared_trace("tracelens/mi300__google_owlv2-large-patch14-ensemble__1016001.json.gz")
+    )
+    (f,) = findings
+    assert f.severity is Severity.CRITICAL
+    assert f.evidence["top_frame"] == "scipy/ndimage/_interpolation.py(739): zoom"
+    assert "preprocessing" in f.recommendation and "zoom" in f.recommendation
+    assert "training" not in f.recommendation + f.summary + f.title
+    assert "with_stack" not in f.recommendation
+    assert f.evidence["idle_claimed_ns"] == f.evidence["gpu_idle_during_dataloader_ns"]

@@ -14,6 +14,7 @@ import msgspec
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
+from raw_steps import own_steps
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, Severity
@@ -57,32 +58,24 @@ def _events(rel: str) -> list[_Event]:
 
 
 def _raw_steps(events: list[_Event]) -> list[dict[str, Any]]:
-    """tb_plugin's device-aware steps from raw events, times in us: a step runs from the later
-    of its start and the previous step's end to the later of its end and the end of the GPU
-    work whose runtime call started inside it."""
-    steps = sorted(
-        (e.ts, e.ts + e.dur, e.name) for e in events if e.name.startswith("ProfilerStep#")
-    )
-    launch = {e.args.correlation: e.ts for e in events if e.cat in _RUNTIME and e.args}
-    gpu = [
-        (launch.get(e.args.correlation, -1.0), e.ts + e.dur)
+    """Each step's own time from raw events (`raw_steps.own_steps`), times in us: ``dur``
+    is the step's own time, ``cpu_dur`` its CPU range."""
+    steps = [
+        (e.ts, e.ts + e.dur, int(e.name.split("#")[1]))
         for e in events
-        if e.cat in _GPU and e.args
+        if e.name.startswith("ProfilerStep#")
     ]
-    out, prev_end = [], steps[0][0]
-    for start, end, name in steps:
-        device_end = max([end, *(g_end for t, g_end in gpu if start <= t < end)])
-        out.append(
-            {
-                "step": int(name.split("#")[1]),
-                "start": start,
-                "end": end,
-                "dur": device_end - max(start, prev_end),
-                "cpu_dur": end - start,
-            }
-        )
-        prev_end = device_end
-    return out
+    runtime = [
+        (e.ts, e.ts + e.dur, e.name, e.args.correlation if e.args else None)
+        for e in events
+        if e.cat in _RUNTIME
+    ]
+    gpu = [
+        (e.ts, e.ts + e.dur, e.args.correlation if e.args else None)
+        for e in events
+        if e.cat in _GPU
+    ]
+    return [{**s, "dur": s["own"], "cpu_dur": s["cpu"]} for s in own_steps(steps, runtime, gpu)]
 
 
 def _cv(values: Sequence[float]) -> float:

@@ -40,6 +40,7 @@ import polars as pl
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.devices import DeviceSpec, ResolvedDevice, resolve, resolve_missing
 from analyzer.metrics.perf_model import KEY_COLUMNS, may_have_cost, op_costs
+from analyzer.metrics.steps import without_queued
 from analyzer.metrics.timeline import as_strings, join_within_rank, kernel_devices, per_tables
 from parsers.schema import TraceTables
 
@@ -134,6 +135,7 @@ def roofline(ctx: AnalysisContext) -> Roofline:
 
 def compute(tables: TraceTables, options: AnalysisOptions) -> Roofline:
     """Attribute modeled FLOPs/bytes to kernels, pick roofs, classify (see module docstring)."""
+    tables = without_queued(tables)  # warm-up leftovers queued before profiling are not shown
     kernels = tables.kernels
     devices = resolved_devices(tables, options)
     if kernels.height == 0:

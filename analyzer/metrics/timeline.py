@@ -666,42 +666,6 @@ def step_stats(t: TraceTables) -> pl.DataFrame:
     ).sort("rank", "start_ns")
 
 
-def step_times(t: TraceTables) -> pl.DataFrame:
-    """Per (rank, step): tb_plugin's device-aware step window and what ran in it.
-
-    ``start_ns`` = max(the step's CPU start, the previous step's end); ``end_ns`` = max(the
-    step's CPU end, the end of the GPU work launched in it); ``dur_ns`` = end - start;
-    ``cpu_dur_ns`` is the ``ProfilerStep#N`` annotation's own length; ``gpu_busy_ns`` is the
-    union of GPU activity within the device-aware window; ``dataloader_ns`` is
-    `step_stats`' (DataLoader time within the annotation).
-    """
-    stats = step_stats(t)
-    if stats.height == 0:
-        return stats.with_columns(pl.col("dur_ns").alias("cpu_dur_ns"))
-    windows = step_windows(t).select("rank", "step", "gpu_end_ns")
-    joined = stats.join(windows, on=["rank", "step"], how="left").sort("rank", "start_ns")
-    end = pl.max_horizontal("end_ns", pl.col("gpu_end_ns").fill_null(pl.col("end_ns")))
-    with_end = joined.with_columns(end.alias("_end"))
-    prev_end = pl.col("_end").shift(1).over("rank")
-    start = pl.max_horizontal("start_ns", prev_end.fill_null(pl.col("start_ns")))
-    steps = (
-        with_end.with_columns(start.alias("_start"))
-        .with_columns(
-            pl.col("dur_ns").alias("cpu_dur_ns"),
-            pl.col("_start").alias("start_ns"),
-            pl.col("_end").alias("end_ns"),
-            (pl.col("_end") - pl.col("_start")).alias("dur_ns"),
-        )
-        .drop("_start", "_end", "gpu_end_ns", "gpu_busy_ns", "gpu_idle_ns")
-    )
-    busy = _union_within_steps(gpu_intervals(t), steps, _gpu_union_per_rank(t)).rename(
-        {"union_ns": "gpu_busy_ns"}
-    )
-    return steps.join(busy, on=["rank", "step"], how="left").with_columns(
-        pl.col("gpu_busy_ns").fill_null(0)
-    )
-
-
 @per_tables
 def _gpu_union_per_rank(t: TraceTables) -> pl.DataFrame:
     """The union of every GPU event of each rank, over all its devices (`merge_intervals`)."""

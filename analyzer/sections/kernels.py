@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analyzer.context import AnalysisContext
+from analyzer.metrics.steps import without_queued
 from analyzer.report import fmt
 from analyzer.report.model import Cell, Code, Paragraph, Section, Table
 from analyzer.sections.common import short_name
@@ -16,9 +17,10 @@ TOP_KERNELS = 15
 def kernel_summary(t: TraceTables) -> pl.DataFrame:
     """Per kernel name: category, calls, total/mean/max ns, share of all kernel time.
 
-    Grouped on the categorical name (far cheaper to hash than the text), cast after.
+    Grouped on the categorical name (far cheaper to hash than the text), cast after. Kernels
+    queued before profiling are left out (`steps.without_queued`).
     """
-    k = t.kernels
+    k = without_queued(t).kernels
     total = int(k["dur_ns"].sum()) if k.height else 0
     return (
         k.group_by("name")
@@ -40,7 +42,7 @@ def kernel_summary(t: TraceTables) -> pl.DataFrame:
 
 def category_summary(ctx: AnalysisContext) -> pl.DataFrame:
     """Per kernel category: calls, total ns, share of all kernel time."""
-    k = ctx.tables.kernels
+    k = without_queued(ctx.tables).kernels
     total = int(k["dur_ns"].sum()) if k.height else 0
     return (
         k.group_by("category")

@@ -7,6 +7,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.metrics import timeline
 from analyzer.metrics.roofline import roofline
+from analyzer.metrics.steps import step_metrics
 from analyzer.report import fmt
 from analyzer.report.model import Cell, Paragraph, Section, Table
 
@@ -17,13 +18,43 @@ def breakdown(ctx: AnalysisContext) -> pl.DataFrame:
 
 
 def step_times(ctx: AnalysisContext) -> pl.DataFrame:
-    """Per-step times (device-aware: a step lasts until the GPU work it launched ends)."""
-    return ctx.metric("timeline.step_times", timeline.step_times)
+    """Per-step times: ``dur_ns`` is the CPU step time; ``gpu_busy_ns`` and ``gpu_span_ns``
+    the GPU time of the work the step launched (`analyzer.metrics.steps`)."""
+    return step_metrics(ctx).with_columns(pl.col("cpu_dur_ns").alias("dur_ns"))
 
 
 def idle_causes(ctx: AnalysisContext) -> pl.DataFrame:
     """HTA-style idle causes per (rank, stream), computed once per analysis."""
     return ctx.metric("timeline.idle_breakdown", timeline.idle_breakdown)
+
+
+def _step_row(steps: pl.DataFrame) -> list[Cell]:
+    """The headline step-time row: the CPU step time, and the GPU time of the step's own
+    work (busy union and first-to-last span of what it launched)."""
+    d = steps["dur_ns"]
+    ranks = steps["rank"].n_unique()
+    scope = f"{steps.height} step{'s' if steps.height > 1 else ''}" + (
+        f" over {ranks} ranks" if ranks > 1 else ""
+    )
+    busy, span = steps["gpu_busy_ns"].median(), steps["gpu_span_ns"].median()
+    waited = int(steps["waited_ns"].sum())
+    wait_note = (
+        f"; {fmt.duration(waited)} of CPU time waited on work launched before the step"
+        if waited
+        else ""
+    )
+    own = (
+        f"; GPU time of the step's own work: busy {fmt.duration(busy)}, span "  # type: ignore[arg-type]
+        f"{fmt.duration(span)}{wait_note}"  # type: ignore[arg-type]
+        if int(steps["gpu_ops"].sum())
+        else ""
+    )
+    return [
+        "step time (median)",
+        fmt.duration(d.median()),  # type: ignore[arg-type]
+        f"CPU step time, p10 {fmt.duration(d.quantile(0.1))}, p90 "
+        f"{fmt.duration(d.quantile(0.9))}{own}; {scope}",
+    ]
 
 
 def overall_shares(b: pl.DataFrame) -> dict[str, float]:
@@ -40,19 +71,7 @@ def headline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     rows: list[list[Cell]] = []
     steps = step_times(ctx)
     if steps.height:
-        d = steps["dur_ns"]
-        ranks = steps["rank"].n_unique()
-        scope = f"{steps.height} step{'s' if steps.height > 1 else ''}" + (
-            f" over {ranks} ranks" if ranks > 1 else ""
-        )
-        rows.append(
-            [
-                "step time (median)",
-                fmt.duration(d.median()),  # type: ignore[arg-type]
-                f"p10 {fmt.duration(d.quantile(0.1))}, p90 {fmt.duration(d.quantile(0.9))}; "
-                f"{scope}",
-            ]
-        )
+        rows.append(_step_row(steps))
     b = breakdown(ctx)
     if b.height == 0:
         rows.append(["GPU activity", "none", "the trace holds no GPU kernels or copies"])

@@ -18,7 +18,15 @@ SectionBuilder = Callable[[AnalysisContext, bool], Section | None]
 
 
 def registry() -> list[SectionBuilder]:
-    """Roofline, DCGM counters, per-rank breakdown, top kernels, memory operations."""
-    from analyzer.sections import counters, kernels, memops, overview, roofline
+    """Idle time by cause, roofline, DCGM counters, per-rank breakdown, top kernels,
+    memory operations."""
+    from analyzer.sections import counters, idle_ledger, kernels, memops, overview, roofline
 
-    return [roofline.build, counters.build, overview.ranks_section, kernels.build, memops.build]
+    return [
+        idle_ledger.build,
+        roofline.build,
+        counters.build,
+        overview.ranks_section,
+        kernels.build,
+        memops.build,
+    ]
