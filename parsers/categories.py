@@ -109,12 +109,17 @@ _RULES: Final[tuple[tuple[str, str, str], ...]] = (
         r"|bounds_check_indices|linearize_cache|index_?select|indexselect|gather|scatter"
         r"|index_put|index_kernel|indexing_backward|jagged|_index_",
     ),
-    # Optimizer updates: ATen foreach/fused (multi_tensor_apply), Apex/DeepSpeed fused Adam.
+    # Optimizer updates named as such: fused Adam/AdamW/Adagrad/LAMB/SGD functors (ATen, Apex,
+    # DeepSpeed). Generic foreach kernels (``multi_tensor_apply`` with a Binary/Copy functor)
+    # are elementwise by name; `analyzer.metrics.op_families` counts them as optimizer work
+    # when an ``Optimizer.step`` launched them.
     (
         "optimizer",
         "elementwise",
-        r"multi_tensor_apply|adam|adagrad|lamb_|sgd_|fused_optim|foreach_|_amp_update_scale",
+        r"adamfunctor|adamw|fused_?adam|adagrad(?!_unweighted|_weighted)|lamb_|sgdfunctor"
+        r"|fused_optim|fused_sgd|_amp_update_scale",
     ),
+    ("elementwise", "elementwise", r"multi_tensor_apply"),
     # ATen's generic reduction kernel, even when its functor computes a norm (NormTwoOps).
     ("reduction", "reduction", r"native::reduce_kernel|vector_norm"),
     # Normalization layers; "normal" (random numbers) excluded. GroupNorm helper kernels.

@@ -119,7 +119,7 @@ EXPECTED_FAMILIES = (
     ("void moe::dev::routing::routingIndicesHistogramKernel", "moe"),
     ("void vllm::rotary_embedding_kernel", "rotary"),
     ("void rotary_embedding_kernel", "rotary"),
-    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel", "optimizer"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel", "elementwise"),
     ("void multi_tensor_apply_kernel<TensorListMetadata<4>, AdamFunctor", "optimizer"),
     ("void split_embedding_backward_codegen_rowwise_adagrad", "embedding"),
     ("void split_embedding_codegen_forward_unweighted_kernel", "embedding"),

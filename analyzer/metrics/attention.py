@@ -78,7 +78,11 @@ def unfused_attention(t: TraceTables) -> UnfusedAttention:
         hits = (
             k.sort("ts")
             .join_asof(
-                windows, left_on="ts", right_on="start_ns", by=["rank", "tid"], check_sortedness=False
+                windows,
+                left_on="ts",
+                right_on="start_ns",
+                by=["rank", "tid"],
+                check_sortedness=False,
             )
             .filter(pl.col("end_ns").is_not_null() & (pl.col("ts") <= pl.col("end_ns")))
         )
@@ -132,10 +136,7 @@ def find_chains(t: TraceTables) -> pl.DataFrame:
         "input_dims",
     )
     empty = pl.DataFrame(
-        schema={
-            c: (pl.Int64() if c not in ("rank",) else pl.Int32())
-            for c in CHAIN_COLUMNS
-        }
+        schema={c: (pl.Int64() if c not in ("rank",) else pl.Int32()) for c in CHAIN_COLUMNS}
     )
     if ops.height == 0:
         return empty
@@ -143,7 +144,7 @@ def find_chains(t: TraceTables) -> pl.DataFrame:
     outer = ops.filter(~pl.col("parent").is_in(ops["op_id"].implode()).fill_null(False))
     rows: list[dict[str, int]] = []
     for (rank, tid), group in outer.sort("start_ns").group_by(["rank", "tid"], maintain_order=True):
-        rows.extend(_chains_on_thread(int(rank), int(tid), group))  # type: ignore[call-overload]
+        rows.extend(_chains_on_thread(int(str(rank)), int(str(tid)), group))
     if not rows:
         return empty
     return pl.DataFrame(rows, schema=empty.schema, orient="row")

@@ -2,7 +2,9 @@
 
 Each kernel's family comes from its name (`parsers.categories.family_of`), except kernels of
 an unfused attention chain (`analyzer.metrics.attention`), which are ``attention_unfused``
-whatever their names, and GEMMs launched from an MoE op (expert GEMMs, ``moe``). Memory operations (memcpy, memset) count as ``copy``.
+whatever their names, GEMMs launched from an MoE op (expert GEMMs, ``moe``), and elementwise
+kernels launched inside ``Optimizer.step`` (foreach updates, ``optimizer``). Memory
+operations (memcpy, memset) count as ``copy``.
 
 Shares are of GPU time: the sum of kernel and memory-operation durations (kernels that
 overlap on several streams count in full, as in the "Top kernels" section), so the families
@@ -72,10 +74,60 @@ def kernel_families(t: TraceTables, attention: UnfusedAttention | None = None) -
     return names.alias("family")
 
 
+def inside_ops(t: TraceTables, launch: pl.DataFrame, pattern: str) -> pl.Series:
+    """Per kernel (table order): launched on a thread while a CPU op or annotation whose
+    name matches ``pattern`` ran there (e.g. ``Optimizer.step#``)."""
+    windows = (
+        t.ops.filter(pl.col("name").cast(pl.String).str.contains(pattern))
+        .select(
+            "rank",
+            pl.col("tid").alias("launch_tid"),
+            pl.col("start_ns").alias("w_start"),
+            (pl.col("start_ns") + pl.col("dur_ns")).alias("w_end"),
+        )
+        .sort("w_start")
+    )
+    if windows.height == 0 or t.kernels.height == 0:
+        return pl.Series("inside", [False] * t.kernels.height, dtype=pl.Boolean)
+    k = pl.DataFrame(
+        {
+            "_row": pl.int_range(t.kernels.height, eager=True),
+            "rank": t.kernels["rank"],
+            "launch_tid": launch["launch_tid"],
+            "ts": launch["launch_start_ns"],
+        }
+    ).drop_nulls(["launch_tid", "ts"])
+    hits = (
+        k.sort("ts")
+        .join_asof(
+            windows,
+            left_on="ts",
+            right_on="w_start",
+            by=["rank", "launch_tid"],
+            check_sortedness=False,
+        )
+        .filter(pl.col("w_end").is_not_null() & (pl.col("ts") <= pl.col("w_end")))
+    )
+    rows = set(hits["_row"].to_list())
+    return pl.Series("inside", [i in rows for i in range(t.kernels.height)], dtype=pl.Boolean)
+
+
 def family_time(t: TraceTables, top_ops: int = 2) -> FamilyTime:
     """GPU time per family over kernels and memory operations, largest first."""
-    fam = kernel_families(t)
     launch = kernel_launch_ops(t)
+    fam = kernel_families(t)
+    # Elementwise foreach kernels launched by an optimizer step are the optimizer's update.
+    in_step = inside_ops(t, launch, r"^Optimizer\.step#")
+    if in_step.any():
+        fam = (
+            pl.select(
+                pl.when(in_step & fam.is_in(["elementwise", "copy"]))
+                .then(pl.lit("optimizer"))
+                .otherwise(fam)
+            )
+            .to_series()
+            .alias("family")
+        )
     k = pl.DataFrame(
         {
             "family": fam,

@@ -123,7 +123,7 @@ class WorkloadProfile:
 
     def describe(self) -> str:
         """One line for the report header: mode, stack, graphs, profiler options."""
-        parts = [self.mode if self.mode != "unknown" else "training or inference unknown"]
+        parts: list[str] = [self.mode if self.mode != "unknown" else "training or inference"]
         stack = list(self.frameworks)
         if self.triton_kernels and not self.compiled:
             stack.append("Triton kernels")
@@ -216,9 +216,7 @@ def _flag(value: str | None) -> bool:
 
 
 def _distinct_kernel_names(t: TraceTables) -> list[str]:
-    return t.kernels.select(pl.col("name").cast(pl.String).unique().drop_nulls())[
-        "name"
-    ].to_list()
+    return t.kernels.select(pl.col("name").cast(pl.String).unique().drop_nulls())["name"].to_list()
 
 
 def _kernels_of_family(t: TraceTables, family: str) -> tuple[str, ...]:
@@ -247,7 +245,9 @@ def _collectives(t: TraceTables) -> tuple[str, ...]:
         return tuple(c for c in by["collective"].to_list() if c)
     kinds: dict[str, int] = {}
     comm = t.kernels.filter(pl.col("category").cast(pl.String) == "comm")
-    for name, dur in comm.group_by(pl.col("name").cast(pl.String)).agg(pl.col("dur_ns").sum()).rows():
+    for name, dur in (
+        comm.group_by(pl.col("name").cast(pl.String)).agg(pl.col("dur_ns").sum()).rows()
+    ):
         kind = _collective_of(name)
         kinds[kind] = kinds.get(kind, 0) + int(dur or 0)
     return tuple(k for k, _ in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))

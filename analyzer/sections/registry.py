@@ -12,7 +12,8 @@ SectionBuilder = Callable[[AnalysisContext, Path | None], Section | None]
 
 
 def registry() -> list[SectionBuilder]:
-    """Roofline, then DCGM counters: each returns None when its inputs are absent."""
-    from analyzer.sections import counters, roofline
+    """Where the time goes (shown right after the headline), roofline, DCGM counters: each
+    returns None when its inputs are absent."""
+    from analyzer.sections import counters, roofline, time_by_family
 
-    return [roofline.build, counters.build]
+    return [time_by_family.build, roofline.build, counters.build]
