@@ -60,6 +60,12 @@ def used_devices(ctx: AnalysisContext) -> list[str]:
         for d in ctx.tables.meta.devices
         if not used or (d.rank, d.device) in used
     ]
+    if not names and len({(d.name, d.num_sms) for d in ctx.tables.meta.devices}) == 1:
+        # Kernels ran on a device index the trace does not describe, and it describes one
+        # device type only: the roofline assumes that type; say so.
+        d = ctx.tables.meta.devices[0]
+        label = resolved[(d.rank, d.device)].label if (d.rank, d.device) in resolved else d.name
+        names = [f"{label or 'unnamed device'} (assumed: the only device type described)"]
     return names
 
 
