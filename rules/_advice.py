@@ -81,7 +81,12 @@ def batch_advice(ctx: AnalysisContext) -> str:
             f"serve more sequences per step: raise {p.serving_engine}'s batch limits "
             "(max running sequences, max batched tokens) so continuous batching fills each step"
         )
+    if p.is_inference:
+        return (
+            "run more inputs per forward pass (batch requests or frames together); pack "
+            "variable-length inputs instead of padding many short ones"
+        )
     return (
-        "run more inputs per forward pass (batch requests or frames together); pack "
-        "variable-length inputs instead of padding many short ones"
+        "raise the batch size (more inputs per step); pack variable-length sequences into "
+        "full-length rows instead of padding many short ones"
     )

@@ -393,6 +393,11 @@ def _recommendation(
             "the last micro-batch), or send less with a compression hook "
             "(`bf16_compress_hook`, PowerSGD)"
         )
+    elif training and wrapper is None and kinds[:1] != ("all_to_all",):
+        parts.append(
+            "communicate less often: accumulate gradients locally over several micro-batches "
+            "and all-reduce once, or all-reduce them in bf16"
+        )
     if not parts:
         parts.append(f"check the {library} topology and algorithm ({library}_DEBUG=INFO)")
     text = "; ".join(parts)

@@ -7,7 +7,9 @@ Two cases, each only on traces recorded on ROCm:
   NHWC. Keeping the model and inputs in ``channels_last`` removes the conversions.
 - **Compute-bound GEMMs far below the roof**: hipBLASLt's default heuristic picks a kernel per
   shape without measuring it; PyTorch's TunableOp (``PYTORCH_TUNABLEOP_ENABLED=1``) times the
-  candidate hipBLASLt/rocBLAS solutions for each shape once and keeps the fastest.
+  candidate hipBLASLt/rocBLAS solutions for each shape once and keeps the fastest. Only GEMMs
+  large enough to fill the device count (at least one 128 x 128 output tile per CU): a
+  smaller GEMM is slow because it leaves CUs idle, which no kernel choice fixes.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from analyzer.metrics.op_families import op_families
 from analyzer.metrics.perf_model import is_gemm_name
 from rules import _advice
 from rules.base import RuleConfig, register
+from rules.small_batch import gemm_dims
 
 _ROWS = 6
+#: Output tile edge used to judge whether a GEMM can fill every CU.
+_TILE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +138,15 @@ def _slow_gemms(ctx: AnalysisContext, cfg: RocmTuningConfig) -> pl.DataFrame:
     if ops.height == 0:
         return ops
     names = [n for n in ops["op_name"].unique().to_list() if n and is_gemm_name(str(n))]
-    return ops.filter(
+    slow = ops.filter(
         (pl.col("basis") == "modeled")
         & (pl.col("bound") == "compute")
         & pl.col("op_name").is_in(names)
         & (pl.col("pct_of_roof") < cfg.slow_gemm_pct_of_roof)
     ).sort(["gpu_time_ns", "op_name"], descending=[True, False])
+    cus = max((r.spec.sm_count for r in roof.devices.values() if r.spec is not None), default=0)
+    keep = []
+    for name, shapes in slow.select("op_name", "shapes").iter_rows():
+        dims = gemm_dims(str(name), str(shapes or ""))
+        keep.append(dims is not None and dims[0] * dims[1] * dims[2] >= cus * _TILE * _TILE)
+    return slow.filter(pl.Series(keep, dtype=pl.Boolean))

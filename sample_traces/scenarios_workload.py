@@ -65,14 +65,17 @@ def _attention_chain(b: synthetic.TraceBuilder, q: int, k: int, d: int, bh: int)
     with b.op("aten::matmul", [[bh, q, d], [bh, d, k]], ["c10::BFloat16"] * 2, ["", ""]):
         total += b.gemm(q, k, d, op="aten::bmm", batch=bh, dur_ns=400_000).dur_ns
     total += b.elementwise("aten::mul", [bh, q, k], dur_ns=150_000).dur_ns
-    with b.op("aten::softmax", [[bh, q, k], [], []], ["c10::BFloat16", "Scalar", ""]):
-        with b.op("aten::_softmax", [[bh, q, k], [], []], ["c10::BFloat16", "Scalar", "Scalar"]):
-            total += b.kernel(
-                "void at::native::(anonymous namespace)::cunn_SoftMaxForward<8, c10::BFloat16>",
-                600_000,
-                (bh * q, 1, 1),
-                label="reduction",
-            ).dur_ns
+    dims = [[bh, q, k], [], []]
+    with (
+        b.op("aten::softmax", dims, ["c10::BFloat16", "Scalar", ""]),
+        b.op("aten::_softmax", dims, ["c10::BFloat16", "Scalar", "Scalar"]),
+    ):
+        total += b.kernel(
+            "void at::native::(anonymous namespace)::cunn_SoftMaxForward<8, c10::BFloat16>",
+            600_000,
+            (bh * q, 1, 1),
+            label="reduction",
+        ).dur_ns
     with b.op("aten::matmul", [[bh, q, k], [bh, k, d]], ["c10::BFloat16"] * 2, ["", ""]):
         total += b.gemm(q, d, k, op="aten::bmm", batch=bh, dur_ns=400_000).dur_ns
     return total
@@ -187,11 +190,10 @@ def inductor_launch_overhead(tmp: Path, kernels: int = 40, gap_ns: int = 30_000)
     before each launch (the launch overhead the GPU waits on)."""
     b = synthetic.TraceBuilder(name="inductor")
     with b.step():
-        with b.op("Torch-Compiled Region: 0/0"):
-            with b.op("CompiledFunction"):
-                for i in range(kernels):
-                    b.cpu(gap_ns)
-                    b.kernel(f"triton_poi_fused_add_mul_{i}", 3_000, (64, 1, 1), label="other")
+        with b.op("Torch-Compiled Region: 0/0"), b.op("CompiledFunction"):
+            for i in range(kernels):
+                b.cpu(gap_ns)
+                b.kernel(f"triton_poi_fused_add_mul_{i}", 3_000, (64, 1, 1), label="other")
         b.sync("device")
     return Scenario(
         b.write(tmp / "inductor.json.gz", with_truth=False),
