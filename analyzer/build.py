@@ -15,6 +15,7 @@ from analyzer.context import AnalysisContext
 from analyzer.devices import resolve
 from analyzer.findings import Finding, SkippedRule, order_findings
 from analyzer.metrics.graphs import graph_replay
+from analyzer.metrics.op_families import op_families
 from analyzer.metrics.timeline import kernel_devices
 from analyzer.metrics.workload import workload_profile
 from analyzer.report import fmt
@@ -249,6 +250,20 @@ def _data(ctx: AnalysisContext) -> dict[str, object]:
     }
     if b.height:
         data["overall"] = overview.overall_shares(b)
+    if ctx.tables.kernels.height or ctx.tables.ops.height:
+        profile = ctx.metric("workload", workload_profile)
+        g = ctx.metric("graph_replay", graph_replay)
+        data["workload"] = {
+            "mode": profile.mode,
+            "frameworks": list(profile.frameworks),
+            "features": list(profile.features),
+            "graph_launches": profile.graph_launches,
+            "graph_replayed_pct": g.share_pct,
+            "fused_attention_kernels": len(profile.fused_attention),
+            "collectives": list(profile.collectives),
+        }
+        fam = op_families(ctx).table
+        data["families"] = _rows(fam.drop("top_ops")) if fam.height else []
     return data
 
 

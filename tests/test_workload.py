@@ -225,3 +225,26 @@ def test_sglang_decode_phase() -> None:
     row = phases.row(0, named=True)
     assert row["batch_sizes"] == "32" and row["windows"] == 1
     assert row["share_pct"] > 95.0
+
+
+def test_json_data_carries_workload_and_families(tmp_path: Path) -> None:
+    s = sc.graph_replay(tmp_path)
+    out = tmp_path / "r.json"
+    main([str(s.path), "-o", str(out), "--format", "json"])
+    data = json.loads(out.read_text())["data"]
+    assert data["workload"]["graph_launches"] == 1
+    assert data["workload"]["graph_replayed_pct"] == pytest.approx(s.truth["replayed_share_pct"])
+    assert data["families"][0]["family"] == "gemm"
+    assert data["families"][0]["gpu_ns"] == s.truth["replayed_ns"]
+
+
+@needs_shared
+def test_vllm_report_header_and_section_order(tmp_path: Path) -> None:
+    text = _report(shared_trace(VLLM), tmp_path)
+    assert "`AMD Instinct MI300X (identified from properties)`" in text
+    assert "HIP runtime 7.0.51831" in text and "RCCL 2.26.6" in text and "NCCL 2" not in text
+    assert "**Workload:** inference · vLLM" in text and "HIP graphs (1 launch)" in text
+    assert text.index("## Headline") < text.index("## Where the time goes")
+    assert text.index("## Where the time goes") < text.index("## Findings")
+    verdict = text.split("**Verdict:** ")[1].split("\n")[0]
+    assert verdict.startswith("69.3% of GPU time is MoE routing and expert GEMMs")
