@@ -248,3 +248,27 @@ def test_vllm_report_header_and_section_order(tmp_path: Path) -> None:
     assert text.index("## Where the time goes") < text.index("## Findings")
     verdict = text.split("**Verdict:** ")[1].split("\n")[0]
     assert verdict.startswith("69.3% of GPU time is MoE routing and expert GEMMs")
+
+
+@needs_shared
+def test_sglang_families_match_tracelens_categories() -> None:
+    path = REFERENCE / "tracelens" / "inference__sglang_decode__perf_csvs"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    with (path / "ops_summary_by_category.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    total = sum(float(r["total_direct_kernel_time_ms"]) for r in rows)
+
+    def pct(category: str) -> float:
+        ms = sum(
+            float(r["total_direct_kernel_time_ms"]) for r in rows if r["op category"] == category
+        )
+        return 100.0 * ms / total
+
+    fam = family_time(load([shared_trace(SGLANG)]))
+    # TraceLens maps the graph-replayed kernels to the captured ops; we read kernel names.
+    assert fam.share("gemm") == pytest.approx(pct("GEMM"), abs=0.5)
+    assert fam.share("attention") + fam.share("kv_cache") == pytest.approx(
+        pct("InferenceAttention"), abs=0.5
+    )
+    assert fam.share("norm") == pytest.approx(pct("RMSNorm"), abs=0.5)
