@@ -86,9 +86,10 @@ def unfused_attention(t: TraceTables) -> UnfusedAttention:
             )
             .filter(pl.col("end_ns").is_not_null() & (pl.col("ts") <= pl.col("end_ns")))
         )
-        rows = set(hits["_row"].to_list())
-        mask = pl.Series(
-            "unfused_attention", [i in rows for i in range(t.kernels.height)], dtype=pl.Boolean
+        mask = (
+            pl.int_range(t.kernels.height, eager=True)
+            .is_in(hits["_row"].implode())
+            .alias("unfused_attention")
         )
     return UnfusedAttention(chains, mask)
 

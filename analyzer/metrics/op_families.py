@@ -108,8 +108,7 @@ def inside_ops(t: TraceTables, launch: pl.DataFrame, pattern: str) -> pl.Series:
         )
         .filter(pl.col("w_end").is_not_null() & (pl.col("ts") <= pl.col("w_end")))
     )
-    rows = set(hits["_row"].to_list())
-    return pl.Series("inside", [i in rows for i in range(t.kernels.height)], dtype=pl.Boolean)
+    return pl.int_range(t.kernels.height, eager=True).is_in(hits["_row"].implode()).alias("inside")
 
 
 def family_time(t: TraceTables, top_ops: int = 2) -> FamilyTime:
