@@ -204,7 +204,18 @@ def family_of(name: str) -> str:
 
 
 def _mapped(names: pl.Series, pick: int, alias: str) -> pl.Series:
-    """Family or category per name, vectorized: each distinct name is classified once."""
+    """Family or category per name, vectorized: each distinct name is classified once.
+
+    Categorical names are joined with their distinct values' labels (no per-row string
+    cast); other names are replaced through a mapping."""
+    if isinstance(names.dtype, pl.Categorical):
+        values = names.unique().drop_nulls()
+        labels = [classify(n)[pick] for n in values.cast(pl.String).to_list()]
+        table = pl.DataFrame({"name": values, alias: pl.Series(labels, dtype=pl.String)})
+        joined = (
+            names.alias("name").to_frame().join(table, on="name", how="left", maintain_order="left")
+        )
+        return joined[alias].fill_null("other")
     text = names.cast(pl.String)
     distinct = text.unique().drop_nulls().to_list()
     mapping = {name: classify(name)[pick] for name in distinct}

@@ -17,7 +17,7 @@ LAUNCH_COLUMNS = ("launch_op", "launch_op_name", "launch_tid", "launch_start_ns"
 
 
 def kernel_launch_ops(t: TraceTables) -> pl.DataFrame:
-    """Per kernel (table order): ``launch_op`` id, its name (string), thread and start.
+    """Per kernel (table order): ``launch_op`` id, its name (categorical), thread and start.
 
     The innermost CPU op with the kernel's external id (the first in table order among
     equally deep ones); nulls where no op carries it (GPU-only traces, graph replays).
@@ -36,7 +36,7 @@ def kernel_launch_ops(t: TraceTables) -> pl.DataFrame:
             "rank",
             pl.col("external_id").alias("_ext"),
             pl.col("op_id").alias("launch_op"),
-            pl.col("name").cast(pl.String).alias("launch_op_name"),
+            pl.col("name").alias("launch_op_name"),
             pl.col("tid").alias("launch_tid"),
             pl.col("start_ns").alias("launch_start_ns"),
         )

@@ -132,26 +132,35 @@ def family_time(t: TraceTables, top_ops: int = 2) -> FamilyTime:
             "family": fam,
             "dur_ns": t.kernels["dur_ns"],
             "launch": launch["launch_op_name"],
-            "kernel": t.kernels["name"].cast(pl.String),
+            "kernel": t.kernels["name"],
         }
-    ).select(
-        # A GEMM launched from an MoE op (``vllm::moe_forward``, ``fused_moe``) is an expert GEMM.
-        pl.when(
-            (pl.col("family") == "gemm")
-            & pl.col("launch").str.contains(r"(?i)moe|expert").fill_null(False)
+    )
+    # Aggregate on the categorical names first; strings only for the few groups left.
+    k = (
+        k.group_by("family", "launch", "kernel")
+        .agg(pl.col("dur_ns").sum(), pl.len().alias("calls"))
+        .with_columns(pl.col("launch", "kernel").cast(pl.String))
+        .select(
+            # A GEMM launched from an MoE op (``vllm::moe_forward``, ``fused_moe``) is an
+            # expert GEMM.
+            pl.when(
+                (pl.col("family") == "gemm")
+                & pl.col("launch").str.contains(r"(?i)moe|expert").fill_null(False)
+            )
+            .then(pl.lit("moe"))
+            .otherwise(pl.col("family"))
+            .alias("family"),
+            "dur_ns",
+            "calls",
+            pl.coalesce("launch", "kernel").alias("op"),
         )
-        .then(pl.lit("moe"))
-        .otherwise(pl.col("family"))
-        .alias("family"),
-        "dur_ns",
-        pl.coalesce("launch", "kernel").alias("op"),
     )
-    m = t.memops.select(
-        pl.lit("copy").alias("family"),
-        "dur_ns",
-        pl.col("name").cast(pl.String).alias("op"),
+    m = (
+        t.memops.group_by(pl.col("name").cast(pl.String).alias("op"))
+        .agg(pl.col("dur_ns").sum(), pl.len().alias("calls"))
+        .select(pl.lit("copy").alias("family"), "dur_ns", "calls", "op")
     )
-    events = pl.concat([k, m], how="vertical") if m.height else k
+    events = pl.concat([k, m.cast(k.schema)], how="vertical") if m.height else k
     total = int(events["dur_ns"].sum() or 0)
     if events.height == 0 or total <= 0:
         schema = {
@@ -172,7 +181,7 @@ def family_time(t: TraceTables, top_ops: int = 2) -> FamilyTime:
     )
     table = (
         events.group_by("family")
-        .agg(pl.col("dur_ns").sum().alias("gpu_ns"), pl.len().alias("calls"))
+        .agg(pl.col("dur_ns").sum().alias("gpu_ns"), pl.col("calls").sum())
         .join(per_op, on="family", how="left")
         .with_columns(
             pl.col("family").replace_strict(FAMILIES, default="uncategorized").alias("label"),

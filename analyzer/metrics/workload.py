@@ -154,7 +154,7 @@ def workload_profile(t: TraceTables) -> WorkloadProfile:
         mode: Mode = "unknown"
         evidence: tuple[str, ...] = ("no CPU ops recorded",)
     else:
-        names = cpu_ops.select(pl.col("name").cast(pl.String).unique())["name"]
+        names = cpu_ops["name"].unique().drop_nulls().cast(pl.String)
         training = names.filter(names.str.contains(_TRAINING_OP_PATTERN))
         if training.len():
             shown = ", ".join(sorted(training.to_list())[:3])
@@ -178,7 +178,7 @@ def workload_profile(t: TraceTables) -> WorkloadProfile:
 
 def _stack(t: TraceTables) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Frameworks whose names occur among the ops (any kind), and the name each rests on."""
-    names = t.ops.select(pl.col("name").cast(pl.String).unique().drop_nulls())["name"]
+    names = t.ops["name"].unique().drop_nulls().cast(pl.String)
     found: list[str] = []
     evidence: list[str] = []
     for framework, pattern in _FRAMEWORKS:
@@ -203,7 +203,7 @@ def _features(t: TraceTables) -> tuple[str, ...]:
     out = []
     if _flag(flags.get("record_shapes")) or t.ops["input_dims"].drop_nulls().len():
         out.append("record_shapes")
-    kinds = set(t.ops["kind"].cast(pl.String).unique().to_list()) if t.ops.height else set()
+    kinds = set(t.ops["kind"].unique().cast(pl.String).to_list()) if t.ops.height else set()
     if _flag(flags.get("with_stack")) or "python_function" in kinds:
         out.append("with_stack")
     if _flag(flags.get("profile_memory")) or t.memory.height:
@@ -216,7 +216,8 @@ def _flag(value: str | None) -> bool:
 
 
 def _distinct_kernel_names(t: TraceTables) -> list[str]:
-    return t.kernels.select(pl.col("name").cast(pl.String).unique().drop_nulls())["name"].to_list()
+    names: list[str] = t.kernels["name"].unique().drop_nulls().cast(pl.String).to_list()
+    return names
 
 
 def _kernels_of_family(t: TraceTables, family: str) -> tuple[str, ...]:
