@@ -51,6 +51,9 @@ _FRAMEWORKS: Final[tuple[tuple[str, str], ...]] = (
     ("torch.compile (Inductor)", r"^Torch-Compiled Region|torch/_inductor/|^CompiledFunction"),
 )
 
+#: How the header states an unknown mode.
+_UNKNOWN_MODE: Final = "training or inference not known (no CPU ops recorded)"
+
 #: Kernel families whose presence means the technique already runs.
 _FUSED_ATTENTION: Final = "attention"
 _OPTIMIZER: Final = "optimizer"
@@ -123,7 +126,7 @@ class WorkloadProfile:
 
     def describe(self) -> str:
         """One line for the report header: mode, stack, graphs, profiler options."""
-        parts: list[str] = [self.mode if self.mode != "unknown" else "training or inference"]
+        parts: list[str] = [self.mode if self.mode != "unknown" else _UNKNOWN_MODE]
         stack = list(self.frameworks)
         if self.triton_kernels and not self.compiled:
             stack.append("Triton kernels")
