@@ -272,3 +272,11 @@ def test_sglang_families_match_tracelens_categories() -> None:
         pct("InferenceAttention"), abs=0.5
     )
     assert fam.share("norm") == pytest.approx(pct("RMSNorm"), abs=0.5)
+
+
+@needs_shared
+def test_graph_capture_runs_are_not_serving_phases() -> None:
+    rel = "tracelens/inference__sglang_decode__capture_traces__bs_32_rank0.json.gz"
+    phases = phase_breakdown(load([shared_trace(rel)]))
+    assert phases["phase"].to_list() == ["graph capture"]
+    assert phases["batch_sizes"].to_list() == ["32"]

@@ -2,10 +2,10 @@
 
 The engines name their phases in what the trace records: SGLang annotates each scheduler step
 (``step[DECODE bs=32]``, ``step[EXTEND bs=4]``) and its attention backends run
-``forward_decode`` / ``forward_extend``; graph capture runs are annotated
-``capture_32_DECODE`` (SGLang) or ``capture_8192_PIECEWISE`` (vLLM). A kernel belongs to the
-phase window, on the same CPU thread, that holds the runtime call that launched it (for graph
-replays, the ``cudaGraphLaunch``/``hipGraphLaunch`` call): the phase is that of the CPU work
+``forward_decode`` / ``forward_extend``; graph capture runs, annotated ``capture_32_DECODE``
+(SGLang) or ``capture_8192_PIECEWISE`` (vLLM), are a phase of their own ("graph capture").
+A kernel belongs to the phase window, on the same CPU thread, that holds the runtime call
+that launched it (for graph replays, the ``cudaGraphLaunch``/``hipGraphLaunch`` call): the phase is that of the CPU work
 that issued it, even when the GPU runs it later.
 
 Per phase: windows, batch sizes (``bs=N``; for decode, one token per sequence, so tokens per
@@ -27,9 +27,12 @@ from parsers.schema import TraceTables
 
 #: Annotation / frame names that open a phase window: (phase, regex).
 _PHASES: Final[tuple[tuple[str, str], ...]] = (
-    ("decode", r"\bDECODE\b|(^|[^a-z])forward_decode\b|_DECODE$"),
-    ("prefill", r"\b(PREFILL|EXTEND)\b|(^|[^a-z])forward_(extend|prefill)\b|_(PREFILL|EXTEND)$"),
-    ("mixed", r"\bMIXED\b|_PIECEWISE$"),
+    # Graph capture runs (``capture_32_DECODE``, ``capture_8192_PIECEWISE``) are dummy batches,
+    # not served requests: their own phase, whatever mode they capture.
+    ("graph capture", r"^capture_\d+_"),
+    ("decode", r"\bDECODE\b|(^|[^a-z])forward_decode\b"),
+    ("prefill", r"\b(PREFILL|EXTEND)\b|(^|[^a-z])forward_(extend|prefill)\b"),
+    ("mixed", r"\bMIXED\b"),
 )
 _BATCH: Final = re.compile(r"bs=(\d+)|capture_(\d+)_")
 
