@@ -5,8 +5,8 @@ The engines name their phases in what the trace records: SGLang annotates each s
 ``forward_decode`` / ``forward_extend``; graph capture runs, annotated ``capture_32_DECODE``
 (SGLang) or ``capture_8192_PIECEWISE`` (vLLM), are a phase of their own ("graph capture").
 A kernel belongs to the phase window, on the same CPU thread, that holds the runtime call
-that launched it (for graph replays, the ``cudaGraphLaunch``/``hipGraphLaunch`` call): the phase is that of the CPU work
-that issued it, even when the GPU runs it later.
+that launched it (for graph replays, the ``cudaGraphLaunch``/``hipGraphLaunch`` call): the
+phase is that of the CPU work that issued it, even when the GPU runs it later.
 
 Per phase: windows, batch sizes (``bs=N``; for decode, one token per sequence, so tokens per
 batch), GPU time (sum of kernel durations), busy share (union of those kernels over the
