@@ -12,12 +12,17 @@ from pathlib import Path
 import polars as pl
 
 from analyzer.context import AnalysisContext
+from analyzer.devices import resolve
 from analyzer.findings import Finding, SkippedRule, order_findings
+from analyzer.metrics.graphs import graph_replay
+from analyzer.metrics.op_families import op_families
 from analyzer.metrics.timeline import kernel_devices
+from analyzer.metrics.workload import workload_profile
 from analyzer.report import fmt
 from analyzer.report.model import Code, Inline, Paragraph, Report, Strong, Table
 from analyzer.sections import overview
 from analyzer.sections.registry import SectionBuilder, registry
+from parsers.errors import BadConfigError
 from parsers.schema import TraceMeta
 
 _SOURCE_NAMES = {
@@ -40,14 +45,38 @@ def _title(meta: TraceMeta) -> str:
 
 
 def used_devices(ctx: AnalysisContext) -> list[str]:
-    """Names of the devices that ran GPU work (all listed devices when none ran any)."""
+    """Names of the devices that ran GPU work (all listed devices when none ran any); a device
+    the trace does not name is shown as identified from its properties when they are
+    unambiguous (`analyzer.devices.identify`)."""
     used = set(kernel_devices(ctx.tables).iter_rows())
+    try:
+        resolved = resolve(ctx.tables.meta, ctx.options)
+    except BadConfigError:
+        resolved = {}
     names = [
-        d.name or "unnamed device"
+        resolved[(d.rank, d.device)].label
+        if (d.rank, d.device) in resolved
+        else d.name or "unnamed device"
         for d in ctx.tables.meta.devices
         if not used or (d.rank, d.device) in used
     ]
+    if not names and len({(d.name, d.num_sms) for d in ctx.tables.meta.devices}) == 1:
+        # Kernels ran on a device index the trace does not describe, and it describes one
+        # device type only: the roofline assumes that type; say so.
+        d = ctx.tables.meta.devices[0]
+        label = resolved[(d.rank, d.device)].label if (d.rank, d.device) in resolved else d.name
+        names = [f"{label or 'unnamed device'} (assumed: the only device type described)"]
     return names
+
+
+def workload_line(ctx: AnalysisContext) -> list[Inline]:
+    """The header's workload profile: mode, stack, graphs (with replayed share), options."""
+    profile = ctx.metric("workload", workload_profile)
+    line: list[Inline] = [Strong("Workload:"), " ", profile.describe()]
+    g = ctx.metric("graph_replay", graph_replay)
+    if g.launches and g.kernel_ns:
+        line.append(f" · {fmt.pct(g.share_pct)} of kernel time replayed from graphs")
+    return line
 
 
 def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
@@ -84,6 +113,8 @@ def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
         second.append(("" if not second else " · ") + ", ".join(versions[:5]))
     if second:
         lines.append(second)
+    if ctx.tables.kernels.height or ctx.tables.ops.height:
+        lines.append(workload_line(ctx))
     return lines
 
 
@@ -100,12 +131,30 @@ _VERSION_LABELS = {
 }
 #: CUDA encodes versions as 1000 * major + 10 * minor (12040 is 12.4).
 _CUDA_ENCODED = frozenset({"cuda_runtime_version", "cuda_driver_version"})
+#: HIP encodes versions as 10,000,000 * major + 100,000 * minor + patch (60443483 is 6.4.43483).
+_HIP_ENCODED = frozenset({"hip_runtime_version", "hip_driver_version"})
+
+
+def is_rocm(versions: Mapping[str, str]) -> bool:
+    """True when the trace was recorded on ROCm (HIP or roctracer versions present)."""
+    return any(k in versions for k in (*_HIP_ENCODED, "roctracer_version"))
+
+
+def hip_version(value: str) -> str:
+    """``"6.4.43483"`` from HIP's encoded ``"60443483"`` (other text unchanged)."""
+    if not value.isdigit() or int(value) < 10_000_000:
+        return value
+    n = int(value)
+    return f"{n // 10_000_000}.{n // 100_000 % 100}.{n % 100_000}"
 
 
 def version_labels(versions: Mapping[str, str]) -> list[str]:
-    """Readable ``"CUDA runtime 12.4"`` labels: known entries first, then the rest."""
+    """Readable ``"CUDA runtime 12.4"`` labels: known entries first, then the rest.
+
+    On ROCm the collective library is RCCL (it reports itself through NCCL's version API)."""
     ordered = [k for k in _VERSION_LABELS if k in versions]
     ordered += sorted(k for k in versions if k not in _VERSION_LABELS)
+    rocm = is_rocm(versions)
     labels = []
     for key in ordered:
         value = str(versions[key])
@@ -113,7 +162,10 @@ def version_labels(versions: Mapping[str, str]) -> list[str]:
             continue
         if key in _CUDA_ENCODED and value.isdigit() and int(value) >= 1000:
             value = f"{int(value) // 1000}.{int(value) % 1000 // 10}"
-        labels.append(f"{_VERSION_LABELS.get(key, key)} {value}")
+        if key in _HIP_ENCODED:
+            value = hip_version(value)
+        label = "RCCL" if key == "nccl_version" and rocm else _VERSION_LABELS.get(key, key)
+        labels.append(f"{label} {value}")
     return labels
 
 
@@ -128,13 +180,16 @@ def _span_ns(ctx: AnalysisContext) -> int | None:
     return max(int(e - s) for s, e in spans)
 
 
-def _verdict(findings: Sequence[Finding]) -> Paragraph | None:
+def _verdict(ctx: AnalysisContext, findings: Sequence[Finding]) -> Paragraph | None:
+    """Where the time goes (largest op family first), then the top finding and its fix."""
+    lead = overview.family_sentence(ctx)
     if not findings:
-        return None
+        return Paragraph.of(lead) if lead else None
     top = findings[0]
     summary = Paragraph.from_prose(top.summary)
     advice = Paragraph.from_prose(top.recommendation)
-    return Paragraph((*summary.parts, " ", Strong("Do this:"), " ", *advice.parts))
+    opening: tuple[str, ...] = (lead, " ") if lead else ()
+    return Paragraph((*opening, *summary.parts, " ", Strong("Do this:"), " ", *advice.parts))
 
 
 FOOTNOTE = (
@@ -166,7 +221,7 @@ def build_report(
         title=_title(meta),
         config_lines=config_lines(ctx),
         headline=headline,
-        verdict=_verdict(ordered),
+        verdict=_verdict(ctx, ordered),
         findings=ordered,
         skipped=list(skipped),
         sections=[section for section in built if section is not None],
@@ -188,6 +243,20 @@ def _data(ctx: AnalysisContext) -> dict[str, object]:
     }
     if b.height:
         data["overall"] = overview.overall_shares(b)
+    if ctx.tables.kernels.height or ctx.tables.ops.height:
+        profile = ctx.metric("workload", workload_profile)
+        g = ctx.metric("graph_replay", graph_replay)
+        data["workload"] = {
+            "mode": profile.mode,
+            "frameworks": list(profile.frameworks),
+            "features": list(profile.features),
+            "graph_launches": profile.graph_launches,
+            "graph_replayed_pct": g.share_pct,
+            "fused_attention_kernels": len(profile.fused_attention),
+            "collectives": list(profile.collectives),
+        }
+        fam = op_families(ctx).table
+        data["families"] = _rows(fam.drop("top_ops")) if fam.height else []
     return data
 
 

@@ -49,6 +49,10 @@ class DeviceSpec:
     confirmed: bool = True
     notes: str = ""
     patterns: tuple[str, ...] = ()
+    compute_capability: str = ""
+    """computeMajor.computeMinor as traces report it (CUDA capability, AMD gfx arch)."""
+    mem_gib: tuple[float, ...] = ()
+    """Nominal memory sizes (GB as printed) of the product's variants, per visible device."""
 
     def peak(self, pipe: str, dtype: str) -> float | None:
         """Peak FLOP/s of ``dtype`` on ``pipe``, or None when that pipe lacks the dtype."""
@@ -73,7 +77,8 @@ class ResolvedDevice:
 
     ``num_sms`` is the trace's own count when it reports one; the spec's ``sm_count`` then
     equals it (see `resolve`). ``origin`` says where the spec came from: ``"trace name"``,
-    ``"--device"``, ``"--peak-tflops/--mem-bw-gbs"``, or ``""`` when unknown.
+    ``"--device"``, ``"--peak-tflops/--mem-bw-gbs"``, ``"properties"`` (identified from
+    compute capability / gfx arch, SM/CU count and memory, `identify`), or ``""`` when unknown.
     """
 
     rank: int
@@ -92,7 +97,10 @@ class ResolvedDevice:
 
     @property
     def label(self) -> str:
-        """The name to show: the trace's own, or a placeholder when it is empty."""
+        """The name to show: the trace's own; the identified product, said so, when the
+        trace's name is empty or unknown; else a placeholder."""
+        if self.origin == "properties" and self.spec is not None:
+            return f"{self.spec.name} (identified from properties)"
         return self.trace_name or "unnamed device"
 
 
@@ -119,7 +127,56 @@ def _spec_from_row(row: Mapping[str, Any]) -> DeviceSpec:
         confirmed=bool(row["confirmed"]),
         notes=" ".join(str(row.get("notes", "")).split()),
         patterns=tuple(str(p) for p in row["patterns"]),
+        compute_capability=str(row.get("compute_capability", "")),
+        mem_gib=tuple(float(m) for m in row.get("mem_gib", ())),
     )
+
+
+#: How far the memory a trace reports (GiB) may lie from the nominal size (GB as printed).
+MEM_TOLERANCE: Final = 0.10
+
+
+def identify(info: DeviceInfo) -> list[DeviceSpec]:
+    """The products whose properties equal the trace's: compute capability (gfx arch on AMD),
+    SM/CU count and memory size. Each property the trace lacks is not compared, but at least
+    the SM count and one other must be there; a single candidate identifies the device."""
+    if not info.num_sms or (info.compute_major is None and not info.total_mem_bytes):
+        return []
+    cc = (
+        f"{info.compute_major}.{info.compute_minor or 0}"
+        if info.compute_major is not None
+        else None
+    )
+    gib = info.total_mem_bytes / 2**30 if info.total_mem_bytes else None
+    found = []
+    for spec in database():
+        if spec.sm_count != info.num_sms:
+            continue
+        if cc is not None and spec.compute_capability and spec.compute_capability != cc:
+            continue
+        if gib is not None and not _memory_fits(gib, spec.mem_gib):
+            continue
+        found.append(spec)
+    return found
+
+
+def _memory_fits(gib: float, sizes: tuple[float, ...]) -> bool:
+    """True when ``gib`` lies within `MEM_TOLERANCE` of a nominal size (or none is listed)."""
+    return not sizes or any(abs(gib - m) <= MEM_TOLERANCE * m for m in sizes)
+
+
+def _properties(info: DeviceInfo) -> str:
+    """The trace's properties as a reader checks them: ``304 CUs, 192 GiB, gfx 9.4``."""
+    amd = (info.warp_size or 0) == 64 or "amd" in info.name.lower()
+    parts = []
+    if info.num_sms:
+        parts.append(f"{info.num_sms} {'CUs' if amd else 'SMs'}")
+    if info.total_mem_bytes:
+        parts.append(f"{info.total_mem_bytes / 2**30:.0f} GiB")
+    if info.compute_major is not None:
+        label = "gfx" if amd else "compute capability"
+        parts.append(f"{label} {info.compute_major}.{info.compute_minor or 0}")
+    return ", ".join(parts)
 
 
 @cache
@@ -226,20 +283,31 @@ def resolve_one(info: DeviceInfo, options: AnalysisOptions) -> ResolvedDevice:
         spec, origin = override, "--device"
     else:
         found = match(info.name)
+        candidates = identify(info) if found is None else []
         if found is not None:
             spec, origin = found, "trace name"
+        elif len(candidates) == 1:
+            spec, origin = candidates[0], "properties"
         elif options.peak_tflops is not None and options.mem_bw_gbs is not None:
             spec, origin = (
                 user_spec(options.peak_tflops, options.mem_bw_gbs),
                 ("--peak-tflops/--mem-bw-gbs"),
             )
         else:
-            return ResolvedDevice(
-                info.rank, info.device, info.name, info.num_sms, None, "", _unknown_reason(info)
-            )
+            reason = _unknown_reason(info)
+            if len(candidates) > 1:
+                names = ", ".join(c.key for c in candidates)
+                reason = (
+                    f"{reason.split(';')[0]}; its properties fit several devices ({names}): "
+                    "pass --device NAME to choose"
+                )
+            return ResolvedDevice(info.rank, info.device, info.name, info.num_sms, None, "", reason)
     notes: tuple[str, ...] = ()
+    if origin == "properties":
+        notes = (f"identified from properties ({_properties(info)}) as {spec.name}",)
     if origin != "--peak-tflops/--mem-bw-gbs":
-        spec, notes = _scaled_to_trace(spec, info.num_sms)
+        spec, scaled = _scaled_to_trace(spec, info.num_sms)
+        notes = (*notes, *scaled)
     if not spec.confirmed:
         notes = (*notes, f"unconfirmed peak: {spec.notes or spec.source}")
     return ResolvedDevice(info.rank, info.device, info.name, info.num_sms, spec, origin, "", notes)

@@ -25,7 +25,9 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import timeline
+from analyzer.metrics.workload import WorkloadProfile
 from parsers.schema import TraceTables
+from rules import _advice
 from rules.base import register
 
 #: Collectives without a payload: markers, not data movement.
@@ -73,7 +75,15 @@ class CommOverhead:
             return
         worst = over.sort(["exposed_comm_ns", "rank"], descending=[True, False]).row(0, named=True)
         table, stats = collective_table(ctx, int(worst["rank"]), cfg.top_collectives)
-        yield _finding(cfg, worst, over.height, table, stats)
+        yield _finding(
+            cfg,
+            worst,
+            over.height,
+            table,
+            stats,
+            _advice.profile(ctx),
+            _advice.collective_library(ctx),
+        )
 
 
 def normalize_collective(name: str) -> str:
@@ -276,6 +286,8 @@ def _finding(
     devices: int,
     table: EvidenceTable,
     stats: dict[str, float | int | str],
+    profile: WorkloadProfile | None = None,
+    library: str = "NCCL",
 ) -> Finding:
     """The finding for one device: shares, exposed time, collectives."""
     rank, device = int(row["rank"]), int(row["device"])
@@ -313,7 +325,7 @@ def _finding(
         title=CommOverhead.title,
         summary=summary,
         evidence=evidence,
-        recommendation=_recommendation(cfg, exposed_of_comm, stats),
+        recommendation=_recommendation(cfg, exposed_of_comm, stats, profile, library),
         scope=Scope(
             rank=rank if devices == 1 else None,
             device=device if devices == 1 else None,
@@ -326,26 +338,67 @@ def _finding(
 
 
 def _recommendation(
-    cfg: CommOverheadConfig, exposed_of_comm: float, stats: dict[str, float | int | str]
+    cfg: CommOverheadConfig,
+    exposed_of_comm: float,
+    stats: dict[str, float | int | str],
+    profile: WorkloadProfile | None = None,
+    library: str = "NCCL",
 ) -> str:
-    """Advice from what the numbers show: exposure, message size, volume."""
+    """Advice from what the numbers show (exposure, message size, volume) and from what runs:
+    DDP/FSDP advice only where they run, all-to-all advice where all-to-all dominates,
+    nothing about gradients on inference traces, RCCL named on ROCm."""
+    wrapper = profile.data_parallel if profile is not None else "DDP"
+    training = profile is None or profile.is_training
+    kinds = profile.collectives if profile is not None else ()
     parts = []
-    if exposed_of_comm >= 50.0:
+    if kinds and kinds[0] == "all_to_all":
         parts.append(
-            "overlap communication with compute: keep DDP's bucketed all-reduce running "
-            "during backward (no host syncs or `find_unused_parameters` in the step), and for "
-            "FSDP set `backward_prefetch=BACKWARD_PRE` and `forward_prefetch=True`"
+            "all-to-all dominates (MoE token dispatch or sharded embeddings): overlap it with "
+            "expert or dense compute, keep the exchange inside a node (place experts or "
+            "embedding shards so most traffic stays on NVLink/xGMI), and cut the bytes per "
+            "token (capacity factor, fp8/bf16 dispatch)"
         )
+    if exposed_of_comm >= 50.0:
+        if training and wrapper == "DDP":
+            parts.append(
+                "overlap communication with compute: keep DDP's bucketed all-reduce running "
+                "during backward (no host syncs or `find_unused_parameters` in the step)"
+            )
+        elif training and wrapper == "FSDP":
+            parts.append(
+                "overlap communication with compute: set FSDP `backward_prefetch=BACKWARD_PRE` "
+                "and `forward_prefetch=True`"
+            )
+        elif not training:
+            parts.append(
+                "overlap communication with compute: tensor-parallel all-reduces sit on the "
+                "critical path of every layer; use the engine's fused/custom all-reduce, or a "
+                "smaller tensor-parallel degree when the model fits on fewer GPUs"
+            )
+        else:
+            parts.append(
+                f"overlap {library} collectives with compute: issue them asynchronously on a "
+                "separate stream and wait only where the result is needed"
+            )
     median = stats.get("median_message_bytes")
     if isinstance(median, int) and 0 < median < cfg.small_message_bytes:
+        bucket = "raise DDP `bucket_cap_mb` or " if training and wrapper == "DDP" else ""
         parts.append(
-            f"messages are small (median {median:,} bytes): raise DDP `bucket_cap_mb` or "
-            "coalesce collectives so each call moves more data"
+            f"messages are small (median {median:,} bytes): {bucket}coalesce collectives so "
+            "each call moves more data"
         )
-    parts.append(
-        "communicate less often with gradient accumulation (`model.no_sync()` on all but the "
-        "last micro-batch), or send less with a compression hook "
-        "(`bf16_compress_hook`, PowerSGD)"
-    )
+    if training and wrapper == "DDP":
+        parts.append(
+            "communicate less often with gradient accumulation (`model.no_sync()` on all but "
+            "the last micro-batch), or send less with a compression hook "
+            "(`bf16_compress_hook`, PowerSGD)"
+        )
+    elif training and wrapper is None and kinds[:1] != ("all_to_all",):
+        parts.append(
+            "communicate less often: accumulate gradients locally over several micro-batches "
+            "and all-reduce once, or all-reduce them in bf16"
+        )
+    if not parts:
+        parts.append(f"check the {library} topology and algorithm ({library}_DEBUG=INFO)")
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."

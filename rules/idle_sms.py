@@ -23,6 +23,7 @@ from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import timeline
 from parsers.schema import TraceTables
+from rules import _advice
 from rules._common import window_scope
 from rules.base import RuleConfig, register
 
@@ -105,7 +106,7 @@ class IdleSms:
                     "worst_sm_efficiency_busy_pct": round(float(worst["busy_eff_pct"]), 2),
                     "kernels_without_grid": int(kernels["sm_eff"].null_count()),
                 },
-                recommendation=_recommendation(top),
+                recommendation=_recommendation(top, ctx),
                 scope=window_scope(ctx.tables, ranks),
                 impact_ns=round(busy_ns - eff_ns),
                 table=_table(top),
@@ -334,25 +335,36 @@ def _summary(busy_eff_pct: float, small_pct: float, top: pl.DataFrame) -> str:
     return text + "."
 
 
-def _recommendation(top: pl.DataFrame) -> str:
-    """Fix by the kind of kernel that wastes the most SM time."""
+def _recommendation(top: pl.DataFrame, ctx: AnalysisContext | None = None) -> str:
+    """Fix by the kind of kernel that wastes the most SM time, in the workload's terms."""
     categories = set(top["category"].head(3).to_list()) if top.height else set()
+    training = ctx is None or _advice.profile(ctx).is_training
+    batch = (
+        _advice.batch_advice(ctx)
+        if ctx is not None
+        else "raise the batch size (or micro-batch, or pack sequences)"
+    )
     parts = []
     if categories & {"gemm", "conv", "attention"}:
         parts.append(
-            "For the small GEMMs/convolutions: raise the batch size (or micro-batch, or pack "
-            "sequences) so each launch has enough output tiles; let cuBLAS/cutlass pick split-K "
-            "or stream-K kernels (torch.compile mode='max-autotune' tries them); batch "
-            "independent small matmuls into one bmm or grouped GEMM."
+            f"For the small GEMMs/convolutions: {batch}, so each launch has enough output "
+            "tiles; let the BLAS library pick split-K or stream-K kernels (torch.compile "
+            "mode='max-autotune' tries them); batch independent small matmuls into one bmm or "
+            "grouped GEMM."
         )
     if categories - {"gemm", "conv", "attention"}:
+        fused = (
+            "torch.compile, or foreach / fused optimizer implementations"
+            if training
+            else ("torch.compile")
+        )
         parts.append(
-            "For the small elementwise/reduction kernels: fuse them (torch.compile, or foreach / "
-            "fused optimizer implementations) so one launch covers many tensors, and run "
-            "independent small work on separate CUDA streams so grids overlap."
+            f"For the small elementwise/reduction kernels: fuse them ({fused}) so one launch "
+            "covers many tensors, and run independent small work on separate streams so grids "
+            "overlap."
         )
     if not parts:
-        parts.append("Raise the work per launch (batch size), or fuse small kernels.")
+        parts.append("Raise the work per launch, or fuse small kernels.")
     return " ".join(parts)
 
 

@@ -22,6 +22,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import counters
+from rules import _advice
 from rules.base import register
 
 _SMALL_KERNELS = (
@@ -35,6 +36,22 @@ _HOST_BOUND = (
     "`num_workers`, `pin_memory=True`), remove host synchronizations (`.item()`, `.cpu()`), "
     "and cut launch overhead with CUDA graphs (`torch.compile(mode='reduce-overhead')`). "
     "Profile one step with the PyTorch profiler to see what the CPU does in the gaps."
+)
+
+#: Inference wording of the two fixes (no micro-batches, no DataLoader-driven steps).
+_SMALL_KERNELS_INFERENCE = (
+    "The GPU is running kernels most of the time but they occupy few SMs: launches with "
+    "fewer blocks than SMs, few inputs per forward pass or serialized small ops. Batch more "
+    "requests per forward pass, fuse small ops (`torch.compile`), run independent work on "
+    "separate streams, and check the profiler trace for kernels whose grid is smaller than the "
+    "SM count."
+)
+_HOST_BOUND_INFERENCE = (
+    "The GPU waits on the host between kernels: prepare inputs ahead of the forward pass "
+    "(pinned buffers, a background thread), remove host synchronizations (`.item()`, "
+    "`.cpu()`), and cut launch overhead with CUDA/HIP graphs "
+    "(`torch.compile(mode='reduce-overhead')`, or the serving engine's graph capture). Profile "
+    "one request with the PyTorch profiler to see what the CPU does in the gaps."
 )
 
 
@@ -73,7 +90,7 @@ class LowSmActivity:
         summary = ctx.metric("counters.summary", counters.summary_of)
         low = _low_gpus(summary, cfg)
         if low.height:
-            yield _finding(low, cfg)
+            yield _finding(low, cfg, _advice.profile(ctx).is_inference)
 
 
 def _low_gpus(summary: pl.DataFrame, cfg: LowSmActivityConfig) -> pl.DataFrame:
@@ -107,7 +124,7 @@ def _get(row: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _finding(low: pl.DataFrame, cfg: LowSmActivityConfig) -> Finding:
+def _finding(low: pl.DataFrame, cfg: LowSmActivityConfig, inference: bool = False) -> Finding:
     """The finding for the least active GPU, listing every low one."""
     worst = low.row(0, named=True)
     activity = float(worst["activity"])
@@ -152,7 +169,9 @@ def _finding(low: pl.DataFrame, cfg: LowSmActivityConfig) -> Finding:
         title=LowSmActivity.title,
         summary=summary,
         evidence=evidence,
-        recommendation=_SMALL_KERNELS if small else _HOST_BOUND,
+        recommendation=(_SMALL_KERNELS_INFERENCE if inference else _SMALL_KERNELS)
+        if small
+        else (_HOST_BOUND_INFERENCE if inference else _HOST_BOUND),
         scope=Scope(
             device=int(worst["gpu"]) if low.height == 1 else None,
             start_ns=int(worst["first_ts_ns"]),

@@ -19,6 +19,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import counters
+from rules import _advice
 from rules.base import register
 
 _RECOMMENDATION = (
@@ -27,6 +28,13 @@ _RECOMMENDATION = (
     "(`scaled_dot_product_attention` / flash attention) instead of materializing scores, keep "
     "activations and weights in bf16/fp16 (or fp8 where supported), and avoid layout copies "
     "(`.contiguous()`, transposes) in the hot loop."
+)
+#: When the trace shows fused attention kernels running, attention is not advised again.
+_RECOMMENDATION_FUSED = (
+    "Memory bandwidth, not math, limits these GPUs: move fewer bytes per FLOP. Fuse chains of "
+    "elementwise, normalization and activation ops (`torch.compile`; attention already runs "
+    "fused), keep activations and weights in bf16/fp16 (or fp8 where supported), and avoid "
+    "layout copies (`.contiguous()`, transposes) in the hot loop."
 )
 _LOW_OCCUPANCY = (
     " SM occupancy is low ({occ:.2f}): for memory-bound kernels more resident warps hide "
@@ -68,7 +76,7 @@ class MemoryBoundCounters:
         summary = ctx.metric("counters.summary", counters.summary_of)
         hits = _memory_bound(summary, cfg)
         if hits.height:
-            yield _finding(hits, cfg)
+            yield _finding(hits, cfg, bool(_advice.profile(ctx).fused_attention))
 
 
 def _memory_bound(summary: pl.DataFrame, cfg: MemoryBoundCountersConfig) -> pl.DataFrame:
@@ -104,7 +112,9 @@ def _top_pipe_name(pipes: list[str]) -> pl.Expr:
     return result
 
 
-def _finding(hits: pl.DataFrame, cfg: MemoryBoundCountersConfig) -> Finding:
+def _finding(
+    hits: pl.DataFrame, cfg: MemoryBoundCountersConfig, fused_attention: bool = False
+) -> Finding:
     """The finding for the GPU with the busiest DRAM, listing every memory-bound one."""
     worst = hits.row(0, named=True)
     dram = float(worst["dram_active_ratio_busy_mean"])
@@ -137,7 +147,7 @@ def _finding(hits: pl.DataFrame, cfg: MemoryBoundCountersConfig) -> Finding:
         value = worst.get(key)
         if value is not None:
             evidence[key.replace("_busy_mean", "_busy")] = round(float(value), 4)
-    recommendation = _RECOMMENDATION
+    recommendation = _RECOMMENDATION if not fused_attention else _RECOMMENDATION_FUSED
     if occ is not None and float(occ) < cfg.low_occupancy_ratio:
         recommendation += _LOW_OCCUPANCY.format(occ=float(occ))
     span = int(worst["last_ts_ns"]) - int(worst["first_ts_ns"])

@@ -8,7 +8,13 @@ far under the bandwidth roof the memory-bound work runs is known only for modele
 their ideal DRAM bytes over their time against the device's bandwidth (% of roof); kernels
 the roofline flags as above their roof (a model or measurement inconsistency) are left out of
 that average. Small GEMMs that are memory-bound count here too; `small-batch` says what to do
-about those.
+about those. Kernels of unfused attention chains are left out: `unfused-attention` explains
+them (one fix, a fused attention kernel, for the whole chain).
+
+The advice depends on the workload profile: it never recommends what the trace shows running
+(FlashAttention/SDPA kernels, fused optimizers, CUDA/HIP graphs, torch.compile), speaks of
+optimizers only on training traces, and of channels_last only where convolutions or layout
+transposes take a visible share.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import roofline as roofline_metric
+from analyzer.metrics.op_families import attention_of, op_families
 from analyzer.metrics.perf_model import is_gemm_name
+from rules import _advice
 from rules.base import RuleConfig, register
 
 _TABLE_ROWS = 8
@@ -58,8 +66,8 @@ class MemoryBoundDominant:
     def check(self, ctx: AnalysisContext, cfg: MemoryBoundDominantConfig) -> Iterable[Finding]:
         """One finding when memory-bound kernels take the configured share of kernel time."""
         roof = roofline_metric.roofline(ctx)
-        kernels = roof.kernels
-        total_ns = int(kernels["dur_ns"].sum()) if kernels.height else 0
+        kernels = _without_unfused_attention(ctx, roof.kernels)
+        total_ns = int(roof.kernels["dur_ns"].sum()) if roof.kernels.height else 0
         if total_ns == 0:
             return []
         memory = kernels.select("bound", "basis", "dur_ns", "pct_of_roof", "above_roof").filter(
@@ -96,6 +104,7 @@ class MemoryBoundDominant:
             "above_roof_memory_bound_ns": above_ns,
             "heuristic_memory_bound_ns": memory_ns - modeled_ns - above_ns,
             "memory_bound_gemm_ns": gemm_ns,
+            "unfused_attention_ns_excluded": total_ns - int(kernels["dur_ns"].sum()),
         }
         if pct_of_roof is not None:
             evidence["modeled_pct_of_bandwidth_roof"] = round(pct_of_roof, 2)
@@ -106,12 +115,25 @@ class MemoryBoundDominant:
                 title=self.title,
                 summary=_summary(share_pct, memory_ns, pct_of_roof, modeled_ns, above_ns),
                 evidence=evidence,
-                recommendation=_recommendation(groups, pct_of_roof, cfg),
+                recommendation=_recommendation(ctx, groups, pct_of_roof, cfg),
                 scope=Scope(rank=int(ranks[0]) if len(ranks) == 1 else None),
                 impact_ns=memory_ns,
                 table=_table(groups),
             )
         ]
+
+
+_KEYS = ["rank", "device", "stream", "start_ns"]
+
+
+def _without_unfused_attention(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.DataFrame:
+    """The roofline's kernels minus those of unfused attention chains (matched on rank,
+    device, stream and start)."""
+    mask = attention_of(ctx).kernel_mask
+    if not mask.any() or kernels.height == 0:
+        return kernels
+    chain = ctx.tables.kernels.filter(mask).select(_KEYS)
+    return kernels.join(chain, on=_KEYS, how="anti", maintain_order="left")
 
 
 def _memory_groups(ops: pl.DataFrame) -> pl.DataFrame:
@@ -144,22 +166,41 @@ def _summary(
     return text + " (classified by kernel category; record shapes to measure its bandwidth)."
 
 
+#: Share (%) of GPU time in convolutions or layout transposes above which layouts are advised.
+_LAYOUT_SHARE_PCT = 5.0
+
+
 def _recommendation(
-    groups: pl.DataFrame, pct_of_roof: float | None, cfg: MemoryBoundDominantConfig
+    ctx: AnalysisContext,
+    groups: pl.DataFrame,
+    pct_of_roof: float | None,
+    cfg: MemoryBoundDominantConfig,
 ) -> str:
-    """Fuse to cut memory passes; point small GEMMs to `small-batch`; layouts when slow."""
+    """Fuse to cut memory passes, with what the trace does not already run; point small
+    GEMMs to `small-batch`; layouts and launch overhead when the kernels run slow."""
+    p = _advice.profile(ctx)
+    fixes = [_advice.fusion_fix(ctx)]
+    if p.is_training and not p.fused_optimizer:
+        fixes.append("use the fused optimizer (`torch.optim.AdamW(..., fused=True)`)")
     text = (
-        "Cut the number of passes over memory: fuse chains of elementwise, normalization and "
-        "reduction ops with torch.compile (or fused kernels: fused LayerNorm/RMSNorm, fused "
-        "optimizers, FlashAttention), keep activations in bf16, and avoid materializing "
+        "Cut the number of passes over memory: "
+        + "; ".join(fixes)
+        + "; keep activations in bf16/fp16 where accuracy allows, and avoid materializing "
         "intermediates (in-place ops, no needless .contiguous() or dtype casts)."
     )
+    if p.fused_attention:
+        text += " Fused attention kernels already run; the memory-bound time is elsewhere."
     if pct_of_roof is not None and pct_of_roof < cfg.low_bandwidth_pct_of_roof:
-        text += (
-            " These kernels also run well under the bandwidth they could reach: look for "
-            "strided or transposed layouts (channels_last for convolution nets, contiguous "
-            "last dimensions), tiny tensors whose launch overhead dominates (CUDA graphs), "
-            "and odd sizes that defeat vectorized loads."
+        causes = ["strided or transposed inputs (contiguous last dimensions)"]
+        fam = op_families(ctx)
+        if fam.share("conv") + fam.share("transpose") >= _LAYOUT_SHARE_PCT:
+            causes.append("NCHW convolutions that transpose on every call (channels_last)")
+        launch = _advice.launch_overhead_fix(ctx)
+        if launch:
+            causes.append(f"tiny tensors whose launch overhead dominates ({launch})")
+        causes.append("odd sizes that defeat vectorized loads")
+        text += " These kernels also run well under the bandwidth they could reach: look for " + (
+            ", ".join(causes) + "."
         )
     if groups.height and bool(groups.head(3)["is_gemm"].any()):
         text += " Memory-bound GEMMs among the top ops are too small: see `small-batch`."

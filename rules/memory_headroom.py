@@ -23,6 +23,7 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import counters, timeline
+from analyzer.metrics.workload import WorkloadProfile, workload_profile
 from parsers.schema import TraceTables
 from rules.base import register
 
@@ -44,6 +45,26 @@ _LOW = (
     "utilization. If the batch is fixed by the recipe, drop activation checkpointing or "
     "gradient accumulation that the memory no longer requires."
 )
+#: Inference wording (no training vocabulary): what memory headroom buys when serving.
+_HIGH_INFERENCE = (
+    "Leave headroom: enable `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True` to cut "
+    "fragmentation, free references to large outputs early and run under "
+    "`torch.inference_mode()` so no autograd state is kept. Check "
+    "`torch.cuda.memory_summary()` for reserved-but-unallocated memory."
+)
+_HIGH_SERVING = (
+    "{engine} reserves most device memory for its KV cache on purpose; this is a risk only if "
+    "another process shares the GPU or the engine reports preemptions. Then lower its memory "
+    "share (vLLM `gpu_memory_utilization`, SGLang `--mem-fraction-static`) or the maximum "
+    "batched tokens."
+)
+_LOW_INFERENCE = (
+    "The device has memory to spare: run more inputs per forward pass (batch requests or "
+    "frames together), or give a serving engine's KV cache more of it (vLLM "
+    "`gpu_memory_utilization`, SGLang `--mem-fraction-static`) so more sequences run at once; "
+    "a second model replica on the same GPU is another use."
+)
+_LOW_TITLE_INFERENCE = "Device memory headroom unused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +106,14 @@ class MemoryHeadroom:
         table = peaks(ctx)
         if table.height == 0:
             return
+        workload = ctx.metric("workload", workload_profile)
         high = table.filter(pl.col("used_pct") >= cfg.warning_used_pct)
         if high.height:
-            yield _finding(_by_use(high), cfg, high=True)
+            yield _finding(_by_use(high), cfg, high=True, profile=workload)
             return
         trusted = table.filter(_proves_low(cfg))
         if trusted.height == table.height and (table["used_pct"] < cfg.info_below_used_pct).all():
-            yield _finding(_by_use(table), cfg, high=False)
+            yield _finding(_by_use(table), cfg, high=False, profile=workload)
 
 
 def _by_use(rows: pl.DataFrame) -> pl.DataFrame:
@@ -240,8 +262,16 @@ def _basis(row: dict[str, object]) -> str:
     return "at least: allocations since profiling began; the trace has no allocator totals"
 
 
-def _finding(rows: pl.DataFrame, cfg: MemoryHeadroomConfig, *, high: bool) -> Finding:
-    """A warning (high) or info (low) finding from peak rows sorted by use, highest first."""
+def _finding(
+    rows: pl.DataFrame,
+    cfg: MemoryHeadroomConfig,
+    *,
+    high: bool,
+    profile: WorkloadProfile | None = None,
+) -> Finding:
+    """A warning (high) or info (low) finding from peak rows sorted by use, highest first,
+    worded for the workload (training advice only where the trace shows training)."""
+    training = profile is None or not profile.is_inference
     top = rows.row(0, named=True)
     pct, used, total = float(top["used_pct"]), float(top["used_bytes"]), float(top["total_bytes"])
     basis = _basis(top)
@@ -256,7 +286,8 @@ def _finding(rows: pl.DataFrame, cfg: MemoryHeadroomConfig, *, high: bool) -> Fi
     else:
         summary = (
             f"{pct:.1f}% memory utilization at most ({_where(top)}: {used / _GIB:.1f} of "
-            f"{total / _GIB:.1f} GiB, {basis}): room for a larger batch."
+            f"{total / _GIB:.1f} GiB, {basis}): "
+            + ("room for a larger batch." if training else "room for more concurrent inputs.")
         )
     evidence: dict[str, float | int | str] = {
         "used_pct": round(pct, 2),
@@ -275,16 +306,28 @@ def _finding(rows: pl.DataFrame, cfg: MemoryHeadroomConfig, *, high: bool) -> Fi
     return Finding(
         rule_id=MemoryHeadroom.id,
         severity=Severity.WARNING if high else Severity.INFO,
-        title=MemoryHeadroom.title if high else MemoryHeadroom.low_title,
+        title=MemoryHeadroom.title
+        if high
+        else (MemoryHeadroom.low_title if training else _LOW_TITLE_INFERENCE),
         summary=summary,
         evidence=evidence,
-        recommendation=_HIGH if high else _LOW,
+        recommendation=_advice_for(high, training, profile),
         scope=Scope(
             rank=int(top["rank"]) if top["rank"] is not None and rows.height == 1 else None,
             device=int(top["device"]) if rows.height == 1 else None,
         ),
         table=_table(rows),
     )
+
+
+def _advice_for(high: bool, training: bool, profile: WorkloadProfile | None) -> str:
+    """The recommendation for the workload: training, serving engine, other inference."""
+    if training:
+        return _HIGH if high else _LOW
+    if not high:
+        return _LOW_INFERENCE
+    engine = profile.serving_engine if profile is not None else None
+    return _HIGH_SERVING.format(engine=engine) if engine else _HIGH_INFERENCE
 
 
 def _table(rows: pl.DataFrame) -> EvidenceTable:

@@ -29,6 +29,7 @@ from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import timeline
 from analyzer.metrics.roofline import launch_external_ids
 from parsers.schema import DeviceInfo, TraceTables
+from rules import _advice
 from rules._common import window_scope
 from rules.base import RuleConfig, register
 
@@ -160,7 +161,9 @@ class NoTensorCores:
                     "compute_capability": _cc(device),
                     "tensor_over_fp32_peak": _peak_ratio(spec),
                 },
-                recommendation=_recommendation(device, spec, by_class),
+                recommendation=_recommendation(
+                    device, spec, by_class, _advice.profile(ctx).is_training
+                ),
                 scope=window_scope(ctx.tables, ranks),
                 impact_ns=stake_ns,
                 table=_table(kernels, compute_ns),
@@ -338,9 +341,13 @@ def _ms(ns: int) -> str:
 
 
 def _recommendation(
-    device: DeviceInfo | None, spec: devices.DeviceSpec | None, by_class: dict[str, int]
+    device: DeviceInfo | None,
+    spec: devices.DeviceSpec | None,
+    by_class: dict[str, int],
+    training: bool = True,
 ) -> str:
-    """TF32 / bf16 where the device has them, fp16 autocast on Volta/Turing."""
+    """TF32 / bf16 where the device has them, fp16 autocast on Volta/Turing (with a grad
+    scaler only when training)."""
     tensor_dtypes = {d for pipe, d in (spec.peak_flops if spec else {}) if pipe == "tensor"}
     amd = spec is not None and spec.vendor == "amd"
     if amd:
@@ -352,6 +359,9 @@ def _recommendation(
         text = (
             "This GPU's tensor cores take fp16 only (no TF32 or bf16): train under "
             "torch.autocast('cuda', dtype=torch.float16) with torch.amp.GradScaler"
+            if training
+            else "This GPU's tensor cores take fp16 only (no TF32 or bf16): run under "
+            "torch.autocast('cuda', dtype=torch.float16) or convert the model with .half()"
         )
     else:
         text = (

@@ -10,6 +10,12 @@ The rule reads the roofline's modeled op groups (shapes recorded): GEMM ops on t
 pipe that are memory-bound and run under a small share of the tensor peak. For each it gives
 M, N, K (from the recorded shapes), the intensity against the ridge point, the achieved
 TFLOP/s and the % of the tensor peak.
+
+Batched matmuls of unfused attention (Q·Kᵀ and P·V, `analyzer.metrics.attention`) are not
+claimed: their FLOP/byte is set by the head dimension, not the batch, and the fix is a fused
+attention kernel (`unfused-attention`). The advice is worded for the workload: gradient
+accumulation only on training traces, request batching on inference, no CUDA/HIP graphs or
+torch.compile where the trace shows them running.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from analyzer.context import AnalysisContext
 from analyzer.devices import DeviceSpec
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import roofline as roofline_metric
+from analyzer.metrics.op_families import attention_of
 from analyzer.metrics.perf_model import is_gemm_name
+from rules import _advice
 from rules.base import RuleConfig, register
 
 _TABLE_ROWS = 8
@@ -63,7 +71,7 @@ class SmallBatch:
         total_ns = int(roof.kernels["dur_ns"].sum()) if roof.kernels.height else 0
         if total_ns == 0:
             return []
-        small = small_gemms(roof.ops, cfg.max_pct_of_peak)
+        small = _not_attention(ctx, small_gemms(roof.ops, cfg.max_pct_of_peak))
         small_ns = int(small["gpu_time_ns"].sum()) if small.height else 0
         share_pct = 100.0 * small_ns / total_ns
         if share_pct < cfg.warning_share_pct:
@@ -93,12 +101,34 @@ class SmallBatch:
                     "top_ridge_flop_per_byte": round(float(top["ridge"] or 0.0), 1),
                     "top_pct_of_peak": round(float(top["pct_of_peak"]), 2),
                 },
-                recommendation=_recommendation(rows),
+                recommendation=_recommendation(rows, ctx),
                 scope=Scope(rank=int(ranks[0]) if len(ranks) == 1 else None),
                 impact_ns=small_ns,
                 table=_table(rows),
             )
         ]
+
+
+def attention_gemm_shapes(ctx: AnalysisContext) -> set[tuple[int, int, int]]:
+    """(M, N, K) of the products of unfused attention chains: Q·Kᵀ is (q, k, d), P·V (q, d, k)."""
+    chains = attention_of(ctx).chains
+    shapes: set[tuple[int, int, int]] = set()
+    for q, k, d in chains.select("q_len", "k_len", "head_dim").unique().iter_rows():
+        shapes.add((int(q), int(k), int(d)))
+        shapes.add((int(q), int(d), int(k)))
+    return shapes
+
+
+def _not_attention(ctx: AnalysisContext, small: pl.DataFrame) -> pl.DataFrame:
+    """The small GEMM groups minus the batched matmuls of unfused attention chains."""
+    shapes = attention_gemm_shapes(ctx)
+    if not shapes or small.height == 0:
+        return small
+    keep = []
+    for r in small.select("op_name", "shapes").iter_rows():
+        dims = gemm_dims(str(r[0]), str(r[1] or ""))
+        keep.append(dims is None or (dims[1], dims[2], dims[3]) not in shapes)
+    return small.filter(pl.Series(keep, dtype=pl.Boolean))
 
 
 def _tensor_gemms(ops: pl.DataFrame) -> pl.DataFrame:
@@ -195,23 +225,29 @@ def _summary(share_pct: float, small_ns: int, small: pl.DataFrame, top: dict[str
     )
 
 
-def _recommendation(rows: list[dict[str, Any]]) -> str:
-    """Raise the smallest dimension; which one depends on where it is small."""
+def _recommendation(rows: list[dict[str, Any]], ctx: AnalysisContext | None = None) -> str:
+    """Raise the smallest dimension; which one depends on where it is small; the words
+    depend on the workload (training, serving, other inference)."""
     small_m = any(r["dims"] and r["dims"][1] <= min(r["dims"][2:]) for r in rows)
+    batch = (
+        _advice.batch_advice(ctx)
+        if ctx is not None
+        else "raise the batch size; pack variable-length sequences into full-length rows"
+    )
     text = (
-        "Give each GEMM more rows: raise the batch size, or keep it and accumulate gradients "
-        "over fewer, larger micro-batches; pack variable-length sequences into full-length "
-        "rows instead of padding many short ones; for inference, batch requests together "
-        "(continuous batching)."
+        f"Give each GEMM more rows: {batch}."
         if small_m
         else "Widen the small dimension: concatenate projections that share an input "
         "(fused QKV, gate and up projections) into one GEMM, or batch independent small "
         "matmuls into one bmm / grouped GEMM."
     )
-    return (
-        text + " When the shapes cannot grow, CUDA graphs or torch.compile at least remove the "
-        "launch overhead that dominates such short GEMMs."
-    )
+    launch = _advice.launch_overhead_fix(ctx) if ctx is not None else "CUDA graphs"
+    if launch:
+        text += (
+            f" When the shapes cannot grow, {launch} at least removes the launch overhead that "
+            "dominates such short GEMMs."
+        )
+    return text
 
 
 def _table(rows: list[dict[str, Any]]) -> EvidenceTable:

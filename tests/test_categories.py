@@ -18,8 +18,11 @@ from conftest import TRACES, needs_shared
 from parsers import categories
 from parsers.categories import (
     CATEGORIES,
+    FAMILIES,
     categorize,
     category_of,
+    families,
+    family_of,
     is_communication,
     is_memory_name,
 )
@@ -34,6 +37,13 @@ FILES = (
     "tracelens/perf_model__normalization__normalization_layer_test.json.gz",
     "hta/mtia_inference_trace/mtia_inference_rank_0.json.gz",
     "tb_plugin/test__gpu_metrics_input.json",
+    "hta/amd_trace/mi250_minitoy_train_ROCm6_2_kineto.json.gz",
+    "hta/trace_diff/control/control.json.gz",
+    "hta/timeline_analysis/sampled_rank-0.json.gz",
+    "tracelens/mi300__facebook_timesformer-base-finetuned-k400__1016002.json.gz",
+    "tracelens/inference__xdit_flux.1_aiter_sage__profile_trace_rank_0.json.gz",
+    "tracelens/inference__xdit_flux.1__capture_traces__capture_trace_rank_0.json.gz",
+    "tracelens/h100__Falconsai_nsfw_image_detection__1016002.json.gz",
 )
 
 # (name prefix, category): every real kernel whose name starts with the prefix.
@@ -93,9 +103,36 @@ EXPECTED = (
         "void at::native::(anonymous namespace)::distribution_elementwise_grid_stride_kernel",
         "elementwise",
     ),
-    # Neither of the above: pooling, MoE routing histograms.
-    ("void at::native::(anonymous namespace)::max_pool_forward_nchw", "other"),
-    ("void moe::dev::routing::routingIndicesHistogramKernel", "other"),
+    # Pooling reduces windows; MoE routing histograms and KV-cache writes move data.
+    ("void at::native::(anonymous namespace)::max_pool_forward_nchw", "reduction"),
+    ("void moe::dev::routing::routingIndicesHistogramKernel", "elementwise"),
+    ("void vllm::reshape_and_cache_flash_kernel", "copy"),
+)
+
+# (name prefix, family): the finer taxonomy of "Where the time goes".
+EXPECTED_FAMILIES = (
+    ("void vllm::reshape_and_cache_flash_kernel", "kv_cache"),
+    ("void (anonymous namespace)::store_kvcache", "kv_cache"),
+    ("void paged_attention_ll4mi_QKV_mfma16_kernel", "attention"),
+    ("_matmul_ogs_NNT_bf16xbf16xmxfp4", "moe"),
+    ("_combined_routing_compute", "moe"),
+    ("void moe::dev::routing::routingIndicesHistogramKernel", "moe"),
+    ("void vllm::rotary_embedding_kernel", "rotary"),
+    ("void rotary_embedding_kernel", "rotary"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel", "elementwise"),
+    ("void multi_tensor_apply_kernel<TensorListMetadata<4>, AdamFunctor", "optimizer"),
+    ("void split_embedding_backward_codegen_rowwise_adagrad", "embedding"),
+    ("void split_embedding_codegen_forward_unweighted_kernel", "embedding"),
+    ("batched_transpose_", "transpose"),
+    ("void cudnn::engines_precompiled::nchwToNhwcKernel", "transpose"),
+    ("triton_poi_fused__to_copy_add_cat_fmha_v3_fwd", "elementwise"),
+    ("triton_red_fused", "reduction"),
+    ("triton_per_fused", "reduction"),
+    ("_ZN7sgl_hip10activation18act_and_mul_kernel", "elementwise"),
+    ("sage_fwd", "attention"),
+    ("Cijk_Alik_Bljk", "gemm"),
+    ("aiter::fmha_fwd_hd128", "attention"),
+    ("ncclDevKernel_AllGather_RING_LL", "comm"),
 )
 
 
@@ -121,20 +158,35 @@ def test_real_kernel_names(prefix: str, expected: str) -> None:
     assert {name: category_of(name) for name in matching} == dict.fromkeys(matching, expected)
 
 
+@needs_shared
+@pytest.mark.parametrize(("prefix", "expected"), EXPECTED_FAMILIES)
+def test_real_kernel_families(prefix: str, expected: str) -> None:
+    matching = sorted(n for n in kernel_names() if n.startswith(prefix))
+    assert matching, f"no kernel named {prefix!r}... in the traces"
+    assert {name: family_of(name) for name in matching} == dict.fromkeys(matching, expected)
+
+
 def test_categories_listed_once_and_cover_every_row() -> None:
     assert len(set(CATEGORIES)) == len(CATEGORIES)
-    assert {row[0] for row in categories._RULES} | {"other"} == set(CATEGORIES)
+    assert {row[1] for row in categories._RULES} | {"other"} == set(CATEGORIES)
+    named = {row[0] for row in categories._RULES} | {"other", "attention_unfused"}
+    assert named == set(FAMILIES)
+
+
+def test_families_vectorized() -> None:
+    names = pl.Series(["_matmul_ogs_NNT_x", None, "batched_transpose_4x64_half", "zzz"])
+    assert families(names).to_list() == ["moe", "other", "transpose", "other"]
 
 
 def test_categorize_is_vectorized_and_keeps_order(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    original = categories.category_of
+    original = categories.classify
 
-    def counting(name: str) -> str:
+    def counting(name: str) -> tuple[str, str]:
         calls.append(name)
         return original(name)
 
-    monkeypatch.setattr(categories, "category_of", counting)
+    monkeypatch.setattr(categories, "classify", counting)
     names = pl.Series(
         "name",
         ["ampere_sgemm_128x64_nn", None, "ncclKernel_AllReduce", "ampere_sgemm_128x64_nn"],

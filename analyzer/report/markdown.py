@@ -174,8 +174,9 @@ def render(report: Report) -> str:
     out.append("## Headline\n\n" + _table(report.headline.columns, report.headline.rows, ()))
     if report.verdict is not None:
         out.append("**Verdict:** " + _inlines(report.verdict.parts, line_start=False))
+    out.extend(_section(s) for s in report.sections if s.lead)
     out.append(_findings_section(report))
-    out.extend(_section(s) for s in report.sections)
+    out.extend(_section(s) for s in report.sections if not s.lead)
     if report.footnote:
         out.append(
             "## How to read this report\n\n" + "\n\n".join(_block(p) for p in report.footnote)

@@ -97,6 +97,7 @@ class Section:
     title: str
     blocks: Sequence[Block]
     key: str = ""  # stable machine name, used by JSON output
+    lead: bool = False  # shown right after the headline and verdict, before the findings
 
 
 @dataclass(frozen=True, slots=True)

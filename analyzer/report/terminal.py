@@ -90,6 +90,10 @@ def render_to(console: Console, report: Report) -> None:
         v = Text("Verdict: ", style="bold")
         v.append_text(_inline(report.verdict.parts))
         console.print(v)
+    for section in (s for s in report.sections if s.lead):
+        console.print(RichRule(section.title))
+        for b in section.blocks:
+            console.print(_block(b))
     console.print(RichRule("Findings"))
     if not report.findings:
         console.print("No rule fired on this input.")
@@ -99,7 +103,7 @@ def render_to(console: Console, report: Report) -> None:
         console.print(Text("Skipped rules:", style="bold"))
         for s in report.skipped:
             console.print(Text(f"  {s.rule_id}: {s.reason}", style="dim"))
-    for section in report.sections:
+    for section in (s for s in report.sections if not s.lead):
         console.print(RichRule(section.title))
         for b in section.blocks:
             console.print(_block(b))

@@ -3,8 +3,6 @@ warning for GPU work queued before profiling."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
 from analyzer.context import AnalysisContext

@@ -6,6 +6,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.metrics import timeline
+from analyzer.metrics.op_families import op_families
 from analyzer.metrics.roofline import roofline
 from analyzer.metrics.steps import step_metrics
 from analyzer.report import fmt
@@ -186,3 +187,21 @@ def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     return Section(
         "Ranks", [Table(columns, rows, numeric=[True] * len(columns)), note], key="ranks"
     )
+
+
+def family_sentence(ctx: AnalysisContext) -> str | None:
+    """The verdict's first sentence: the largest op family and its share, then the next two.
+
+    ``"81.8% of GPU time is attention (unfused: matmul, softmax, matmul); then GEMM 10.7%,
+    copies and fills 3.2%."`` None when the trace holds no GPU work.
+    """
+    fam = op_families(ctx)
+    if fam.table.height == 0:
+        return None
+    rows = fam.table.head(3).rows(named=True)
+    first = rows[0]
+    text = f"{fmt.pct(first['share_pct'])} of GPU time is {first['label']}"
+    rest = [f"{r['label']} {fmt.pct(r['share_pct'])}" for r in rows[1:] if r["share_pct"] >= 0.5]
+    if rest:
+        text += "; then " + ", ".join(rest)
+    return text + "."

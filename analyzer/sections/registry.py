@@ -18,11 +18,20 @@ SectionBuilder = Callable[[AnalysisContext, bool], Section | None]
 
 
 def registry() -> list[SectionBuilder]:
-    """Idle time by cause, roofline, DCGM counters, per-rank breakdown, top kernels,
-    memory operations."""
-    from analyzer.sections import counters, idle_ledger, kernels, memops, overview, roofline
+    """Where the time goes (shown right after the headline), idle time by cause, roofline,
+    DCGM counters, per-rank breakdown, top kernels, memory operations."""
+    from analyzer.sections import (
+        counters,
+        idle_ledger,
+        kernels,
+        memops,
+        overview,
+        roofline,
+        time_by_family,
+    )
 
     return [
+        time_by_family.build,
         idle_ledger.build,
         roofline.build,
         counters.build,

@@ -21,6 +21,7 @@ _ORIGINS: Final = {
     "trace name": "the name in the trace",
     "--device": "--device",
     "--peak-tflops/--mem-bw-gbs": "--peak-tflops and --mem-bw-gbs",
+    "properties": "its properties in the trace",
 }
 ABOVE_ROOF_SHOWN: Final = 3
 

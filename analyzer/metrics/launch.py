@@ -1,0 +1,45 @@
+"""Each kernel's launching CPU op: the innermost op carrying the kernel's external id.
+
+The op families (`analyzer.metrics.op_families`), unfused-attention detection
+(`analyzer.metrics.attention`) and graph attribution read kernels beside the op that launched
+them; this module computes that link once per analysis (``ctx.metric("launch_ops", ...)``).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analyzer.metrics.roofline import launch_external_ids
+from parsers.schema import TraceTables
+
+#: Columns of `kernel_launch_ops`, one row per kernel in table order.
+LAUNCH_COLUMNS = ("launch_op", "launch_op_name", "launch_tid", "launch_start_ns")
+
+
+def kernel_launch_ops(t: TraceTables) -> pl.DataFrame:
+    """Per kernel (table order): ``launch_op`` id, its name (categorical), thread and start.
+
+    The innermost CPU op with the kernel's external id (the first in table order among
+    equally deep ones); nulls where no op carries it (GPU-only traces, graph replays).
+    """
+    ext = launch_external_ids(t)["external_id"]
+    keys = pl.DataFrame({"rank": t.kernels["rank"], "_ext": ext})
+    ops = (
+        t.ops.filter(
+            (pl.col("kind") == "cpu_op")
+            & pl.col("external_id").is_in(ext.drop_nulls().unique().implode())
+        )
+        .select("rank", "op_id", "depth", "external_id", "name", "tid", "start_ns")
+        .sort("depth", descending=True, maintain_order=True)
+        .unique(["rank", "external_id"], keep="first")
+        .select(
+            "rank",
+            pl.col("external_id").alias("_ext"),
+            pl.col("op_id").alias("launch_op"),
+            pl.col("name").alias("launch_op_name"),
+            pl.col("tid").alias("launch_tid"),
+            pl.col("start_ns").alias("launch_start_ns"),
+        )
+    )
+    joined = keys.join(ops, on=["rank", "_ext"], how="left", maintain_order="left")
+    return joined.select(LAUNCH_COLUMNS)
