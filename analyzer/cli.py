@@ -133,6 +133,9 @@ def run_report(argv: Sequence[str]) -> int:
     from analyzer.trace import load
 
     args = _report_parser().parse_args(argv)
+    out_format = _output_format(args)
+    charts = _charts_dir(args) if out_format != "term" else None
+    _check_outputs(args.paths, args.output, charts, explicit_charts=args.charts_dir is not None)
     cfg = load_config(Path.cwd(), args.config)
     options = AnalysisOptions(
         device_override=args.device,
@@ -143,9 +146,10 @@ def run_report(argv: Sequence[str]) -> int:
     tables = load(args.paths, _executor(args))
     ctx = AnalysisContext(tables=tables, options=options)
     result = run_rules(ctx, cfg, _ids(args.rules) or None, _ids(args.skip))
-    out_format = _output_format(args)
-    charts = _charts_dir(args) if out_format != "term" else None
-    report = build_report(ctx, result.findings, result.skipped, charts, section_registry())
+    try:
+        report = build_report(ctx, result.findings, result.skipped, charts, section_registry())
+    except OSError as exc:  # the chart folder cannot be written
+        raise BadConfigError(f"cannot write the charts: {exc.strerror or exc}", charts) from exc
     if out_format == "json":
         text = json_report.render(report)
     elif out_format == "md":
@@ -169,13 +173,23 @@ def run_report(argv: Sequence[str]) -> int:
     return exit_code_for(result.findings, fail_on)
 
 
+def _check_outputs(
+    inputs: Sequence[Path], output: Path | None, charts: Path | None, *, explicit_charts: bool
+) -> None:
+    """Refuse, before any work, an output path that is, holds or lies inside an input."""
+    from analyzer.outputs import check_output_dir, check_output_file
+
+    if output is not None:
+        check_output_file("-o", output, inputs)
+    if charts is not None:
+        check_output_dir("--charts-dir" if explicit_charts else "chart folder", charts, inputs)
+
+
 def _write_output(path: Path, text: str) -> None:
-    """Write the report, creating its folder; a failure is one line, not a traceback."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise BadConfigError(f"cannot write the report: {exc.strerror or exc}", path) from exc
+    """Write the report atomically, creating its folder; a failure is one line."""
+    from analyzer.outputs import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def run_rules_listing(argv: Sequence[str]) -> int:
@@ -208,7 +222,14 @@ def run_export(argv: Sequence[str]) -> int:
     p.add_argument("--parquet", type=Path, required=True, help="output directory")
     _add_executor_options(p)
     args = p.parse_args(argv)
-    written = parquet.write(load(args.paths, _executor(args)), args.parquet)
+    from analyzer.outputs import check_output_dir
+
+    check_output_dir("--parquet", args.parquet, args.paths)
+    tables = load(args.paths, _executor(args))
+    try:
+        written = parquet.write(tables, args.parquet)
+    except OSError as exc:
+        raise BadConfigError(f"cannot write: {exc.strerror or exc}", args.parquet) from exc
     sys.stdout.write(f"wrote {len(written)} tables to {args.parquet}\n")
     return 0
 
