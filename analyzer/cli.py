@@ -33,6 +33,7 @@ from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.errors import AnalyzerError, BadConfigError
 from analyzer.executor import ExecutorOptions
 from analyzer.findings import Severity
+from analyzer.untrusted import one_line
 
 INTERNAL_ERROR = 70
 _VERBS = ("rules", "export")
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AnalyzerError as exc:
         if debug:
             traceback.print_exc()
-        sys.stderr.write(f"analyze: error: {exc}\n")
+        sys.stderr.write(f"analyze: error: {one_line(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("analyze: interrupted\n")
@@ -258,8 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         sys.stderr.write(
-            f"analyze: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
-            "report it)\n"
+            f"analyze: internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun with "
+            "--debug and report it)\n"
         )
         return INTERNAL_ERROR
 

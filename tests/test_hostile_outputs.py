@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLES
 from hostile_support import digest, run_cli
 

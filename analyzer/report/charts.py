@@ -18,6 +18,7 @@ import polars as pl
 import vl_convert
 
 from analyzer.devices import DeviceSpec
+from analyzer.untrusted import clean_tree
 
 _TERA: Final = 1e12
 
@@ -196,7 +197,7 @@ def write_chart(chart: alt.TopLevelMixin, out_dir: Path, stem: str) -> tuple[Pat
     Rendering is local (vl-convert bundles Vega); nothing is downloaded.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = chart.to_json()
+    spec = clean_tree(chart.to_dict())  # vl-convert aborts the process on a control char
     svg_path = out_dir / f"{stem}.svg"
     png_path = out_dir / f"{stem}.png"
     svg_path.write_text(vl_convert.vegalite_to_svg(spec), encoding="utf-8")

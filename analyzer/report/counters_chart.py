@@ -15,6 +15,8 @@ import altair as alt
 import polars as pl
 import vl_convert as vlc
 
+from analyzer.untrusted import clean_tree
+
 FACET_WIDTH_PX = 560
 FACET_HEIGHT_PX = 110
 
@@ -42,7 +44,7 @@ def counters_chart(points: pl.DataFrame, title: str) -> Any:
 
 def write_svg(chart: Any, path: Path) -> Path:
     """Render the chart to SVG with vl-convert (offline) and write it to ``path``."""
-    svg = vlc.vegalite_to_svg(chart.to_dict())
+    svg = vlc.vegalite_to_svg(clean_tree(chart.to_dict()))  # a control char aborts vl-convert
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(svg, encoding="utf-8")
     return path
