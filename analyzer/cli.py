@@ -16,6 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -100,7 +101,20 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
 
 
 def _executor(args: argparse.Namespace) -> ExecutorOptions:
-    return ExecutorOptions(kind=args.executor, jobs=args.jobs, ray_address=args.ray_address)
+    """The executor options, ``--jobs`` capped at the core count (see `_jobs_note`)."""
+    jobs = args.jobs
+    if jobs is not None and args.executor == "local":
+        jobs = min(jobs, os.cpu_count() or 1) if jobs >= 1 else jobs
+    return ExecutorOptions(kind=args.executor, jobs=jobs, ray_address=args.ray_address)
+
+
+def _jobs_note(args: argparse.Namespace) -> str | None:
+    """Why ``--jobs`` was lowered, for the report's warnings (more processes than cores
+    only add memory and contention; a huge value would start that many)."""
+    cores = os.cpu_count() or 1
+    if args.executor == "local" and args.jobs is not None and args.jobs > cores:
+        return f"--jobs {args.jobs} lowered to {cores}, the number of CPU cores"
+    return None
 
 
 def _ids(text: str | None) -> list[str]:
@@ -112,7 +126,7 @@ def _output_format(args: argparse.Namespace) -> str:
         return str(args.format)
     if args.output is not None:
         return "json" if args.output.suffix == ".json" else "md"
-    return "term" if sys.stdout.isatty() else "md"
+    return "term" if sys.stdout is not None and sys.stdout.isatty() else "md"
 
 
 def _charts_dir(args: argparse.Namespace) -> Path | None:
@@ -145,6 +159,8 @@ def run_report(argv: Sequence[str]) -> int:
         samples_per_step=args.samples_per_step,
     )
     tables = load(args.paths, _executor(args))
+    if (note := _jobs_note(args)) is not None:
+        tables = replace(tables, meta=tables.meta.with_warnings(note))
     ctx = AnalysisContext(tables=tables, options=options)
     result = run_rules(ctx, cfg, _ids(args.rules) or None, _ids(args.skip))
     try:
@@ -169,7 +185,7 @@ def run_report(argv: Sequence[str]) -> int:
     if args.output is not None:
         _write_output(Path(args.output), text)
     elif text:
-        sys.stdout.write(text)
+        _write_stdout(text)
     fail_on = Severity.parse(args.fail_on) if args.fail_on else None
     return exit_code_for(result.findings, fail_on)
 
@@ -193,6 +209,21 @@ def _write_output(path: Path, text: str) -> None:
     write_text_atomic(path, text)
 
 
+def _write_stdout(text: str) -> None:
+    """Write to stdout; closed or full is one line (exit 2), a reader gone is exit 0."""
+    stream = sys.stdout
+    if stream is None:
+        raise BadConfigError("stdout is closed; write the report to a file with -o FILE")
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise BadConfigError(f"cannot write to stdout: {reason}") from exc
+
+
 def run_rules_listing(argv: Sequence[str]) -> int:
     """`analyze rules`: every rule with its description and thresholds."""
     from analyzer.config import load_config
@@ -202,14 +233,16 @@ def run_rules_listing(argv: Sequence[str]) -> int:
     p.add_argument("--config", type=Path, help="TOML file with rule thresholds")
     args = p.parse_args(argv)
     cfg = load_config(Path.cwd(), args.config)
+    lines: list[str] = []
     for info in rules_listing(cfg):
         state = "" if info.enabled else " (disabled)"
-        sys.stdout.write(f"{info.id}{state}: {info.title}\n  {info.description}\n")
+        lines.append(f"{info.id}{state}: {info.title}\n  {info.description}\n")
         if info.needs:
-            sys.stdout.write(f"  needs: {', '.join(sorted(info.needs))}\n")
+            lines.append(f"  needs: {', '.join(sorted(info.needs))}\n")
         for t in info.thresholds:
             default = "" if t.current == t.default else f" (default {t.default})"
-            sys.stdout.write(f"  {t.name} = {t.current}{default}: {t.doc}\n")
+            lines.append(f"  {t.name} = {t.current}{default}: {t.doc}\n")
+    _write_stdout("".join(lines))
     return 0
 
 
@@ -231,7 +264,7 @@ def run_export(argv: Sequence[str]) -> int:
         written = parquet.write(tables, args.parquet)
     except OSError as exc:
         raise BadConfigError(f"cannot write: {exc.strerror or exc}", args.parquet) from exc
-    sys.stdout.write(f"wrote {len(written)} tables to {args.parquet}\n")
+    _write_stdout(f"wrote {len(written)} tables to {one_line(str(args.parquet))}\n")
     return 0
 
 
@@ -273,9 +306,10 @@ def entry() -> NoReturn:
     a tenth of a second on a large trace that the user would wait for in vain.
     """
     code = main()
-    with contextlib.suppress(BrokenPipeError, ValueError):  # reader gone, or stdout closed
-        sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # reader gone, stdout
+        sys.stdout.flush()  # closed (None) or full: already reported by `main`
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.flush()
     os._exit(code)
 
 
