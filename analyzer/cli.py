@@ -37,6 +37,7 @@ from analyzer.findings import Severity
 from analyzer.untrusted import one_line
 
 INTERNAL_ERROR = 70
+INTERRUPTED = 130
 _VERBS = ("rules", "export")
 
 
@@ -285,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("analyze: interrupted\n")
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug: one line, and the traceback with --debug
@@ -310,6 +311,8 @@ def entry() -> NoReturn:
         sys.stdout.flush()  # closed (None) or full: already reported by `main`
     with contextlib.suppress(OSError, ValueError, AttributeError):
         sys.stderr.flush()
+    if code == INTERRUPTED:  # an interrupted pool: let multiprocessing's exit handlers
+        sys.exit(code)  # release its semaphores (its tracker would warn on stderr)
     os._exit(code)
 
 
