@@ -44,6 +44,8 @@ _HEADER_BYTES: Final = 100
 _BATCH_ROWS: Final = 50_000
 #: Seconds one query may run before it is stopped (a crafted file must not hang the tool).
 QUERY_BUDGET_S: float = 300.0
+#: SQLite VM instructions between two looks at the clock.
+PROGRESS_OPS: int = 10_000
 #: Objects a view must never stand in for (their rows are read whole).
 _DATA_PREFIXES: Final = ("CUPTI_ACTIVITY_", "NVTX_", "StringIds", "TARGET_INFO_", "ENUM_")
 _INT64_MIN: Final = -(2**63)
@@ -153,7 +155,7 @@ def _coerce(value: Any, dtype: pl.DataType | None) -> Any:
 def _budget(conn: sqlite3.Connection) -> Iterator[None]:
     """Stop a query that runs longer than `QUERY_BUDGET_S` (one-line error, exit 3)."""
     deadline = time.monotonic() + QUERY_BUDGET_S
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_OPS)
     try:
         yield
     except sqlite3.OperationalError as exc:
