@@ -19,7 +19,9 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -71,14 +73,40 @@ class Run:
     stderr: str
 
 
+_LAST_SCRATCH: list[Path] = []
+
+
 def run_cli(argv: Sequence[str]) -> Run:
-    """`analyze ARGV` in this process, stdout and stderr captured."""
+    """`analyze ARGV` in this process, stdout and stderr captured, with a private
+    temporary folder (``tempfile.tempdir`` and ``TMPDIR``) whose leftovers `leaked` lists."""
     from analyzer.cli import main
 
+    scratch = Path(tempfile.mkdtemp(prefix="hostile-scratch-"))
+    _LAST_SCRATCH[:] = [scratch]
+    saved_dir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = str(scratch)
+    os.environ["TMPDIR"] = str(scratch)
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in argv])
+    finally:
+        tempfile.tempdir = saved_dir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
     return Run(code, out.getvalue(), err.getvalue())
+
+
+def leaked() -> list[str]:
+    """What the last `run_cli` left in its private temporary folder (then removed)."""
+    if not _LAST_SCRATCH:
+        return []
+    scratch = _LAST_SCRATCH[0]
+    left = sorted(p.name for p in scratch.iterdir()) if scratch.is_dir() else []
+    shutil.rmtree(scratch, ignore_errors=True)
+    return left
 
 
 def digest(paths: Iterable[Path]) -> dict[str, str]:
@@ -141,9 +169,9 @@ def promise_broken(
     after = digest(inputs)
     if after != before:
         broken.append("an input file changed")
-    left = our_temp_entries() - temps_before
+    left = leaked()
     if left:
-        broken.append(f"temporary entries left: {sorted(left)}")
+        broken.append(f"temporary entries left: {left}")
     return broken
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
-from hostile_support import load_json_trace, our_temp_entries
+from hostile_support import load_json_trace
 
 RANKS = 4
 COPIES = 120  # each rank ~ 100k events: long enough to interrupt mid-parse
@@ -57,7 +57,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 @pytest.mark.parametrize("delay_s", [0.0, 0.4, 1.0])
 def test_ctrl_c_ends_every_worker_quietly(delay_s: float, rank_dir: Path, tmp_path: Path) -> None:
-    temps = our_temp_entries()
+    scratch = tmp_path / "tmp"  # a private TMPDIR: the system one is shared
+    scratch.mkdir()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -74,6 +75,7 @@ def test_ctrl_c_ends_every_worker_quietly(delay_s: float, rank_dir: Path, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     deadline = time.monotonic() + 60
     workers: list[int] = []
@@ -92,4 +94,4 @@ def test_ctrl_c_ends_every_worker_quietly(delay_s: float, rank_dir: Path, tmp_pa
     assert not (tmp_path / "r.md").exists()
     time.sleep(0.3)
     assert not [pid for pid in seen if _alive(pid)], "a worker still runs"
-    assert our_temp_entries() - temps == set()
+    assert not list(scratch.iterdir()), "a temporary folder was left"
