@@ -5,7 +5,8 @@
     analyze export TRACE --parquet DIR write the canonical tables as Parquet
 
 Exit codes: 0 success; 1 a finding at or above ``--fail-on``; 2 bad command line or
-configuration; 3 unreadable input; 4 unsupported format; 5 empty trace; 70 internal error.
+configuration, or an output that would touch an input or cannot be written; 3 unreadable
+input; 4 unsupported format; 5 empty trace; 70 internal error; 130 interrupted.
 """
 
 from __future__ import annotations
