@@ -20,8 +20,9 @@ import polars as pl
 from parsers.schema import TABLE_NAMES, TraceTables
 
 UNNAMED: Final = "(unnamed)"
-#: ``Input Dims`` texts with a number this long may overflow int64 when multiplied.
-_LONG_NUMBER: Final = r"\d{7,}"
+#: An innermost list (one shape) with 19 or more digits: only such a shape's element count
+#: can reach 2**62 (a product of numbers with d1, d2, ... digits is below 10**(d1+d2+...)).
+_LONG_SHAPE: Final = r"\[(?:[^\[\]0-9]*[0-9]){19}"
 _INT: Final = re.compile(r"-?\d+")
 _LIMIT: Final = 2**62
 
@@ -72,7 +73,7 @@ def _repair_table(table: str, df: pl.DataFrame, notes: list[str]) -> pl.DataFram
 def _clear_overflowing_dims(ops: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
     """``Input Dims`` whose shape's element count exceeds int64 (or that do not parse)
     cleared: a FLOP or byte count from them would overflow."""
-    suspect = ops["input_dims"].str.contains(_LONG_NUMBER).fill_null(False)
+    suspect = ops["input_dims"].str.contains(_LONG_SHAPE).fill_null(False)
     if not suspect.any():
         return ops
     texts = ops["input_dims"].to_list()

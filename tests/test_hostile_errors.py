@@ -6,17 +6,19 @@ or a one-line error with a documented exit code, never exit 70 or a traceback.""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import REPO, SAMPLES
-from hostile_support import check_run, dump_json, load_json_trace
+from hostile_support import check_run, dump_json, load_json_trace, run_cli
 
 NSYS_EDITS: dict[str, list[str]] = {
     "no_kernel_table": ["DROP TABLE CUPTI_ACTIVITY_KIND_KERNEL"],
@@ -182,3 +184,33 @@ def test_stdout_closed_or_full(redirect: str) -> None:
         stdout.close()
     assert proc.returncode in (0, 2, 3), proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") <= 1, proc.stderr
+
+
+def test_unreadable_directory_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory that cannot be listed (``chmod 000``; simulated, since root reads all)."""
+    folder = Path(shutil.copytree(SAMPLES / "synthetic_2rank", tmp_path / "ranks"))
+    real = os.scandir
+
+    def refuse(path: Any = ".") -> Any:
+        if Path(path) == folder:
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    run = run_cli([folder, "-o", tmp_path / "r.md"])
+    assert run.code == 3 and "Permission denied" in run.stderr, run
+
+
+def test_read_only_output_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-o`` into a read-only folder (simulated: root may write anywhere)."""
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "ro" / "r.md"
+    run = run_cli([SAMPLES / "synthetic_train.json.gz", "-o", out])
+    assert run.code == 2 and "Permission denied" in run.stderr and run.stderr.count("\n") == 1
+    assert not out.exists()

@@ -123,7 +123,7 @@ def _block(block: Block) -> str:
     if isinstance(block, Table):
         return _table(block.columns, block.rows, block.numeric)
     if isinstance(block, Image):
-        return f"![{escape_text(block.alt)}]({block.path.replace(' ', '%20')})"
+        return f"![{escape_text(block.alt)}]({clean(block.path).replace(' ', '%20')})"
     raise TypeError(f"unknown block {type(block).__name__}")
 
 
