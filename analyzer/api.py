@@ -15,7 +15,7 @@ last reference to an `Analysis` frees the trace.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -73,6 +73,7 @@ def load(
     rules: Sequence[str] | None = None,
     skip: Sequence[str] = (),
     executor: ExecutorOptions | None = None,
+    warnings: Sequence[str] = (),
 ) -> Analysis:
     """Parse a trace (plus DCGM metrics) into an `Analysis`.
 
@@ -83,7 +84,8 @@ def load(
     ``samples_per_step`` enables per-sample figures. ``config`` is an `AnalyzerConfig` or a
     TOML file of rule thresholds (None: ``[tool.analyzer]`` of ``./pyproject.toml``, if
     any, as the CLI does); ``rules``/``skip`` choose rules by id; ``executor`` says where
-    Kineto parsing runs (None: in this process).
+    Kineto parsing runs (None: in this process); ``warnings`` are added to the report's
+    warnings (the CLI's note on a lowered ``--jobs``).
 
     Raises `parsers.errors.AnalyzerError` subclasses (bad input, unsupported format, bad
     configuration), each with the CLI's exit code in ``exit_code``.
@@ -102,6 +104,8 @@ def load(
         samples_per_step=samples_per_step,
     )
     tables = trace.load(inputs, executor)
+    if warnings:
+        tables = replace(tables, meta=tables.meta.with_warnings(*warnings))
     return Analysis(
         AnalysisContext(tables=tables, options=options),
         config,

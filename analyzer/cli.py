@@ -5,7 +5,8 @@
     analyze export TRACE --parquet DIR write the canonical tables as Parquet
 
 Exit codes: 0 success; 1 a finding at or above ``--fail-on``; 2 bad command line or
-configuration; 3 unreadable input; 4 unsupported format; 5 empty trace; 70 internal error.
+configuration, or an output that would touch an input or cannot be written; 3 unreadable
+input; 4 unsupported format; 5 empty trace; 70 internal error; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from analyzer import __version__
 from analyzer.errors import AnalyzerError, BadConfigError
 from analyzer.executor import ExecutorOptions
 from analyzer.report.formats import RENDERERS
+from analyzer.untrusted import one_line
 
 INTERNAL_ERROR = 70
+INTERRUPTED = 130
 _VERBS = ("rules", "export")
 
 
@@ -98,7 +101,20 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
 
 
 def _executor(args: argparse.Namespace) -> ExecutorOptions:
-    return ExecutorOptions(kind=args.executor, jobs=args.jobs, ray_address=args.ray_address)
+    """The executor options, ``--jobs`` capped at the core count (see `_jobs_note`)."""
+    jobs = args.jobs
+    if jobs is not None and args.executor == "local":
+        jobs = min(jobs, os.cpu_count() or 1) if jobs >= 1 else jobs
+    return ExecutorOptions(kind=args.executor, jobs=jobs, ray_address=args.ray_address)
+
+
+def _jobs_note(args: argparse.Namespace) -> str | None:
+    """Why ``--jobs`` was lowered, for the report's warnings (more processes than cores
+    only add memory and contention; a huge value would start that many)."""
+    cores = os.cpu_count() or 1
+    if args.executor == "local" and args.jobs is not None and args.jobs > cores:
+        return f"--jobs {args.jobs} lowered to {cores}, the number of CPU cores"
+    return None
 
 
 def _ids(text: str | None) -> list[str]:
@@ -110,7 +126,7 @@ def _output_format(args: argparse.Namespace) -> str:
         return str(args.format)
     if args.output is not None:
         return "json" if args.output.suffix == ".json" else "md"
-    return "term" if sys.stdout.isatty() else "md"
+    return "term" if sys.stdout is not None and sys.stdout.isatty() else "md"
 
 
 def _charts_dir(args: argparse.Namespace) -> Path | None:
@@ -128,6 +144,10 @@ def run_report(argv: Sequence[str]) -> int:
     from analyzer.report.formats import render
 
     args = _report_parser().parse_args(argv)
+    out_format = _output_format(args)
+    charts = _charts_dir(args) if out_format != "term" else None
+    _check_outputs(args.paths, args.output, charts, explicit_charts=args.charts_dir is not None)
+    note = _jobs_note(args)
     analysis = load(
         args.paths,
         device=args.device,
@@ -138,9 +158,12 @@ def run_report(argv: Sequence[str]) -> int:
         rules=_ids(args.rules) or None,
         skip=_ids(args.skip),
         executor=_executor(args),
+        warnings=() if note is None else (note,),
     )
-    out_format = _output_format(args)
-    report = analysis.report_model(_charts_dir(args) if out_format != "term" else None)
+    try:
+        report = analysis.report_model(charts)
+    except OSError as exc:  # the chart folder cannot be written
+        raise BadConfigError(f"cannot write the charts: {exc.strerror or exc}", charts) from exc
     if out_format != "term" or args.output is not None:
         text = render(report, out_format)
     else:
@@ -153,17 +176,42 @@ def run_report(argv: Sequence[str]) -> int:
     if args.output is not None:
         _write_output(Path(args.output), text)
     elif text:
-        sys.stdout.write(text)
+        _write_stdout(text)
     return analysis.exit_code(args.fail_on)
 
 
+def _check_outputs(
+    inputs: Sequence[Path], output: Path | None, charts: Path | None, *, explicit_charts: bool
+) -> None:
+    """Refuse, before any work, an output path that is, holds or lies inside an input."""
+    from analyzer.outputs import check_output_dir, check_output_file
+
+    if output is not None:
+        check_output_file("-o", output, inputs)
+    if charts is not None:
+        check_output_dir("--charts-dir" if explicit_charts else "chart folder", charts, inputs)
+
+
 def _write_output(path: Path, text: str) -> None:
-    """Write the report, creating its folder; a failure is one line, not a traceback."""
+    """Write the report atomically, creating its folder; a failure is one line."""
+    from analyzer.outputs import write_text_atomic
+
+    write_text_atomic(path, text)
+
+
+def _write_stdout(text: str) -> None:
+    """Write to stdout; closed or full is one line (exit 2), a reader gone is exit 0."""
+    stream = sys.stdout
+    if stream is None:
+        raise BadConfigError("stdout is closed; write the report to a file with -o FILE")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise BadConfigError(f"cannot write the report: {exc.strerror or exc}", path) from exc
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise BadConfigError(f"cannot write to stdout: {reason}") from exc
 
 
 def run_rules_listing(argv: Sequence[str]) -> int:
@@ -175,14 +223,16 @@ def run_rules_listing(argv: Sequence[str]) -> int:
     p.add_argument("--config", type=Path, help="TOML file with rule thresholds")
     args = p.parse_args(argv)
     cfg = load_config(Path.cwd(), args.config)
+    lines: list[str] = []
     for info in rules_listing(cfg):
         state = "" if info.enabled else " (disabled)"
-        sys.stdout.write(f"{info.id}{state}: {info.title}\n  {info.description}\n")
+        lines.append(f"{info.id}{state}: {info.title}\n  {info.description}\n")
         if info.needs:
-            sys.stdout.write(f"  needs: {', '.join(sorted(info.needs))}\n")
+            lines.append(f"  needs: {', '.join(sorted(info.needs))}\n")
         for t in info.thresholds:
             default = "" if t.current == t.default else f" (default {t.default})"
-            sys.stdout.write(f"  {t.name} = {t.current}{default}: {t.doc}\n")
+            lines.append(f"  {t.name} = {t.current}{default}: {t.doc}\n")
+    _write_stdout("".join(lines))
     return 0
 
 
@@ -197,10 +247,16 @@ def run_export(argv: Sequence[str]) -> int:
     p.add_argument("--parquet", type=Path, required=True, help="output directory")
     _add_executor_options(p)
     args = p.parse_args(argv)
+    from analyzer.outputs import check_output_dir
+
+    check_output_dir("--parquet", args.parquet, args.paths)
     # Thresholds play no part in the tables: the defaults, not ./pyproject.toml's.
     analysis = load(args.paths, config=default_config(), executor=_executor(args))
-    written = parquet.write(analysis.tables, args.parquet)
-    sys.stdout.write(f"wrote {len(written)} tables to {args.parquet}\n")
+    try:
+        written = parquet.write(analysis.tables, args.parquet)
+    except OSError as exc:
+        raise BadConfigError(f"cannot write: {exc.strerror or exc}", args.parquet) from exc
+    _write_stdout(f"wrote {len(written)} tables to {one_line(str(args.parquet))}\n")
     return 0
 
 
@@ -217,19 +273,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AnalyzerError as exc:
         if debug:
             traceback.print_exc()
-        sys.stderr.write(f"analyze: error: {exc}\n")
+        sys.stderr.write(f"analyze: error: {one_line(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("analyze: interrupted\n")
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug: one line, and the traceback with --debug
         if debug:
             traceback.print_exc()
         sys.stderr.write(
-            f"analyze: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
-            "report it)\n"
+            f"analyze: internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun with "
+            "--debug and report it)\n"
         )
         return INTERNAL_ERROR
 
@@ -242,9 +298,12 @@ def entry() -> NoReturn:
     a tenth of a second on a large trace that the user would wait for in vain.
     """
     code = main()
-    with contextlib.suppress(BrokenPipeError, ValueError):  # reader gone, or stdout closed
-        sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # reader gone, stdout
+        sys.stdout.flush()  # closed (None) or full: already reported by `main`
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.flush()
+    if code == INTERRUPTED:  # an interrupted pool: let multiprocessing's exit handlers
+        sys.exit(code)  # release its semaphores (its tracker would warn on stderr)
     os._exit(code)
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from analyzer.executor import ExecutorOptions
 from parsers import detect, registry
-from parsers.errors import BadConfigError, UnreadableInputError, UnsupportedFormatError
+from parsers.errors import BadConfigError, UnsupportedFormatError
+from parsers.input_kind import check_input
+from parsers.repair import repair
 from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, concat_tables
 
 __all__ = ["DeviceInfo", "RankInfo", "TraceMeta", "TraceTables", "load"]
@@ -56,8 +58,7 @@ def _parse_kineto(path: Path, executor: ExecutorOptions) -> TraceTables:
 
 def _expand(path: Path) -> list[tuple[str, Path]]:
     """Sniffed (kind, path) pairs for one argument; a mixed directory yields several."""
-    if not path.exists():
-        raise UnreadableInputError("no such file or directory", path)
+    check_input(path)  # FIFO, socket, device, pipe: refused before anything opens them
     kind = detect.sniff(path)
     if kind != "mixed":
         return [(kind, path)]
@@ -92,7 +93,7 @@ def load(paths: Sequence[Path], executor: ExecutorOptions | None = None) -> Trac
             "per-rank traces) at a time"
         )
     bundles = [
-        _parse_kineto(p, executor) if k in _KINETO_KINDS and executor else _parser_for(k)(p)
+        repair(_parse_kineto(p, executor) if k in _KINETO_KINDS and executor else _parser_for(k)(p))
         for k, p in traces + metrics
     ]
     if len(bundles) == 1:

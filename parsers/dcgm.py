@@ -30,14 +30,14 @@ through `parsers.dcgm_fields`, the one mapping table.
 
 from __future__ import annotations
 
-import gzip
 import math
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import msgspec
 import polars as pl
@@ -205,20 +205,65 @@ def sniff_kind(text: str, name: str | Path = "<text>") -> str:
     )
 
 
+#: Most text a DCGM dump may decompress or read to (a 1 MB crafted .gz once reached 12 GB).
+MAX_TEXT_BYTES: int = 1 << 30
+_READ_BLOCK: Final = 1 << 20
+
+
 def _read_text(path: Path) -> str:
-    """The file's text (gunzipped when needed); unreadable or empty files raise."""
+    """The file's text (gunzipped when needed, streamed, every gzip member, at most
+    `MAX_TEXT_BYTES`); unreadable, empty or oversized files raise."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = _bounded_bytes(handle, path)
     except OSError as exc:
         raise UnreadableInputError(f"cannot read: {exc.strerror or exc}", path) from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise UnreadableInputError(f"corrupt gzip data: {exc}", path) from None
     if not raw.strip():
         raise UnreadableInputError("the file is empty", path)
     return raw.decode("utf-8", errors="replace")
+
+
+def _bounded_bytes(handle: BinaryIO, path: Path) -> bytes:
+    """The content of an open file, gunzipped block by block when gzip, refused past
+    `MAX_TEXT_BYTES` before more is held."""
+    out = bytearray()
+    head = handle.read(_READ_BLOCK)
+    if head[:2] != b"\x1f\x8b":
+        while head:
+            out += head
+            if len(out) > MAX_TEXT_BYTES:
+                raise _too_big(path)
+            head = handle.read(_READ_BLOCK)
+        return bytes(out)
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pending = head
+    try:
+        while True:
+            if not pending:
+                pending = handle.read(_READ_BLOCK)
+                if not pending:
+                    raise UnreadableInputError("corrupt gzip data: the stream is cut short", path)
+            out += inflater.decompress(pending, _READ_BLOCK)
+            if len(out) > MAX_TEXT_BYTES:
+                raise _too_big(path)
+            pending = inflater.unconsumed_tail
+            if inflater.eof:  # another gzip member may follow
+                rest = inflater.unused_data or handle.read(_READ_BLOCK)
+                if rest[:2] != b"\x1f\x8b":
+                    break  # the last member (trailing bytes ignored, as gzip -d does)
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                pending = rest
+    except zlib.error as exc:
+        raise UnreadableInputError(f"corrupt gzip data: {exc}", path) from None
+    return bytes(out)
+
+
+def _too_big(path: Path) -> UnreadableInputError:
+    return UnreadableInputError(
+        f"holds more than {MAX_TEXT_BYTES >> 20} MiB of text once decompressed; not a DCGM "
+        "dump this tool reads (a decompression bomb?)",
+        path,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -721,7 +766,22 @@ def _csv_field(column: str) -> DcgmField | None:
 
 
 def _csv_times(col: pl.Series, rows: _Rows, name: str) -> list[int]:
-    """Timestamps as ns: ISO strings, or unix s/ms/us/ns by magnitude; small numbers relative."""
+    """Timestamps as ns: ISO strings, or unix s/ms/us/ns by magnitude; small numbers relative.
+
+    Times that are no time at all (or beyond int64 nanoseconds) are a one-line error."""
+    try:
+        ns = _csv_ns(col, rows)
+    except (pl.exceptions.PolarsError, OverflowError, ValueError) as exc:
+        raise UnreadableInputError(
+            f"CSV timestamps are not times in a known format ({str(exc).splitlines()[0]})", name
+        ) from exc
+    if ns.null_count():
+        raise UnreadableInputError(f"{ns.null_count()} CSV timestamp(s) are not times", name)
+    return [int(v) for v in ns.to_list()]
+
+
+def _csv_ns(col: pl.Series, rows: _Rows) -> pl.Series:
+    """`_csv_times` without its checks: the times as an Int64 nanosecond series."""
     if col.dtype == pl.String:
         parsed = col.str.to_datetime(time_unit="ns", strict=False)
         if parsed.dtype.time_zone is None:  # type: ignore[attr-defined]
@@ -735,9 +795,7 @@ def _csv_times(col: pl.Series, rows: _Rows, name: str) -> list[int]:
         scale = 1e9 if top < 1e11 else 1e6 if top < 1e14 else 1e3 if top < 1e17 else 1.0
         ns = (seconds * scale).round().cast(pl.Int64)
         rows.clock = "epoch" if top >= 1e9 else "relative"
-    if ns.null_count():
-        raise UnreadableInputError(f"{ns.null_count()} CSV timestamp(s) are not times", name)
-    return [int(v) for v in ns.to_list()]
+    return ns
 
 
 # ---------------------------------------------------------------------------------------------

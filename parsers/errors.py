@@ -13,6 +13,7 @@ Exit codes (also documented in the README):
 4     input read but not a supported format (``UnsupportedFormatError``)
 5     input is a trace but holds nothing to analyze (``EmptyTraceError``)
 70    internal error (a bug: please report it with ``--debug`` output)
+130   interrupted (Ctrl-C)
 ====  ==========================================================
 """
 

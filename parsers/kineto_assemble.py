@@ -21,6 +21,7 @@ from typing import Final
 
 import polars as pl
 
+from parsers.errors import AnalyzerError
 from parsers.kineto_build import KindFrames, build_kind_frames, merge_kind_frames
 from parsers.kineto_chunks import (
     CHUNK_BYTES,
@@ -60,6 +61,10 @@ def read_file(
             return read_chunked(path, _worker_count(path, workers), chunk_bytes)
         except NeedWholeFile:
             pass
+        except AnalyzerError as exc:  # raised deep in the stream: name the file
+            if exc.path is None:
+                raise type(exc)(exc.message, path) from exc
+            raise
     return read_whole(path)
 
 
@@ -85,7 +90,8 @@ def read_chunked(path: Path, workers: int = 1, chunk_bytes: int = CHUNK_BYTES) -
     slices.append(build_kind_frames(found.tail_events, found.tail_skipped))
     kept = sum(s.events for s in slices)
     skipped = sum(s.skipped for s in slices)
-    warnings = read_warnings(path, found.gzip_cut, found.dropped_bytes, kept, skipped)
+    repaired = found.repaired + sum(s.repaired for s in slices)
+    warnings = read_warnings(path, found.gzip_cut, found.dropped_bytes, kept, skipped, repaired)
     first = next((s.first_x_ts for s in slices if s.first_x_ts is not None), None)
     return Assembled(found.document(), merge_kind_frames(slices), first, warnings)
 
@@ -144,13 +150,13 @@ def _collector_paused() -> Iterator[None]:
 
 def _build_payload(payload: bytes) -> KindFrames | None:
     try:
-        events, skipped = decode_events(payload)
+        events, skipped, repaired = decode_events(payload)
         try:
-            return build_kind_frames(events, skipped)
+            return build_kind_frames(events, skipped, repaired)
         except NeedExactTimes:
             del events
-            events, skipped = decode_events(payload, exact=True)
-            return build_kind_frames(events, skipped)
+            events, skipped, repaired = decode_events(payload, exact=True)
+            return build_kind_frames(events, skipped, repaired)
     except SplitError:
         return None
 

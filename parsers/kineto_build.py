@@ -609,6 +609,7 @@ class KindFrames:
     events: int  # events decoded from the slice
     skipped: int  # malformed events skipped in it
     first_x_ts: bytes | None  # raw ``ts`` of its first complete event (fixes the clock)
+    repaired: int = 0  # 1 when its bytes were not strict JSON and had to be replaced
 
 
 def first_complete_ts(events: Sequence[AnyEvent]) -> bytes | None:
@@ -627,7 +628,9 @@ def _number_text(value: int | float | None) -> msgspec.Raw:
     return msgspec.Raw(b"" if value is None else str(value).encode())
 
 
-def build_kind_frames(events: Sequence[AnyEvent], skipped: int = 0) -> KindFrames:
+def build_kind_frames(
+    events: Sequence[AnyEvent], skipped: int = 0, repaired: int = 0
+) -> KindFrames:
     """Frames of one slice of events, times relative to the file's own origin (offset 0),
     compacted (`merge_kind_frames` restores what compacting left out)."""
     built = tuple(
@@ -636,7 +639,7 @@ def build_kind_frames(events: Sequence[AnyEvent], skipped: int = 0) -> KindFrame
         if grouped
         for table, frame in (_build_one(kind, grouped),)
     )
-    return KindFrames(built, len(events), skipped, first_complete_ts(events))
+    return KindFrames(built, len(events), skipped, first_complete_ts(events), repaired)
 
 
 def _compact(frame: pl.DataFrame) -> pl.DataFrame:

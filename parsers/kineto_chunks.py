@@ -32,6 +32,7 @@ from typing import BinaryIO, Final
 
 import msgspec
 
+from parsers.errors import UnreadableInputError
 from parsers.kineto_events import (
     DOCUMENT_DECODER,
     AnyEvent,
@@ -45,6 +46,8 @@ from parsers.kineto_read import (
     MetadataDocument,
     cut_points,
     event_or_none,
+    salvage_events,
+    tolerant_bytes,
 )
 
 #: Target size of one chunk of event text. Big enough that per-chunk overheads vanish,
@@ -52,8 +55,12 @@ from parsers.kineto_read import (
 CHUNK_BYTES: Final = 8 << 20
 #: Bytes read (or gunzipped) per block.
 BLOCK_BYTES: Final = 1 << 20
-#: The header (everything before the event array) must end within this many bytes.
-MAX_HEADER_BYTES: Final = 64 << 20
+#: The header (everything before the event array) must end within this many bytes (a huge
+#: ``metadata`` first is still streamed; past this, the file is not a trace we read).
+MAX_HEADER_BYTES: int = 1 << 30
+#: Most bytes one event (with the whitespace around it) may span: the streaming buffer
+#: never holds more than this beyond a chunk, whatever padding a crafted file holds.
+MAX_EVENT_BYTES: int = 256 << 20
 #: Boundary candidates tried per chunk before giving the file to the whole-file reader.
 MAX_ATTEMPTS: Final = 64
 
@@ -84,20 +91,46 @@ class SplitError(Exception):
     """A chunk's text is not a sequence of whole events (a boundary candidate was wrong)."""
 
 
-def decode_events(payload: bytes, *, exact: bool = False) -> tuple[list[AnyEvent], int]:
-    """Events of a chunk (``[`` + events + ``]``) and how many malformed ones were skipped.
+def decode_events(
+    payload: bytes, *, exact: bool = False, tolerant: bool = True
+) -> tuple[list[AnyEvent], int, int]:
+    """Events of a chunk (``[`` + events + ``]``), how many malformed ones were skipped,
+    and 1 when bytes had to be replaced (else 0).
 
     Times are decoded as numbers (`NumericEvent`) unless ``exact`` or some event's times
     are not plain numbers; then as raw text (`Event`). Events of an unexpected shape are
-    skipped one by one, as the whole-file reader does; text that is not JSON raises
-    `SplitError`.
+    skipped one by one, as the whole-file reader does. Text that is not strict JSON is
+    retried (error path only) with raw control characters and invalid UTF-8 replaced, then
+    event by event (malformed events skipped) when the chunk's first and last events
+    decode; otherwise (a wrong cut) it raises `SplitError`.
     """
+    try:
+        events, skipped = _decode_strict(payload, exact)
+        return events, skipped, 0
+    except SplitError:
+        if not tolerant:
+            raise
+        fixed = tolerant_bytes(payload)
+        if fixed is not payload:
+            try:
+                events, skipped = _decode_strict(fixed, exact)
+                return events, skipped, 1
+            except SplitError:
+                pass
+        found = salvage_events(fixed[1:-1], exact_ends=False)
+        if found is None:
+            raise
+        return list(found[0]), found[1], int(fixed is not payload)
+
+
+def _decode_strict(payload: bytes, exact: bool) -> tuple[list[AnyEvent], int]:
+    """`decode_events` on strict JSON only."""
     if not exact:
         try:
             numeric: list[AnyEvent] = list(_NUMERIC_EVENTS_DECODER.decode(payload))
         except msgspec.ValidationError:
             pass
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise SplitError(str(exc)) from exc
         else:
             return numeric, 0
@@ -105,11 +138,11 @@ def decode_events(payload: bytes, *, exact: bool = False) -> tuple[list[AnyEvent
         return list(_EVENTS_DECODER.decode(payload)), 0
     except msgspec.ValidationError:
         pass
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise SplitError(str(exc)) from exc
     try:
         raws = _RAW_LIST_DECODER.decode(payload)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise SplitError(str(exc)) from exc
     decoded = [event_or_none(raw) for raw in raws]
     events: list[AnyEvent] = [e for e in decoded if e is not None]
@@ -124,6 +157,7 @@ class StreamFacts:
     tail: Document = field(default_factory=Document)
     tail_events: list[AnyEvent] = field(default_factory=list)
     tail_skipped: int = 0
+    repaired: int = 0  # parts of the file read only after bad bytes were replaced
     gzip_cut: bool = False
     dropped_bytes: int | None = None  # None: the file was complete
 
@@ -157,8 +191,18 @@ def _cut_near(handle: BinaryIO, target: int, size: int) -> tuple[int, int] | Non
         found = next(candidates(handle.read(window)), None)
         if found is not None:
             return target + found[0], target + found[1]
+        if window > MAX_EVENT_BYTES:
+            raise _event_too_big(target)
         window *= 2
     return None
+
+
+def _event_too_big(offset: int) -> UnreadableInputError:
+    """The error for an event (or padding) longer than the streaming buffer may hold."""
+    return UnreadableInputError(
+        f"no event boundary within {MAX_EVENT_BYTES >> 20} MiB after byte {offset} (an event "
+        "that large, or padding): not a trace this tool reads in bounded memory"
+    )
 
 
 def _blocks(path: Path, facts: StreamFacts, block_bytes: int) -> Generator[bytes, None, None]:
@@ -180,7 +224,8 @@ def _blocks(path: Path, facts: StreamFacts, block_bytes: int) -> Generator[bytes
 def _gunzip_blocks(
     read: Callable[[int], bytes], head: bytes, facts: StreamFacts, block_bytes: int
 ) -> Iterator[bytes]:
-    """Decompressed blocks of a single-member gzip stream (anything else: whole file)."""
+    """Decompressed blocks of a gzip stream, member after member (``cat a.gz b.gz``);
+    trailing bytes that are not gzip go to the whole-file reader (its one-line error)."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     compressed = head
     produced = 0
@@ -194,9 +239,14 @@ def _gunzip_blocks(
             yield out
         compressed = inflater.unconsumed_tail
         if inflater.eof:
-            if inflater.unused_data or read(1):
-                raise NeedWholeFile("several gzip members or trailing data")
-            return
+            rest = inflater.unused_data or read(block_bytes)
+            if not rest:
+                return
+            if rest[:2] != GZIP_MAGIC:
+                raise NeedWholeFile("trailing data after the gzip stream")
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            compressed = rest
+            continue
         if compressed or len(out) == block_bytes:
             continue
         compressed = read(block_bytes)
@@ -295,14 +345,21 @@ class EventStream:
             self._fill(len(self._buffer) + self._block_bytes)
             match = _TRACE_EVENTS_KEY.search(self._buffer, max(0, searched - 64))
             searched = len(self._buffer)
-            if match is None and (self._eof or searched > MAX_HEADER_BYTES):
+            if match is None and self._eof:
                 raise NeedWholeFile("no traceEvents array near the top")
+            if match is None and searched > MAX_HEADER_BYTES:
+                raise UnreadableInputError(
+                    f"no traceEvents array in the first {MAX_HEADER_BYTES >> 20} MiB"
+                )
         head = bytes(self._buffer[: match.start()])
+        if head.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM, as some editors save
+            head = head[3:]
+            self.facts.repaired += 1
         if head.lstrip(_WHITESPACE)[:1] != b"{":
             raise NeedWholeFile("top level is not an object")
         try:
             self.facts.header = DOCUMENT_DECODER.decode(head + b'"traceEvents": []}')
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise NeedWholeFile(f"unreadable header ({exc})") from exc
         del self._buffer[: match.end()]
         self._offset = match.end()
@@ -323,6 +380,8 @@ class EventStream:
                 return
             piece = self._cut(accept)
             if piece is None:
+                if len(self._buffer) > self.chunk_bytes + MAX_EVENT_BYTES:
+                    raise _event_too_big(self._offset)
                 target = len(self._buffer) + self.chunk_bytes  # one huge event: read on
                 continue
             target = self.chunk_bytes
@@ -372,23 +431,46 @@ class EventStream:
         except msgspec.ValidationError:
             self._loose_tail(document)
             return
-        except UnicodeDecodeError as exc:
-            raise NeedWholeFile(str(exc)) from exc
+        except (UnicodeDecodeError, RecursionError) as exc:
+            self._tolerant_tail(document, exc)
+            return
         except msgspec.DecodeError as exc:
             if "truncated" not in str(exc):
-                raise NeedWholeFile(str(exc)) from exc
+                self._tolerant_tail(document, exc)
+                return
             self._salvage_tail(document)
             return
         self.facts.tail = tail
         self.facts.tail_events = list(tail.traceEvents or [])
 
+    def _tolerant_tail(self, document: bytes, exc: Exception) -> None:
+        """The tail is not strict JSON: retry with bad bytes replaced, else the whole-file
+        reader (which skips malformed events one by one)."""
+        fixed = tolerant_bytes(document)
+        if fixed is document:
+            raise NeedWholeFile(str(exc)) from exc
+        try:
+            tail = DOCUMENT_DECODER.decode(fixed)
+        except msgspec.ValidationError:
+            self._loose_tail(fixed)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as again:
+            raise NeedWholeFile(str(again)) from again
+        else:
+            self.facts.tail = tail
+            self.facts.tail_events = list(tail.traceEvents or [])
+        self.facts.repaired += 1
+
     def _loose_tail(self, document: bytes) -> None:
         """Tail with an odd event: keys raw, events one by one (malformed ones skipped)."""
         try:
             meta = METADATA_DECODER.decode(document)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise NeedWholeFile(str(exc)) from exc
-        events, skipped = decode_events(bytes(meta.traceEvents) or b"[]")
+        try:
+            events, skipped, repaired = decode_events(bytes(meta.traceEvents) or b"[]")
+        except SplitError as exc:
+            raise NeedWholeFile(str(exc)) from exc
+        self.facts.repaired += repaired
         self.facts.tail = _document_of(meta)
         self.facts.tail_events = events
         self.facts.tail_skipped = skipped
@@ -399,7 +481,7 @@ class EventStream:
         for cut, closer in cut_points(document, len(_TAIL_PREFIX)):
             try:
                 tail = DOCUMENT_DECODER.decode(document[:cut] + closer)
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 continue
             if not tail.traceEvents and self.last_end is None:
                 break

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -79,12 +79,19 @@ def read_document(path: Path) -> ReadResult:
     data, gzip_cut = read_bytes(path)
     decoded = _decode_or_salvage(data, path)
     events, skipped = _events_of(decoded, data, path)
-    warnings = read_warnings(path, gzip_cut, decoded.dropped_bytes, len(events), skipped)
+    warnings = read_warnings(
+        path, gzip_cut, decoded.dropped_bytes, len(events), skipped, decoded.repaired
+    )
     return ReadResult(document=decoded.document, events=events, warnings=tuple(warnings))
 
 
 def read_warnings(
-    path: Path, gzip_cut: bool, dropped_bytes: int | None, kept_events: int, skipped: int
+    path: Path,
+    gzip_cut: bool,
+    dropped_bytes: int | None,
+    kept_events: int,
+    skipped: int,
+    repaired: int = 0,
 ) -> list[str]:
     """What reading lost, one line each; no events at all is an `EmptyTraceError`.
 
@@ -101,6 +108,11 @@ def read_warnings(
         )
     if skipped:
         warnings.append(f"{path.name}: skipped {skipped} malformed events")
+    if repaired:
+        warnings.append(
+            f"{path.name}: not strict JSON (raw control characters, invalid UTF-8 or a BOM) "
+            f"in {repaired} part(s); read as Chrome's trace viewer does, bad bytes replaced"
+        )
     if not kept_events:
         raise EmptyTraceError("trace has no events (traceEvents is empty)", path)
     return warnings
@@ -113,29 +125,79 @@ class _Decoded:
     document: Document
     raw_events: list[msgspec.Raw] | None = None
     dropped_bytes: int | None = None  # None: the file was complete
+    repaired: int = 0  # 1 when bytes had to be replaced to decode
+    skipped: int = 0  # malformed events skipped by `_salvage_middle`
+
+
+class _Malformed(Exception):
+    """The text is not strict JSON (the tolerant retry may still read it)."""
 
 
 def _decode_or_salvage(data: bytes, path: Path) -> _Decoded:
-    """Decode the document, leniently when events are odd, salvaging a truncated file."""
+    """Decode the document, leniently when events are odd, salvaging a truncated file;
+    text that is not strict JSON is retried tolerantly (bad bytes replaced, then malformed
+    events skipped one by one)."""
     start = _LEADING_SPACE.match(data)
     first = start.end() if start else 0
     if data[first : first + 1] != b"{":
         raise _not_a_trace(data[first : first + 4096], path)
     try:
+        return _decode_strict(data, path)
+    except _Malformed as exc:
+        fixed = tolerant_bytes(data)
+        if fixed is not data:
+            try:
+                return replace(_decode_strict(fixed, path), repaired=1)
+            except _Malformed:
+                pass
+        salvaged = _salvage_middle(fixed)
+        if salvaged is None:
+            raise UnreadableInputError(str(exc), path) from exc
+        return replace(salvaged, repaired=int(fixed is not data))
+
+
+def _decode_strict(data: bytes, path: Path) -> _Decoded:
+    """`_decode_or_salvage` without the tolerant retry (raises `_Malformed`)."""
+    try:
         return _Decoded(DOCUMENT_DECODER.decode(data))
     except UnicodeDecodeError as exc:
-        raise UnreadableInputError(f"not UTF-8 text at byte {exc.start}", path) from exc
+        raise _Malformed(f"not UTF-8 text at byte {exc.start}") from exc
+    except RecursionError as exc:
+        raise _Malformed("JSON nested too deeply to be a trace") from exc
     except msgspec.ValidationError:
         return _loose(data, path)
     except msgspec.DecodeError as exc:
         if "truncated" not in str(exc):
-            raise UnreadableInputError(f"malformed JSON ({exc})", path) from exc
+            raise _Malformed(f"malformed JSON ({exc})") from exc
         salvaged = _salvage(data)
         if salvaged is None:
             raise UnreadableInputError(
                 "trace is truncated before its first complete event", path
             ) from exc
         return salvaged
+
+
+def _salvage_middle(data: bytes) -> _Decoded | None:
+    """A complete file with malformed events: the keys around the event array decoded
+    alone, the events one by one (malformed ones skipped and counted)."""
+    key = _TRACE_EVENTS_KEY.search(data)
+    if key is None:
+        return None
+    position = len(data)
+    for _ in range(_MAX_SALVAGE_ATTEMPTS):
+        position = data.rfind(b"]", key.end(), position)
+        if position == -1:
+            return None
+        try:
+            document = DOCUMENT_DECODER.decode(data[: key.end()] + data[position:])
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            continue
+        found = salvage_events(data[key.end() : position])
+        if found is None:
+            return None
+        events, skipped = found
+        return _Decoded(msgspec.structs.replace(document, traceEvents=events), skipped=skipped)
+    return None
 
 
 def _not_a_trace(head: bytes, path: Path) -> UnsupportedFormatError:
@@ -148,7 +210,7 @@ def _loose(data: bytes, path: Path) -> _Decoded:
     try:
         meta = METADATA_DECODER.decode(data)
         raw_events = _RAW_LIST_DECODER.decode(meta.traceEvents) if meta.traceEvents else None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise UnsupportedFormatError(f"not a Kineto trace ({exc})", path) from exc
     fields = {f: getattr(meta, f) for f in MetadataDocument.__struct_fields__}
     fields["traceEvents"] = None
@@ -190,7 +252,7 @@ _RAW_LIST_DECODER: Final = msgspec.json.Decoder(list[msgspec.Raw])
 def _events_of(decoded: _Decoded, data: bytes, path: Path) -> tuple[list[Event], int]:
     """The decoded events and how many malformed ones were skipped."""
     if decoded.document.traceEvents is not None:
-        return decoded.document.traceEvents, 0
+        return decoded.document.traceEvents, decoded.skipped
     if decoded.raw_events is None:
         raise UnsupportedFormatError(
             f"not a Kineto trace (no traceEvents): {describe(data[:4096])}", path
@@ -204,7 +266,7 @@ def event_or_none(raw: msgspec.Raw) -> Event | None:
     """One event decoded, or None when it does not have an event's shape."""
     try:
         return EVENT_DECODER.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -216,7 +278,7 @@ def _salvage(data: bytes) -> _Decoded | None:
     for cut, closer in cut_points(data, key.end()):
         try:
             document = DOCUMENT_DECODER.decode(data[:cut] + closer)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             continue
         if not document.traceEvents:
             return None
@@ -246,3 +308,78 @@ def cut_points(data: bytes, array_start: int) -> list[tuple[int, bytes]]:
         if after[:1] in (b",", b""):
             points.append((position + 1, b"]}"))
     return points
+
+
+# --- tolerance: what Chrome's viewer and Perfetto load, we read too (error path only) ---
+
+#: Raw control bytes (invalid inside JSON strings; PyTorch has written them in names) as
+#: spaces: outside strings a space is whitespace, inside it is a harmless character, and
+#: the byte count stays the same.
+_CONTROL_TO_SPACE: Final = bytes.maketrans(bytes(range(32)), b" " * 32)
+_BOM: Final = b"\xef\xbb\xbf"
+#: Pieces merged with their successors while looking for an event a wrong split cut.
+_MAX_MERGE: Final = 8
+
+
+def tolerant_bytes(data: bytes) -> bytes:
+    """``data`` with a leading BOM dropped, raw control bytes as spaces and invalid UTF-8
+    replaced (U+FFFD); the same object when nothing needed changing."""
+    fixed = data[3:] if data.startswith(_BOM) else data
+    fixed = fixed.translate(_CONTROL_TO_SPACE)
+    try:
+        fixed.decode("utf-8")
+    except UnicodeDecodeError:
+        fixed = fixed.decode("utf-8", "replace").encode("utf-8")
+    return data if fixed == data else fixed
+
+
+def salvage_events(body: bytes, *, exact_ends: bool = True) -> tuple[list[Event], int] | None:
+    """The events of an array's inner text (between ``[`` and ``]``) decoded one by one,
+    malformed ones skipped: (events, skipped), or None when nothing decodes.
+
+    The text is split at `candidates`-style boundaries; a piece that does not decode is
+    joined to the following ones (a boundary guessed inside a string) before it is
+    counted as malformed. ``exact_ends=False`` (a chunk whose cut is itself a guess)
+    also requires the first and the last piece to decode, or returns None.
+    """
+    from parsers.kineto_chunks import candidates  # kineto_chunks imports this module
+
+    body = tolerant_bytes(body)
+    cuts = sorted(candidates(body))
+    starts = [0, *(nxt for _, nxt in cuts)]
+    ends = [*(end for end, _ in cuts), len(body)]
+    pieces = [body[a:b] for a, b in zip(starts, ends, strict=True)]
+    events: list[Event] = []
+    skipped = 0
+    index = 0
+    first_ok = last_ok = False
+    while index < len(pieces):
+        for width in range(1, _MAX_MERGE + 1):
+            text = b",".join(pieces[index : index + width])
+            event = _one_event(text)
+            if event is not None:
+                events.append(event)
+                first_ok = first_ok or index == 0
+                last_ok = index + width >= len(pieces)
+                index += width
+                break
+            if index + width >= len(pieces):
+                break
+        else:
+            event = None
+        if event is None:
+            skipped += 1
+            index += 1
+    if not events or (not exact_ends and not (first_ok and last_ok)):
+        return None
+    return events, skipped
+
+
+def _one_event(text: bytes) -> Event | None:
+    stripped = text.strip(b" \t\r\n,")
+    if not stripped:
+        return None
+    try:
+        return EVENT_DECODER.decode(stripped)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None

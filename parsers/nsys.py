@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -94,7 +94,10 @@ def parse_sqlite(path: Path, shown: Path | None = None) -> TraceTables:
     db = open_db(path, shown)
     try:
         _require_nsys(db)
-        return _build(db)
+        tables = _build(db)
+        if db.notes:
+            tables = replace(tables, meta=tables.meta.with_warnings(*db.notes))
+        return tables
     finally:
         db.close()
 

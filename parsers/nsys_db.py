@@ -13,15 +13,25 @@ sqlite3 driver building its row tuples, which no installed library avoids (DuckD
 scanner would need an extension download).
 
 The file is opened with ``mode=ro&immutable=1``: SQLite neither writes nor creates a journal
-or WAL file beside the input, and never takes a lock.
+or WAL file beside the input, and never takes a lock. An export in WAL mode whose ``-wal``
+file still holds pages would then be read stale, so such a file and its WAL are copied to
+a temporary folder (removed on `close`) and read from there, with a warning.
+
+Hostile files: a ``CUPTI_ACTIVITY_*``, ``NVTX_*`` or ``StringIds`` object that is a view
+(arbitrary SQL, possibly endless) is refused; every query runs under a progress handler
+that stops it after `QUERY_BUDGET_S`; values of the wrong type (TEXT or REAL in an integer
+column, integers beyond int64, BLOBs) become NULL and are counted in `NsysDb.notes`.
 """
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +42,14 @@ from parsers.errors import UnreadableInputError, UnsupportedFormatError
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _HEADER_BYTES: Final = 100
 _BATCH_ROWS: Final = 50_000
+#: Seconds one query may run before it is stopped (a crafted file must not hang the tool).
+QUERY_BUDGET_S: float = 300.0
+#: SQLite VM instructions between two looks at the clock.
+PROGRESS_OPS: int = 10_000
+#: Objects a view must never stand in for (their rows are read whole).
+_DATA_PREFIXES: Final = ("CUPTI_ACTIVITY_", "NVTX_", "StringIds", "TARGET_INFO_", "ENUM_")
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 #: SQL for a 24-bit process id and thread id packed in an Nsight "Serialized GlobalId".
 PID_SQL: Final = "(({col} >> 24) & 16777215)"
@@ -45,6 +63,10 @@ class NsysDb:
     path: Path
     conn: sqlite3.Connection
     tables: Mapping[str, frozenset[str]]
+    #: What reading had to repair (wrong-typed values nulled, WAL replayed), for warnings.
+    notes: list[str] = field(default_factory=list)
+    #: A temporary copy (WAL replay) to remove on `close`.
+    copy_dir: str | None = None
 
     def has(self, table: str, *columns: str) -> bool:
         """Whether the table exists and has every named column."""
@@ -60,29 +82,90 @@ class NsysDb:
 
     def scalar_rows(self, sql: str) -> list[tuple[Any, ...]]:
         """A small query's rows as tuples (meta tables with a handful of rows)."""
-        with _sqlite_errors(self.path):
+        with _sqlite_errors(self.path), _budget(self.conn):
             return list(self.conn.execute(sql).fetchall())
 
     def frame(self, sql: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-        """Run ``sql`` and return its rows as a frame with exactly ``schema``."""
-        with _sqlite_errors(self.path):
-            batches = list(
-                pl.read_database(
-                    sql,
-                    self.conn,
-                    iter_batches=True,
-                    batch_size=_BATCH_ROWS,
-                    schema_overrides=dict(schema),
+        """Run ``sql`` and return its rows as a frame with exactly ``schema``; a value of
+        the wrong type (a crafted or damaged export) reads as NULL, counted in `notes`."""
+        try:
+            with _sqlite_errors(self.path), _budget(self.conn):
+                batches = list(
+                    pl.read_database(
+                        sql,
+                        self.conn,
+                        iter_batches=True,
+                        batch_size=_BATCH_ROWS,
+                        schema_overrides=dict(schema),
+                    )
                 )
-            )
+        except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
+            return self._tolerant_frame(sql, schema)
         if not batches:
             return pl.DataFrame(schema=dict(schema))
         frame = pl.concat(batches, how="vertical") if len(batches) > 1 else batches[0]
         return frame.select(pl.col(n).cast(t, strict=False) for n, t in schema.items())
 
+    def _tolerant_frame(self, sql: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+        """The slow path of `frame`: rows read one by one, each value checked against its
+        column's type (a wrong one becomes NULL and is counted)."""
+        bad = 0
+        with _sqlite_errors(self.path), _budget(self.conn):
+            cursor = self.conn.execute(sql)
+            names = [d[0] for d in cursor.description]
+            columns: dict[str, list[Any]] = {n: [] for n in names}
+            while rows := cursor.fetchmany(_BATCH_ROWS):
+                for row in rows:
+                    for name, value in zip(names, row, strict=True):
+                        fixed = _coerce(value, schema.get(name))
+                        bad += fixed is None and value is not None
+                        columns[name].append(fixed)
+        if bad:
+            self.notes.append(f"{bad} values of the wrong type (or out of range) read as empty")
+        frame = pl.DataFrame(
+            {n: pl.Series(n, columns[n], dtype=schema.get(n), strict=False) for n in names}
+        )
+        return frame.select(pl.col(n).cast(t, strict=False) for n, t in schema.items())
+
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and remove a temporary copy)."""
         self.conn.close()
+        if self.copy_dir is not None:
+            shutil.rmtree(self.copy_dir, ignore_errors=True)
+
+
+def _coerce(value: Any, dtype: pl.DataType | None) -> Any:
+    """``value`` if it fits a column of ``dtype``, else None."""
+    if value is None or dtype is None:
+        return value
+    if dtype == pl.Int64():
+        if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        return None
+    if dtype.is_float():
+        return float(value) if isinstance(value, int | float) else None
+    if dtype == pl.String():
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+        return str(value)
+    return None if isinstance(value, bytes | str) and dtype.is_numeric() else value
+
+
+@contextmanager
+def _budget(conn: sqlite3.Connection) -> Iterator[None]:
+    """Stop a query that runs longer than `QUERY_BUDGET_S` (one-line error, exit 3)."""
+    deadline = time.monotonic() + QUERY_BUDGET_S
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_OPS)
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise UnreadableInputError(
+                f"a query ran longer than {QUERY_BUDGET_S:g} s (a crafted or damaged export?)"
+            ) from exc
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 def _decode_text(raw: bytes) -> str:
@@ -144,22 +227,67 @@ def open_db(path: Path, shown: Path | None = None) -> NsysDb:
     """Open an export read-only and read its catalog; errors name ``shown`` (or ``path``)."""
     label = shown or path
     check_header(path, label)
-    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
-    with _sqlite_errors(label):
-        conn = sqlite3.connect(uri, uri=True)
-        conn.text_factory = _decode_text
-        try:
-            rows = conn.execute(
-                "SELECT m.name, p.name FROM sqlite_master AS m "
-                "JOIN pragma_table_info(m.name) AS p WHERE m.type IN ('table', 'view')"
-            ).fetchall()
-        except (sqlite3.DatabaseError, UnicodeDecodeError):
-            conn.close()
-            raise
+    copy_dir, notes = _wal_copy(path, label)
+    source = path if copy_dir is None else Path(copy_dir) / path.name
+    mode = "mode=ro&immutable=1" if copy_dir is None else "mode=ro"
+    uri = f"{source.resolve().as_uri()}?{mode}"
+    try:
+        with _sqlite_errors(label):
+            conn = sqlite3.connect(uri, uri=True)
+            conn.text_factory = _decode_text
+            try:
+                with _budget(conn):
+                    rows = conn.execute(
+                        "SELECT m.name, m.type, p.name FROM sqlite_master AS m "
+                        "JOIN pragma_table_info(m.name) AS p WHERE m.type IN ('table', 'view')"
+                    ).fetchall()
+            except (sqlite3.DatabaseError, UnicodeDecodeError, UnreadableInputError):
+                conn.close()
+                raise
+    except BaseException:
+        if copy_dir is not None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+        raise
     tables: dict[str, set[str]] = {}
-    for table, column in rows:
+    views = sorted({str(t) for t, kind, _ in rows if kind == "view" and _is_data(str(t))})
+    if views:
+        conn.close()
+        if copy_dir is not None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+        raise UnsupportedFormatError(
+            f"{', '.join(views[:3])} is a view, not a table: not an export Nsight Systems wrote",
+            label,
+        )
+    for table, _kind, column in rows:
         tables.setdefault(str(table), set()).add(str(column))
-    return NsysDb(label, conn, {t: frozenset(c) for t, c in tables.items()})
+    frozen = {t: frozenset(c) for t, c in tables.items()}
+    return NsysDb(label, conn, frozen, notes=notes, copy_dir=copy_dir)
+
+
+def _is_data(name: str) -> bool:
+    return name.startswith(_DATA_PREFIXES)
+
+
+def _wal_copy(path: Path, label: Path) -> tuple[str | None, list[str]]:
+    """A temporary folder holding the export and its ``-wal`` when the WAL holds pages
+    (so it is read, not ignored, and the input stays untouched); else None."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        if not wal.is_file() or wal.stat().st_size == 0:
+            return None, []
+    except OSError:
+        return None, []
+    folder = tempfile.mkdtemp(prefix="analyze-wal-")
+    try:
+        shutil.copyfile(path, Path(folder) / path.name)
+        shutil.copyfile(wal, Path(folder) / wal.name)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise UnreadableInputError(
+            f"has an uncheckpointed WAL that could not be copied to read it ({exc.strerror})",
+            label,
+        ) from exc
+    return folder, [f"{label.name}: read together with its write-ahead log ({wal.name})"]
 
 
 def string_ids(db: NsysDb) -> pl.DataFrame:

@@ -138,14 +138,15 @@ _KERNEL_INTS: Final[Mapping[str, str]] = {
 
 def read_kernels(db: NsysDb, strings: pl.DataFrame) -> pl.DataFrame:
     """Kernels with names resolved (demangled name, else the short name)."""
-    if KERNEL_TABLE not in db.tables:
-        return pl.DataFrame(schema={**_BASE_SCHEMA, "name": _STR})
     items = [
         *_gpu_base(db, KERNEL_TABLE),
         *(db.col(KERNEL_TABLE, col, alias) for alias, col in _KERNEL_INTS.items()),
     ]
     schema = {**_BASE_SCHEMA, **dict.fromkeys(_KERNEL_INTS, _I64)}
-    raw = db.frame(f"SELECT {', '.join(items)} FROM {KERNEL_TABLE}", schema)
+    if KERNEL_TABLE not in db.tables:  # a CPU/NVTX-only capture: no kernels, same columns
+        raw = pl.DataFrame(schema=schema)
+    else:
+        raw = db.frame(f"SELECT {', '.join(items)} FROM {KERNEL_TABLE}", schema)
     demangled = strings.rename({"id": "demangled_id", "value": "demangled"})
     short = strings.rename({"id": "short_id", "value": "short"})
     named = raw.join(demangled, on="demangled_id", how="left").join(

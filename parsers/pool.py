@@ -13,6 +13,11 @@ idle for a third of the time. So when the items are known up front (`share_items
 process claims the next item from a shared counter, and a worker's task runs several
 items before it returns; only items produced on the fly (a gzip file's chunks) are handed
 over one by one (`share_work`).
+
+Ctrl-C: a terminal sends SIGINT to every process of the group. Workers ignore it; this
+process gets the `KeyboardInterrupt`, cancels what is queued, terminates the workers (no
+worker prints a traceback, none runs on) and removes its spool folder, then lets the
+interrupt through (the CLI exits 130).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import atexit
 import multiprocessing
 import os
 import pickle
+import signal
 import tempfile
+import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, Final, TypeVar
 
@@ -39,13 +47,47 @@ _next_item: Synchronized[int] | None = None
 
 def process_pool(workers: int, counter: Synchronized[int] | None = None) -> ProcessPoolExecutor:
     """A pool of ``workers`` spawned processes that exit without teardown and share
-    ``counter`` (`share_items`)."""
-    return ProcessPoolExecutor(
+    ``counter`` (`share_items`).
+
+    All workers are started here, with SIGINT blocked: a spawned interpreter inherits the
+    blocked signal, so a Ctrl-C while it is still importing cannot kill it mid-start (with
+    a "Fatal Python error" on stderr); its initializer then ignores SIGINT for good. Here,
+    an interrupt that came meanwhile is delivered once the signal is unblocked.
+    """
+    pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_SPAWN,
         initializer=_start_worker,
         initargs=(counter,),
     )
+    try:
+        with _sigint_deferred():
+            for _ in range(workers):  # each submit to a pool without idle workers spawns one
+                pool.submit(_ready)
+    except BaseException:
+        halt(pool)
+        raise
+    return pool
+
+
+def _ready() -> None:
+    """No-op task: makes the pool start its workers at once."""
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """SIGINT blocked in this thread (and so in processes it spawns) for the block."""
+    blockable = hasattr(signal, "pthread_sigmask") and (
+        threading.current_thread() is threading.main_thread()
+    )
+    if not blockable:
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _start_worker(counter: Synchronized[int] | None) -> None:
@@ -53,7 +95,19 @@ def _start_worker(counter: Synchronized[int] | None) -> None:
     run last in, first out, so this one runs first)."""
     global _next_item
     _next_item = counter
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     atexit.register(os._exit, 0)
+
+
+def halt(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now (on Ctrl-C or an error): queued work cancelled, workers terminated."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+    pool.shutdown(wait=True)  # the pool's thread and queues end now: nothing leaks at exit
 
 
 def share_items(
@@ -78,14 +132,18 @@ def share_items(
         def submit() -> Future[list[int]]:
             return pool.submit(_claim_and_run, task, items, batch, spool)
 
-        queued = deque(submit() for _ in range(2 * helpers))
-        while (index := _claim(counter, len(items))) is not None:
-            done[index] = task(items[index])
-            while queued and queued[0].done():  # read back meanwhile, not all at the end
-                done.update((i, _unspool(spool, i)) for i in queued.popleft().result())
-                queued.append(submit())
-        for future in queued:
-            done.update((i, _unspool(spool, i)) for i in future.result())
+        try:
+            queued = deque(submit() for _ in range(2 * helpers))
+            while (index := _claim(counter, len(items))) is not None:
+                done[index] = task(items[index])
+                while queued and queued[0].done():  # read back meanwhile, not at the end
+                    done.update((i, _unspool(spool, i)) for i in queued.popleft().result())
+                    queued.append(submit())
+            for future in queued:
+                done.update((i, _unspool(spool, i)) for i in future.result())
+        except BaseException:
+            halt(pool)
+            raise
     return [done[index] for index in range(len(items))]
 
 
@@ -137,12 +195,16 @@ def share_work(
     in_flight: deque[Future[R]] = deque()
     room = helpers * in_flight_per_helper
     with process_pool(helpers) as pool:
-        for item in items:
-            while in_flight and in_flight[0].done():
-                in_flight.popleft()
-            if len(in_flight) < room:
-                in_flight.append(pool.submit(task, item))
-                slots.append(in_flight[-1])
-            else:
-                slots.append(task(item))
-        return [slot.result() if isinstance(slot, Future) else slot for slot in slots]
+        try:
+            for item in items:
+                while in_flight and in_flight[0].done():
+                    in_flight.popleft()
+                if len(in_flight) < room:
+                    in_flight.append(pool.submit(task, item))
+                    slots.append(in_flight[-1])
+                else:
+                    slots.append(task(item))
+            return [slot.result() if isinstance(slot, Future) else slot for slot in slots]
+        except BaseException:
+            halt(pool)
+            raise

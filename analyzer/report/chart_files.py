@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.report.model import Block, Chart, Image, Report, Section
+from analyzer.untrusted import clean_tree
 
 #: Pixel scale of PNG files (2: sharp on high-density screens).
 PNG_SCALE = 2
@@ -39,7 +40,7 @@ def write_files(
     import vl_convert  # imported only when a chart is drawn
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = spec_text(spec)
+    text = spec_text(clean_tree(spec))  # vl-convert aborts the process on a control char
     written = []
     for kind in formats:
         path = out_dir / f"{stem}.{kind}"

@@ -16,6 +16,7 @@ import msgspec
 
 from analyzer.engine import finding_to_json
 from analyzer.report.model import Block, Cell, Code, Image, Inline, Paragraph, Report, Strong, Table
+from analyzer.untrusted import clean_tree
 
 EXTENSION = ".json"
 SCHEMA_VERSION = 1
@@ -44,19 +45,23 @@ def _section(key: str, title: str, blocks: Sequence[Block]) -> dict[str, Any]:
 
 
 def to_dict(report: Report) -> dict[str, Any]:
-    """The report as plain JSON-ready data."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "title": report.title,
-        "config": [_text(line) for line in report.config_lines],
-        "headline": _table(report.headline),
-        "verdict": None if report.verdict is None else _text(report.verdict.parts),
-        "findings": [finding_to_json(f) for f in report.findings],
-        "skipped": [{"rule_id": s.rule_id, "reason": s.reason} for s in report.skipped],
-        "sections": [_section(s.key or s.title, s.title, s.blocks) for s in report.sections],
-        "warnings": list(report.warnings),
-        "data": report.data,
-    }
+    """The report as plain JSON-ready data, every string cleaned (`analyzer.untrusted`):
+    a consumer that prints a name must not print a trace's escape sequences."""
+    cleaned: dict[str, Any] = clean_tree(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "title": report.title,
+            "config": [_text(line) for line in report.config_lines],
+            "headline": _table(report.headline),
+            "verdict": None if report.verdict is None else _text(report.verdict.parts),
+            "findings": [finding_to_json(f) for f in report.findings],
+            "skipped": [{"rule_id": s.rule_id, "reason": s.reason} for s in report.skipped],
+            "sections": [_section(s.key or s.title, s.title, s.blocks) for s in report.sections],
+            "warnings": list(report.warnings),
+            "data": report.data,
+        }
+    )
+    return cleaned
 
 
 def render(report: Report) -> str:

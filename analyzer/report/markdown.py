@@ -24,6 +24,7 @@ from analyzer.report.model import (
     Strong,
     Table,
 )
+from analyzer.untrusted import clean, defuse_markdown
 
 EXTENSION = ".md"
 
@@ -42,9 +43,9 @@ def escape_text(text: str, line_start: bool = False) -> str:
     ``line_start``: the text begins a line, so a leading ``#``, ``-``, ``+``, ``=`` or
     ``1.`` (which would make a heading or list item) is escaped too.
     """
+    text = clean(text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = " ".join(text.splitlines())
-    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = defuse_markdown(_MD_SPECIAL.sub(r"\\\1", text))
     return _LINE_START.sub(_escape_line_start, text) if line_start else text
 
 
@@ -56,8 +57,9 @@ def _escape_line_start(m: re.Match[str]) -> str:
 
 
 def code_span(text: str) -> str:
-    """Inline code that shows ``text`` verbatim whatever backticks it holds."""
-    text = " ".join(text.splitlines())
+    """Inline code that shows ``text`` verbatim whatever backticks it holds (cleaned of
+    control characters and line breaks: nothing inside a code span is live)."""
+    text = clean(text)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
@@ -121,7 +123,7 @@ def _block(block: Block) -> str:
     if isinstance(block, Table):
         return _table(block.columns, block.rows, block.numeric)
     if isinstance(block, Image):
-        return f"![{escape_text(block.alt)}]({block.path.replace(' ', '%20')})"
+        return f"![{escape_text(block.alt)}]({clean(block.path).replace(' ', '%20')})"
     raise TypeError(f"unknown block {type(block).__name__}")
 
 

@@ -1,7 +1,8 @@
 """Terminal renderer: the `Report` drawn with rich (tables, colored severities).
 
 Rich markup in trace strings is neutralized: text goes in as `rich.text.Text`, never as
-markup strings.
+markup strings; and every string passes `analyzer.untrusted.clean` first, so no escape
+sequence or control character from a trace reaches the terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.text import Text
 
 from analyzer.findings import Finding, Severity
 from analyzer.report.model import Block, Cell, Code, Image, Inline, Paragraph, Report, Strong, Table
+from analyzer.untrusted import clean
 
 _STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "cyan"}
 
@@ -25,11 +27,11 @@ def _inline(parts: Sequence[Inline]) -> Text:
     out = Text()
     for p in parts:
         if isinstance(p, Code):
-            out.append(p.text, style="bold cyan")
+            out.append(clean(p.text), style="bold cyan")
         elif isinstance(p, Strong):
-            out.append(p.text, style="bold")
+            out.append(clean(p.text), style="bold")
         else:
-            out.append(p)
+            out.append(clean(p))
     return out
 
 
@@ -37,10 +39,10 @@ def _cell(value: Cell) -> Text:
     if value is None:
         return Text("")
     if isinstance(value, Code):
-        return Text(value.text, style="cyan")
+        return Text(clean(value.text), style="cyan")
     if isinstance(value, float):
         return Text(f"{value:.4g}")
-    return Text(str(value))
+    return Text(clean(str(value)))
 
 
 def _table(
@@ -48,7 +50,7 @@ def _table(
 ) -> RichTable:
     t = RichTable(show_header=True, header_style="bold", expand=False)
     for i, c in enumerate(columns):
-        t.add_column(Text(c), justify="right" if i < len(numeric) and numeric[i] else "left")
+        t.add_column(Text(clean(c)), justify="right" if i < len(numeric) and numeric[i] else "left")
     for row in rows:
         t.add_row(*(_cell(v) for v in row))
     return t
@@ -60,31 +62,31 @@ def _block(b: Block) -> RenderableType:
     if isinstance(b, Table):
         return _table(b.columns, b.rows, b.numeric)
     if isinstance(b, Image):
-        return Text(f"[chart: {b.path}]", style="dim")
+        return Text(f"[chart: {clean(b.path)}]", style="dim")
     raise TypeError(type(b).__name__)
 
 
 def _finding(f: Finding) -> RenderableType:
     title = Text()
     title.append(f.severity.name, style=_STYLE[f.severity])
-    title.append(f" · {f.title} ")
-    title.append(f"({f.rule_id})", style="dim")
-    parts: list[RenderableType] = [Text(f.summary)]
+    title.append(f" · {clean(f.title)} ")
+    title.append(f"({clean(f.rule_id)})", style="dim")
+    parts: list[RenderableType] = [Text(clean(f.summary))]
     if f.table is not None and f.table.rows:
         parts.append(_table(f.table.columns, f.table.rows, ()))
     do_this = Text("Do this: ", style="bold")
-    do_this.append(f.recommendation, style="")
+    do_this.append(clean(f.recommendation), style="")
     parts.append(do_this)
     return Panel(Group(*parts), title=title, title_align="left")
 
 
 def render_to(console: Console, report: Report) -> None:
     """Print the report on a rich console."""
-    console.print(Text(report.title, style="bold underline"))
+    console.print(Text(clean(report.title), style="bold underline"))
     for line in report.config_lines:
         console.print(_inline(line))
     for w in report.warnings:
-        console.print(Text(f"warning: {w}", style="yellow"))
+        console.print(Text(f"warning: {clean(w)}", style="yellow"))
     console.print(_table(report.headline.columns, report.headline.rows, ()))
     if report.verdict is not None:
         v = Text("Verdict: ", style="bold")
@@ -102,9 +104,9 @@ def render_to(console: Console, report: Report) -> None:
     if report.skipped:
         console.print(Text("Skipped rules:", style="bold"))
         for s in report.skipped:
-            console.print(Text(f"  {s.rule_id}: {s.reason}", style="dim"))
+            console.print(Text(f"  {clean(s.rule_id)}: {clean(s.reason)}", style="dim"))
     for section in (s for s in report.sections if not s.lead):
-        console.print(RichRule(section.title))
+        console.print(RichRule(Text(clean(section.title))))
         for b in section.blocks:
             console.print(_block(b))
 
