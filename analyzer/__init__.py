@@ -1,8 +1,8 @@
 """GPU profiler trace analyzer: canonical tables in, insight report out.
 
-``from analyzer import load`` is the library API (`analyzer.api`); it is imported on first
-use, so that ``import analyzer`` stays cheap and the CLI can tune polars' allocator before
-polars is loaded.
+``from gpu_trace_analyzer import load`` is the library API (`gpu_trace_analyzer.api`); it is
+imported on first use, so that ``import gpu_trace_analyzer`` stays cheap and the CLI can tune
+polars' allocator before polars is loaded.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ __version__ = "0.1.0"
 __all__ = ["Analysis", "__version__", "load"]
 
 if TYPE_CHECKING:
-    from analyzer.api import Analysis, load
+    from gpu_trace_analyzer.api import Analysis, load
 
 
 def __getattr__(name: str) -> Any:
-    """`load` and `Analysis` from `analyzer.api`, imported when first asked for."""
+    """`load` and `Analysis` from `gpu_trace_analyzer.api`, imported when first asked for."""
     if name in ("load", "Analysis"):
-        from analyzer import api
+        from gpu_trace_analyzer import api
 
         return getattr(api, name)
-    raise AttributeError(f"module 'analyzer' has no attribute {name!r}")
+    raise AttributeError(f"module 'gpu_trace_analyzer' has no attribute {name!r}")

@@ -12,12 +12,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import REPO, SAMPLES, shared_trace
-
-from analyzer import Analysis, load
-from analyzer.cli import main
-from analyzer.errors import BadConfigError
-from analyzer.report.model import Chart
-from parsers.schema import TABLE_NAMES
+from gpu_trace_analyzer import Analysis, load
+from gpu_trace_analyzer.cli import main
+from gpu_trace_analyzer.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES
+from gpu_trace_analyzer.report.model import Chart
 
 TRAIN = SAMPLES / "synthetic_train.json.gz"
 DCGM = SAMPLES / "dcgm" / "compute_bound.dmon.txt"
@@ -36,7 +35,7 @@ def _readme_example() -> str:
 def test_readme_example_is_five_lines() -> None:
     lines = [line for line in _readme_example().splitlines() if line.strip()]
     assert len(lines) == 5
-    assert lines[0] == "from analyzer import load"
+    assert lines[0] == "from gpu_trace_analyzer import load"
 
 
 @pytest.mark.parametrize("where", ["sample", "shared"])

@@ -9,26 +9,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import gpu_trace_analyzer.rules.base as rules_base
 import jsonschema
 import pytest
 import synthetic
 from conftest import shared_trace
-
-import rules.base
-from analyzer.config import load_config
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.engine import (
+from gpu_trace_analyzer.config import load_config
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.engine import (
     EngineResult,
     exit_code_for,
     findings_to_json,
     rules_listing,
     run_rules,
 )
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity, SkippedRule
-from parsers import kineto
-from parsers.errors import BadConfigError
-from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, table_from_columns
-from rules.all import load_builtin_rules
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity, SkippedRule
+from gpu_trace_analyzer.parsers import kineto
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import (
+    DeviceInfo,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    table_from_columns,
+)
+from gpu_trace_analyzer.rules.all import load_builtin_rules
 
 SCHEMA_PATH = (
     Path(__file__).resolve().parent.parent / "analyzer" / "report" / "findings_schema.json"
@@ -79,11 +84,11 @@ def _rule(
 def only_test_rules(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, type[Any]]]:
     """Replace the registry by test rules for one test (restored afterwards)."""
     load_builtin_rules()
-    monkeypatch.setattr(rules.base, "_REGISTRY", {})
+    monkeypatch.setattr(rules_base, "_REGISTRY", {})
     made: dict[str, type[Any]] = {}
 
     def add(cls: type[Any]) -> None:
-        rules.base.register(cls)
+        rules_base.register(cls)
         made[cls.id] = cls
 
     add(_rule("t-warn", severity=Severity.WARNING))
@@ -308,7 +313,7 @@ def test_rule_registered_after_config_runs_with_defaults(
     tmp_path: Path, only_test_rules: dict[str, type[Any]]
 ) -> None:
     cfg = load_config(tmp_path, None)
-    rules.base.register(_rule("t-late", severity=Severity.INFO))
+    rules_base.register(_rule("t-late", severity=Severity.INFO))
     result = run_rules(AnalysisContext(_tables()), cfg, select=["t-late"])
     (finding,) = result.findings
     assert finding.evidence["impact_ns"] == _Cfg().impact_ns
