@@ -6,12 +6,15 @@
 #   bench/render_all.sh /tmp/after && diff -r /tmp/before /tmp/after && echo identical
 #
 # SRC: the checkout whose code renders (default: this one); TRACES: the shared traces
-# (default: ../shared/traces beside this checkout). Runs two reports at a time.
+# (default: ../shared/traces beside this checkout); CLI: the module with `entry` (default
+# gpu_trace_analyzer.cli, the installed package; analyzer.cli for a checkout older than the
+# one import root, run from its folder). Runs two reports at a time.
 set -u
 OUT=$(realpath -m "$1")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 SRC=${SRC:-$HERE}
 T=${TRACES:-$(realpath -m "$HERE/../shared/traces")}
+CLI=${CLI:-gpu_trace_analyzer.cli}
 mkdir -p "$OUT"
 cd "$SRC" || exit 2
 {
@@ -30,13 +33,14 @@ run_one() {
   key=$(echo "$*" | sed 's#[/ .]#_#g')
   for f in md json term; do
     # shellcheck disable=SC2068
-    python -c "from analyzer.cli import entry; entry()" $@ --jobs 1 --format $f \
+    python -c "from $CLI import entry; entry()" $@ --jobs 1 --format $f \
       -o "$out/$key/report.$f" >"$out/$key.$f.stdout" 2>"$out/$key.$f.stderr"
     echo "rc=$?" >>"$out/$key.$f.stderr"
   done
   # shellcheck disable=SC2068
-  python -c "from analyzer.cli import entry; entry()" $@ --jobs 1 --format md \
+  python -c "from $CLI import entry; entry()" $@ --jobs 1 --format md \
     >"$out/$key.stdout.md" 2>/dev/null
 }
 export -f run_one
+export CLI
 xargs -P 2 -I{} bash -c 'run_one "$0" {}' "$OUT" <"$OUT/inputs.txt"
