@@ -262,6 +262,13 @@ def per_step(a: Analysis) -> pl.DataFrame:
     )
 
 
+def divisor(a: Analysis, steps: pl.DataFrame) -> int:
+    """What GPU totals are divided by to be "per step": profiled steps times the ranks that
+    ran GPU work (a per-rank step, so runs of different world sizes compare)."""
+    ranks = a.kernels["rank"].n_unique() if a.kernels.height else 1
+    return max(steps.height, 1) * max(ranks, 1)
+
+
 def _device_family(a: Analysis) -> tuple[str, ...]:
     """The device database keys of the devices that ran kernels (the trace's own names for
     an unknown device): two runs share a family when these are equal."""
@@ -455,7 +462,7 @@ def _metrics(base: Analysis, cand: Analysis, sb: pl.DataFrame, sc: pl.DataFrame)
                 100.0 * rc.memory_bound_share,
             )
         )
-    fb, fc = _family_ns(base, max(sb.height, 1)), _family_ns(cand, max(sc.height, 1))
+    fb, fc = _family_ns(base, divisor(base, sb)), _family_ns(cand, divisor(cand, sc))
     out.extend(
         Metric(
             f"family_{fam}_ns",
@@ -537,7 +544,7 @@ def compare(base: Analysis, candidate: Analysis) -> RunDiff:
     """The comparison of two loaded runs (see the module doc)."""
     sb, sc = per_step(base), per_step(candidate)
     ib, ic = side_info(base, sb), side_info(candidate, sc)
-    nb, nc = max(sb.height, 1), max(sc.height, 1)
+    nb, nc = divisor(base, sb), divisor(candidate, sc)
     metrics = _metrics(base, candidate, sb, sc)
     step = metrics[0].change
     assert step is not None

@@ -273,3 +273,23 @@ def test_trace_strings_are_sanitized(tmp_path: Path) -> None:
     assert "<img" not in outside and "@octocat" not in outside
     doc = diff_json.render(d)
     assert "\\u001b" not in doc and "\x1b" not in doc
+
+
+def test_json_output_follows_the_schema_and_bad_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = _synthetic(tmp_path / "b.json.gz", kernel_ns=1_000_000, loader_ns=0)
+    cand = _synthetic(tmp_path / "c.json.gz", kernel_ns=1_500_000, loader_ns=0)
+    out = tmp_path / "d.json"
+    assert main(["diff", str(base), str(cand), "-o", str(out), "--fail-on-regression", "40"]) == 1
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    _validate(doc)
+    assert doc["schema_version"] == 1 and doc["verdict"] == "slower"
+    # 4 kernels of 1.0 ms -> 1.5 ms per step: the step grows by 2 ms, +50%.
+    assert doc["step_time"]["delta_pct"] == pytest.approx(50.0, abs=0.5)
+    ops = {g["name"]: g for g in doc["op_groups"]}
+    assert ops["model::op_0"]["delta_gpu_ns_per_step"] == pytest.approx(500_000)
+    assert ops["model::op_0"]["base_calls_per_step"] == 1.0
+    assert main(["diff", str(base), str(tmp_path / "missing.json"), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("analyze: error:") and "Traceback" not in err

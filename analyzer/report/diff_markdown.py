@@ -164,7 +164,7 @@ def _headline(d: RunDiff) -> _Table:
         ),
         rows,
         "\n\nIdle rows are shares of the profiled window (idle ledger: each idle ns charged "
-        "to one cause); GPU time per step by op family.",
+        "to one cause); GPU time per step (and rank) by op family.",
     )
 
 
@@ -247,7 +247,7 @@ def _signed_duration(ns: float) -> str:
 def _explain(d: RunDiff) -> list[Piece]:
     pieces: list[Piece] = [
         "## What explains the change\n\nOp groups matched by (op name, input shapes, dtype), "
-        "GPU time per profiled step on each side, ranked by the size of their change; "
+        "GPU time per profiled step (and rank) on each side, ranked by the size of their change; "
         '"of step change" is the change\'s share of the step-time difference (GPU time can '
         "overlap, and CPU-side time is not in this table)."
     ]
