@@ -82,7 +82,8 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One headline row: raw values in ``unit`` (``ns``, ``pct``, ``tflops``)."""
+    """One headline row: raw values in ``unit`` (``ns``, ``pct``, ``tflops``, ``bytes``,
+    ``j``)."""
 
     key: str
     label: str
@@ -462,6 +463,7 @@ def _metrics(base: Analysis, cand: Analysis, sb: pl.DataFrame, sc: pl.DataFrame)
                 100.0 * rc.memory_bound_share,
             )
         )
+    out.extend(_memory_energy(base, cand))
     fb, fc = _family_ns(base, divisor(base, sb)), _family_ns(cand, divisor(cand, sc))
     out.extend(
         Metric(
@@ -473,6 +475,35 @@ def _metrics(base: Analysis, cand: Analysis, sb: pl.DataFrame, sc: pl.DataFrame)
         )
         for fam in sorted(set(fb) | set(fc), key=lambda f: -max(fb.get(f, 0.0), fc.get(f, 0.0)))
     )
+    return out
+
+
+def _peak_memory(a: Analysis) -> float | None:
+    """The largest per-device peak memory use (bytes) the memory-headroom rule reads (the
+    trace's allocator events, or DCGM framebuffer samples); None when neither exists."""
+    from rules.memory_headroom import peaks
+
+    rows = peaks(a.context)
+    return float(rows["used_bytes"].max()) if rows.height else None  # type: ignore[arg-type]
+
+
+def _energy_per_step(a: Analysis) -> float | None:
+    """Energy per step (J) as the energy rule measured it from DCGM counters, else None."""
+    for f in a.findings:
+        value = f.evidence.get("energy_per_step_j") if f.rule_id == "energy" else None
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _memory_energy(base: Analysis, cand: Analysis) -> list[Metric]:
+    out = []
+    mb, mc = _peak_memory(base), _peak_memory(cand)
+    if mb is not None or mc is not None:
+        out.append(Metric("peak_memory_bytes", "peak memory (largest device)", "bytes", mb, mc))
+    eb, ec = _energy_per_step(base), _energy_per_step(cand)
+    if eb is not None or ec is not None:
+        out.append(Metric("energy_per_step_j", "energy per step (DCGM)", "j", eb, ec))
     return out
 
 
@@ -553,7 +584,7 @@ def compare(base: Analysis, candidate: Analysis) -> RunDiff:
     kernels = _pair(_kernels(base, nb), _kernels(candidate, nc), ["name"]) if same_family else ()
     findings, same = _findings(base, candidate)
     notes = _notes(ib, ic, gb, gc)
-    if not same_family:
+    if not same_family and (ib.device_family or ic.device_family):
         notes.append(
             "kernel names are not matched: the runs use different device families "
             f"({', '.join(ib.device_family) or 'none'} vs "

@@ -98,6 +98,10 @@ def _value(m: Metric, v: float | None) -> str:
         return fmt.duration(v)
     if m.unit == "pct":
         return fmt.pct(v)
+    if m.unit == "bytes":
+        return fmt.size(v)
+    if m.unit == "j":
+        return f"{v:.4g} J"
     return f"{v:.1f}"
 
 
@@ -121,6 +125,11 @@ def _change(m: Metric) -> str:
 def verdict_line(d: RunDiff) -> str:
     """The first line of the comment: verdict, step time of each side, change and noise."""
     ch: Change = d.step
+    if not ch.base and not ch.candidate:
+        return (
+            "**Verdict: no step time to compare.** Neither input records GPU work or steps "
+            "(counters only?); the table below compares what they do record."
+        )
     word = {"faster": "faster", "slower": "slower", "unchanged": "unchanged within noise"}
     head = f"**Verdict: {word[d.verdict]}.**"
     nb, nc = d.base.steps, d.candidate.steps
