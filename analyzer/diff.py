@@ -271,12 +271,25 @@ def divisor(a: Analysis, steps: pl.DataFrame) -> int:
 
 
 def _device_family(a: Analysis) -> tuple[str, ...]:
-    """The device database keys of the devices that ran kernels (the trace's own names for
-    an unknown device): two runs share a family when these are equal."""
-    keys = {
-        (r.spec.key if r.spec is not None else r.trace_name)
-        for r in roofline(a.context).devices.values()
-    }
+    """The architectures of the devices that ran kernels: vendor and compute capability
+    (``nvidia sm_90``, ``amd gfx9.4``; H100 SXM and PCIe are one family, their kernels share
+    names), else the database key, else the trace's own name. Two runs share a family when
+    these are equal."""
+    keys = set()
+    for r in roofline(a.context).devices.values():
+        spec = r.spec
+        if spec is None:
+            keys.add(r.trace_name or "unknown device")
+        elif spec.compute_capability:
+            prefix = "sm_" if spec.vendor == "nvidia" else "gfx"
+            arch = (
+                spec.compute_capability.replace(".", "")
+                if prefix == "sm_"
+                else (spec.compute_capability)
+            )
+            keys.add(f"{spec.vendor} {prefix}{arch}")
+        else:
+            keys.add(spec.key)
     return tuple(sorted(keys))
 
 
