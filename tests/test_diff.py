@@ -293,3 +293,36 @@ def test_json_output_follows_the_schema_and_bad_input_is_one_line(
     assert main(["diff", str(base), str(tmp_path / "missing.json"), "-o", str(out)]) == 3
     err = capsys.readouterr().err
     assert err.startswith("analyze: error:") and "Traceback" not in err
+
+
+def test_kernel_names_are_cut_only_where_rows_stay_distinguishable() -> None:
+    head = "void at::native::elementwise_kernel<128, 4, " + "x" * 60
+    a, b = head + "<AddFunctor>>(int)", head + "<MulFunctor>>(int)"
+    other = "void cudnn::ops::scalePackedTensor_kernel<float, float>(" + "y" * 80 + ")"
+    short = diff_markdown._short_names([a, b, other])
+    assert short[a] == a and short[b] == b  # cut, they would read the same
+    assert short[other].endswith("…") and len(short[other]) == 90
+
+
+def _gemm_run(path: Path, m: int) -> Path:
+    b = synthetic.TraceBuilder()
+    for _ in range(3):
+        with b.step():
+            b.gemm(m, 1024, 1024, op="aten::addmm")
+            b.gemm(m, 4096, 1024, op="aten::addmm")
+            b.sync("device")
+    return b.write(path, with_truth=False)
+
+
+def test_changed_batch_is_noted_and_gemms_are_paired_by_shape(tmp_path: Path) -> None:
+    d = compare(
+        _load(_gemm_run(tmp_path / "b.json.gz", 256)), _load(_gemm_run(tmp_path / "c.json.gz", 512))
+    )
+    assert "input shapes of aten::addmm differ (batch or sequence length changed?)" in d.notes
+    sides = sorted((g.shapes, g.side) for g in d.op_groups)
+    # The M=256 GEMMs ran only in the base, the M=512 ones only in the candidate.
+    assert [s for _, s in sides].count("base") == 2
+    assert [s for _, s in sides].count("candidate") == 2
+    assert all("256x1024" in (sh or "") for sh, s in sides if s == "base")
+    assert all("512x1024" in (sh or "") for sh, s in sides if s == "candidate")
+    assert d.verdict == "slower"  # twice the rows: about twice the GEMM time

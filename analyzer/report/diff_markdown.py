@@ -25,6 +25,7 @@ from analyzer.diff import (
 )
 from analyzer.report import fmt
 from analyzer.report.markdown import code_span, escape_text
+from analyzer.sections.common import short_name
 
 #: GitHub's limit on the body of a comment, in characters.
 COMMENT_LIMIT: Final = 65_536
@@ -185,11 +186,22 @@ def _calls(x: float) -> str:
     return f"{x:.1f}".removesuffix(".0")
 
 
+def _short_names(names: Sequence[str]) -> dict[str, str]:
+    """Kernel names cut to `short_name`'s length (the head: namespace, kernel, first template
+    arguments), except where two would then read the same: those stay whole."""
+    cut = {n: short_name(n) for n in names}
+    seen: dict[str, int] = {}
+    for short in cut.values():
+        seen[short] = seen.get(short, 0) + 1
+    return {n: (c if seen[c] == 1 else n) for n, c in cut.items()}
+
+
 def _group_rows(groups: Sequence[GroupDelta], step_delta: float, shapes: bool) -> list[str]:
     out = []
+    names = _short_names([g.name for g in groups])
     for g in groups:
         share = f"{100.0 * g.delta_ns / step_delta:+.0f}%" if step_delta else "n/a"
-        cells = [_code(g.name)]
+        cells = [_code(names[g.name])]
         if shapes:
             cells += [_code(g.shapes) if g.shapes else "", escape_text(g.dtype or "")]
         cells += [
