@@ -326,3 +326,26 @@ def test_changed_batch_is_noted_and_gemms_are_paired_by_shape(tmp_path: Path) ->
     assert all("256x1024" in (sh or "") for sh, s in sides if s == "base")
     assert all("512x1024" in (sh or "") for sh, s in sides if s == "candidate")
     assert d.verdict == "slower"  # twice the rows: about twice the GEMM time
+
+
+def test_github_workflow_uses_only_existing_flags_and_the_renderer_marker() -> None:
+    import argparse
+    import shlex
+
+    import yaml  # type: ignore[import-untyped]
+
+    from analyzer.diff_cli import parser
+
+    path = REPO / "examples" / "github-actions" / "profile-diff.yml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    steps = doc["jobs"]["diff"]["steps"]
+    runs = [s["run"] for s in steps if "analyze diff" in s.get("run", "")]
+    assert len(runs) == 1
+    words = shlex.split(runs[0].split("analyze diff", 1)[1].replace("\\\n", " ").split("\n")[0])
+    flags = [w for w in words if w.startswith("-")]
+    known = {o for a in parser(argparse.ArgumentParser)._actions for o in a.option_strings}
+    assert flags and set(flags) <= known, set(flags) - known
+    parser(argparse.ArgumentParser).parse_args(words)  # and they parse as written
+    script = next(s["with"]["script"] for s in steps if "github-script" in s.get("uses", ""))
+    assert diff_markdown.MARKER in script
+    assert "updateComment" in script and "createComment" in script

@@ -29,6 +29,9 @@ from analyzer.sections.common import short_name
 
 #: GitHub's limit on the body of a comment, in characters.
 COMMENT_LIMIT: Final = 65_536
+#: Last line of every comment: a CI job finds its earlier comment by it and updates it
+#: instead of adding another (see examples/github-actions/profile-diff.yml).
+MARKER: Final = "<!-- analyze-diff -->"
 #: Rows shown outside a <details> block in the explanation table.
 TOP_ROWS: Final = 10
 _CUT_NOTE_RESERVE: Final = 160
@@ -364,6 +367,7 @@ def pieces(d: RunDiff) -> list[Piece]:
     out.append(_headline(d))
     out.extend(_explain(d))
     out.extend(_findings(d))
+    out.append(MARKER)
     return out
 
 
