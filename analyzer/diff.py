@@ -27,15 +27,15 @@ from typing import Final, Literal
 
 import polars as pl
 
-from analyzer.api import Analysis
-from analyzer.findings import Finding, Severity
-from analyzer.metrics import idle_ledger
-from analyzer.metrics.op_families import op_families
-from analyzer.metrics.roofline import roofline
-from analyzer.metrics.steps import step_metrics
-from analyzer.metrics.workload import workload_profile
-from analyzer.sections import overview
-from parsers.categories import FAMILIES
+from gpu_trace_analyzer.api import Analysis
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.metrics import idle_ledger
+from gpu_trace_analyzer.metrics.op_families import op_families
+from gpu_trace_analyzer.metrics.roofline import roofline
+from gpu_trace_analyzer.metrics.steps import step_metrics
+from gpu_trace_analyzer.metrics.workload import workload_profile
+from gpu_trace_analyzer.sections import overview
+from gpu_trace_analyzer.parsers.categories import FAMILIES
 
 #: Resamples of the bootstrap and its seed: the same inputs always give the same interval.
 BOOTSTRAP_RESAMPLES: Final = 2000
@@ -494,7 +494,7 @@ def _metrics(base: Analysis, cand: Analysis, sb: pl.DataFrame, sc: pl.DataFrame)
 def _peak_memory(a: Analysis) -> float | None:
     """The largest per-device peak memory use (bytes) the memory-headroom rule reads (the
     trace's allocator events, or DCGM framebuffer samples); None when neither exists."""
-    from rules.memory_headroom import peaks
+    from gpu_trace_analyzer.rules.memory_headroom import peaks
 
     rows = peaks(a.context)
     return float(rows["used_bytes"].max()) if rows.height else None  # type: ignore[arg-type]

@@ -14,8 +14,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from analyzer.errors import BadConfigError
-from analyzer.findings import Severity
+from gpu_trace_analyzer.errors import BadConfigError
+from gpu_trace_analyzer.findings import Severity
 
 
 def parser(base: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -58,10 +58,10 @@ def parser(base: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
 
 def run_diff(argv: Sequence[str], base_parser: type[argparse.ArgumentParser]) -> int:
     """Load both sides, compare, write the comment; return the exit code."""
-    from analyzer.api import load
-    from analyzer.diff import compare, new_findings_at, regression
-    from analyzer.outputs import check_output_file, write_text_atomic
-    from analyzer.report import diff_json, diff_markdown
+    from gpu_trace_analyzer.api import load
+    from gpu_trace_analyzer.diff import compare, new_findings_at, regression
+    from gpu_trace_analyzer.outputs import check_output_file, write_text_atomic
+    from gpu_trace_analyzer.report import diff_json, diff_markdown
 
     args = parser(base_parser).parse_args(argv)
     if args.fail_on_regression is not None and args.fail_on_regression < 0:
@@ -82,7 +82,7 @@ def run_diff(argv: Sequence[str], base_parser: type[argparse.ArgumentParser]) ->
     if args.output is not None:
         write_text_atomic(Path(args.output), text)
     else:
-        from analyzer.cli import _write_stdout
+        from gpu_trace_analyzer.cli import _write_stdout
 
         _write_stdout(text)
     code = 0

@@ -19,13 +19,13 @@ import pytest
 import synthetic
 from conftest import REPO, shared_trace
 
-from analyzer.api import Analysis, load
-from analyzer.cli import main
-from analyzer.config import default_config
-from analyzer.context import AnalysisContext
-from analyzer.diff import bootstrap_change, compare, new_findings_at, regression
-from analyzer.findings import Severity
-from analyzer.report import diff_json, diff_markdown
+from gpu_trace_analyzer.api import Analysis, load
+from gpu_trace_analyzer.cli import main
+from gpu_trace_analyzer.config import default_config
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.diff import bootstrap_change, compare, new_findings_at, regression
+from gpu_trace_analyzer.findings import Severity
+from gpu_trace_analyzer.report import diff_json, diff_markdown
 
 TB0 = "tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz"
 TB4 = "tb_plugin/resnet50_num_workers_4__worker0.1623212756351.pt.trace.json.gz"
@@ -334,7 +334,7 @@ def test_github_workflow_uses_only_existing_flags_and_the_renderer_marker() -> N
 
     import yaml  # type: ignore[import-untyped]
 
-    from analyzer.diff_cli import parser
+    from gpu_trace_analyzer.diff_cli import parser
 
     path = REPO / "examples" / "github-actions" / "profile-diff.yml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.metrics import segments
+from gpu_trace_analyzer.metrics import segments
 
 _INTERVALS = st.lists(st.tuples(st.integers(0, 60), st.integers(1, 30)), max_size=10)
 

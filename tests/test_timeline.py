@@ -9,8 +9,8 @@ import synthetic
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from analyzer.metrics import timeline
-from parsers.schema import TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.parsers.schema import TraceMeta, TraceTables, table_from_columns
 
 US = 1_000
 

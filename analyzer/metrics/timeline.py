@@ -26,7 +26,7 @@ from typing import Literal, ParamSpec
 
 import polars as pl
 
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 P = ParamSpec("P")
 

@@ -13,8 +13,8 @@ from typing import Any, Final
 
 import msgspec
 
-from analyzer.diff import NOISE_METHOD, FindingChange, GroupDelta, Metric, RunDiff, SideInfo
-from analyzer.untrusted import clean_tree
+from gpu_trace_analyzer.diff import NOISE_METHOD, FindingChange, GroupDelta, Metric, RunDiff, SideInfo
+from gpu_trace_analyzer.untrusted import clean_tree
 
 SCHEMA_VERSION: Final = 1
 

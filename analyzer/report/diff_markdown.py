@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Final
 
-from analyzer.diff import (
+from gpu_trace_analyzer.diff import (
     CONFIDENCE,
     NOISE_METHOD,
     Change,
@@ -23,9 +23,9 @@ from analyzer.diff import (
     Metric,
     RunDiff,
 )
-from analyzer.report import fmt
-from analyzer.report.markdown import code_span, escape_text
-from analyzer.sections.common import short_name
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.markdown import code_span, escape_text
+from gpu_trace_analyzer.sections.common import short_name
 
 #: GitHub's limit on the body of a comment, in characters.
 COMMENT_LIMIT: Final = 65_536
