@@ -19,19 +19,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
-
 from gpu_trace_analyzer.build import build_report
 from gpu_trace_analyzer.config import AnalyzerConfig, load_config
 from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
 from gpu_trace_analyzer.engine import EngineResult, exit_code_for, run_rules
 from gpu_trace_analyzer.executor import ExecutorOptions
 from gpu_trace_analyzer.findings import Finding, Severity, SkippedRule, order_findings
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceMeta, TraceTables
 from gpu_trace_analyzer.report.chart_files import write_charts
 from gpu_trace_analyzer.report.formats import RENDERERS, render
 from gpu_trace_analyzer.report.model import Report
 from gpu_trace_analyzer.sections import overview
-from gpu_trace_analyzer.parsers.errors import BadConfigError
-from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceMeta, TraceTables
 
 __all__ = ["Analysis", "load"]
 

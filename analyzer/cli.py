@@ -168,9 +168,8 @@ def run_report(argv: Sequence[str]) -> int:
     if out_format != "term" or args.output is not None:
         text = render(report, out_format)
     else:
-        from rich.console import Console
-
         from gpu_trace_analyzer.report import terminal  # rich: imported only for this format
+        from rich.console import Console
 
         terminal.render_to(Console(), report)
         text = ""

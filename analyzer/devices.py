@@ -182,7 +182,11 @@ def _properties(info: DeviceInfo) -> str:
 @cache
 def database() -> tuple[DeviceSpec, ...]:
     """Every device of ``devices.toml``, in file order (the order `match` tries them)."""
-    text = resources.files(__package__ or "gpu_trace_analyzer").joinpath("devices.toml").read_text(encoding="utf-8")
+    text = (
+        resources.files(__package__ or "gpu_trace_analyzer")
+        .joinpath("devices.toml")
+        .read_text(encoding="utf-8")
+    )
     rows = tomllib.loads(text)["device"]
     return tuple(_spec_from_row(r) for r in rows)
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import polars as pl
-
 from gpu_trace_analyzer.api import Analysis
 from gpu_trace_analyzer.findings import Finding, Severity
 from gpu_trace_analyzer.metrics import idle_ledger
@@ -34,8 +33,8 @@ from gpu_trace_analyzer.metrics.op_families import op_families
 from gpu_trace_analyzer.metrics.roofline import roofline
 from gpu_trace_analyzer.metrics.steps import step_metrics
 from gpu_trace_analyzer.metrics.workload import workload_profile
-from gpu_trace_analyzer.sections import overview
 from gpu_trace_analyzer.parsers.categories import FAMILIES
+from gpu_trace_analyzer.sections import overview
 
 #: Resamples of the bootstrap and its seed: the same inputs always give the same interval.
 BOOTSTRAP_RESAMPLES: Final = 2000

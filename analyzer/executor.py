@@ -165,6 +165,7 @@ def _start_ray(ray: Any, address: str | None) -> bool:
 def _import_root() -> str:
     """The folder holding the ``parsers`` and ``analyzer`` packages (for Ray's workers)."""
     from gpu_trace_analyzer import parsers
+
     return str(Path(parsers.__file__).resolve().parent.parent)
 
 

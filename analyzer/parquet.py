@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 import polars as pl
-
 from gpu_trace_analyzer.parsers.errors import UnreadableInputError
 from gpu_trace_analyzer.parsers.schema import (
     TABLE_NAMES,

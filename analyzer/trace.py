@@ -16,7 +16,13 @@ from gpu_trace_analyzer.parsers import detect, registry
 from gpu_trace_analyzer.parsers.errors import BadConfigError, UnsupportedFormatError
 from gpu_trace_analyzer.parsers.input_kind import check_input
 from gpu_trace_analyzer.parsers.repair import repair
-from gpu_trace_analyzer.parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, concat_tables
+from gpu_trace_analyzer.parsers.schema import (
+    DeviceInfo,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    concat_tables,
+)
 
 __all__ = ["DeviceInfo", "RankInfo", "TraceMeta", "TraceTables", "load"]
 

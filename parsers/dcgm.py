@@ -41,8 +41,6 @@ from typing import BinaryIO, Final
 
 import msgspec
 import polars as pl
-from prometheus_client.parser import text_string_to_metric_families
-
 from gpu_trace_analyzer.parsers.dcgm_fields import (
     AMBIGUOUS_RATIO_ALIASES,
     BY_ID,
@@ -51,8 +49,19 @@ from gpu_trace_analyzer.parsers.dcgm_fields import (
     BY_SHORT,
     DcgmField,
 )
-from gpu_trace_analyzer.parsers.errors import EmptyTraceError, UnreadableInputError, UnsupportedFormatError
-from gpu_trace_analyzer.parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.parsers.errors import (
+    EmptyTraceError,
+    UnreadableInputError,
+    UnsupportedFormatError,
+)
+from gpu_trace_analyzer.parsers.schema import (
+    DeviceInfo,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    table_from_columns,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 #: dcgmi dmon's default sample interval (``-d``), ms.
 DMON_DEFAULT_INTERVAL_MS: Final = 1000

@@ -26,7 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.detect import classify_dir
 from gpu_trace_analyzer.parsers.errors import UnreadableInputError, UnsupportedFormatError
 from gpu_trace_analyzer.parsers.kineto_assemble import read_file

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.errors import AnalyzerError
 from gpu_trace_analyzer.parsers.kineto_build import KindFrames, build_kind_frames, merge_kind_frames
 from gpu_trace_analyzer.parsers.kineto_chunks import (

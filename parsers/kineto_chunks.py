@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 import msgspec
-
 from gpu_trace_analyzer.parsers.errors import UnreadableInputError
 from gpu_trace_analyzer.parsers.kineto_events import (
     DOCUMENT_DECODER,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.categories import categorize
 from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, conform, empty_table
 

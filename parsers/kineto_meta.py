@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-
 from gpu_trace_analyzer.parsers.kineto_build import as_int
 from gpu_trace_analyzer.parsers.kineto_events import Document
 from gpu_trace_analyzer.parsers.kineto_time import raw_us

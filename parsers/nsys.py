@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.categories import categorize
-from gpu_trace_analyzer.parsers.errors import EmptyTraceError, UnreadableInputError, UnsupportedFormatError
+from gpu_trace_analyzer.parsers.errors import (
+    EmptyTraceError,
+    UnreadableInputError,
+    UnsupportedFormatError,
+)
 from gpu_trace_analyzer.parsers.nsys_counters import read_gpu_metrics
 from gpu_trace_analyzer.parsers.nsys_cpu import enclosing_ops, find_steps, read_nvtx, read_runtime
 from gpu_trace_analyzer.parsers.nsys_db import NsysDb, open_db, string_ids
@@ -46,7 +49,14 @@ from gpu_trace_analyzer.parsers.nsys_meta import (
     with_cpu_rank,
     with_gpu_rank,
 )
-from gpu_trace_analyzer.parsers.schema import SCHEMAS, RankInfo, TraceMeta, TraceTables, conform, validate
+from gpu_trace_analyzer.parsers.schema import (
+    SCHEMAS,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    conform,
+    validate,
+)
 
 SOURCE: Final = "nsys"
 REPORT_SUFFIXES: Final = (".nsys-rep", ".qdrep")

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.nsys_db import NsysDb
 
 SAMPLES_TABLE: Final = "GPU_METRICS"

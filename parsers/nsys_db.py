@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.errors import UnreadableInputError, UnsupportedFormatError
 
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.nsys_db import PID_SQL, NsysDb, enum_names
 
 KERNEL_TABLE: Final = "CUPTI_ACTIVITY_KIND_KERNEL"

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.nsys_db import NsysDb, first_table, key_values
 from gpu_trace_analyzer.parsers.schema import DeviceInfo
 

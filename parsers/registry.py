@@ -125,7 +125,11 @@ def _text_matches(pattern: re.Pattern[str], whole: bool = True) -> Sniffer:
 
 #: In sniffing order: the first match decides.
 FORMATS: Final[tuple[InputFormat, ...]] = (
-    InputFormat("nsys-sqlite", lambda h, p: h.startswith(SQLITE_MAGIC), "gpu_trace_analyzer.parsers.nsys:parse"),
+    InputFormat(
+        "nsys-sqlite",
+        lambda h, p: h.startswith(SQLITE_MAGIC),
+        "gpu_trace_analyzer.parsers.nsys:parse",
+    ),
     InputFormat(
         "chakra-et",
         _chakra,
@@ -139,8 +143,15 @@ FORMATS: Final[tuple[InputFormat, ...]] = (
         _text_matches(DMON_LISTING),
         unsupported="a dcgmi dmon field listing (dcgmi dmon -l), not samples",
     ),
-    InputFormat("dcgm-dmon", _text_matches(_DMON_HEADER), "gpu_trace_analyzer.parsers.dcgm:parse", "metrics"),
-    InputFormat("dcgm-prometheus", _text_matches(_PROM_LINE), "gpu_trace_analyzer.parsers.dcgm:parse", "metrics"),
+    InputFormat(
+        "dcgm-dmon", _text_matches(_DMON_HEADER), "gpu_trace_analyzer.parsers.dcgm:parse", "metrics"
+    ),
+    InputFormat(
+        "dcgm-prometheus",
+        _text_matches(_PROM_LINE),
+        "gpu_trace_analyzer.parsers.dcgm:parse",
+        "metrics",
+    ),
     InputFormat(
         "rocprof-csv",
         _text_matches(_ROCPROF_COLUMNS, whole=False),
@@ -148,7 +159,10 @@ FORMATS: Final[tuple[InputFormat, ...]] = (
         "ROCm run with torch.profiler and pass its Kineto trace",
     ),
     InputFormat(
-        "dcgm-csv", _text_matches(_CSV_DCGM_HEADER, whole=False), "gpu_trace_analyzer.parsers.dcgm:parse", "metrics"
+        "dcgm-csv",
+        _text_matches(_CSV_DCGM_HEADER, whole=False),
+        "gpu_trace_analyzer.parsers.dcgm:parse",
+        "metrics",
     ),
 )
 

@@ -16,7 +16,6 @@ import re
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceTables
 
 UNNAMED: Final = "(unnamed)"

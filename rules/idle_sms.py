@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
 from gpu_trace_analyzer import devices
 from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity

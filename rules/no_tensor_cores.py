@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 import polars as pl
-
 from gpu_trace_analyzer import devices
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics.host_blocking import copies_with_callers, rank_windows

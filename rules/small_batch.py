@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.devices import DeviceSpec
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics.op_families import attention_of, op_families

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from conftest import REPO, SAMPLES
-
 from gpu_trace_analyzer.parsers.kineto import parse
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -14,7 +14,6 @@ from functools import cache
 import polars as pl
 import pytest
 from conftest import TRACES, needs_shared
-
 from gpu_trace_analyzer.parsers import categories
 from gpu_trace_analyzer.parsers.categories import (
     CATEGORIES,

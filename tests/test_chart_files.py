@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from gpu_trace_analyzer.report import chart_files
 from gpu_trace_analyzer.report.formats import RENDERERS, render, renderer
 from gpu_trace_analyzer.report.model import Chart, Image, Paragraph, Report, Section, Table

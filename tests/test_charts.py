@@ -12,7 +12,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-
 from gpu_trace_analyzer.devices import match
 from gpu_trace_analyzer.report.charts import X_TITLE, Y_TITLE, roofline_chart, write_chart
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import SAMPLES, TRACES, needs_shared
-
 from gpu_trace_analyzer.cli import main
 
 DOCUMENTED_EXIT_CODES = {0, 3, 4, 5}

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from conftest import SAMPLES
-
 from gpu_trace_analyzer.cli import main
 from gpu_trace_analyzer.trace import load
 

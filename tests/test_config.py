@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
 from gpu_trace_analyzer.config import default_config, load_config, threshold_docs, thresholds
 from gpu_trace_analyzer.parsers.errors import BadConfigError
 from gpu_trace_analyzer.rules.gpu_idle import GpuIdleConfig

@@ -15,7 +15,6 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import SAMPLES, shared_trace
-
 from gpu_trace_analyzer.config import default_config
 from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
 from gpu_trace_analyzer.engine import run_rules

@@ -17,9 +17,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import SAMPLES, shared_trace
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from gpu_trace_analyzer.parsers import dcgm, dcgm_fields
 from gpu_trace_analyzer.parsers.errors import (
     AnalyzerError,
@@ -27,6 +24,8 @@ from gpu_trace_analyzer.parsers.errors import (
     UnreadableInputError,
     UnsupportedFormatError,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 EXPORTER = "dcgm/exporter"
 PROM_FILES = (

@@ -13,7 +13,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import needs_shared, shared_trace
-
 from gpu_trace_analyzer.parsers import registry
 from gpu_trace_analyzer.parsers.detect import KINDS, UNKNOWN, classify_dir, describe, sniff
 from gpu_trace_analyzer.parsers.errors import UnreadableInputError, UnsupportedFormatError

@@ -18,7 +18,6 @@ import jsonschema
 import pytest
 import synthetic
 from conftest import REPO, shared_trace
-
 from gpu_trace_analyzer.api import Analysis, load
 from gpu_trace_analyzer.cli import main
 from gpu_trace_analyzer.config import default_config
@@ -333,7 +332,6 @@ def test_github_workflow_uses_only_existing_flags_and_the_renderer_marker() -> N
     import shlex
 
     import yaml  # type: ignore[import-untyped]
-
     from gpu_trace_analyzer.diff_cli import parser
 
     path = REPO / "examples" / "github-actions" / "profile-diff.yml"

@@ -13,8 +13,6 @@ import jsonschema
 import pytest
 import synthetic
 from conftest import shared_trace
-
-import gpu_trace_analyzer.rules.base
 from gpu_trace_analyzer.config import load_config
 from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
 from gpu_trace_analyzer.engine import (
@@ -27,7 +25,13 @@ from gpu_trace_analyzer.engine import (
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity, SkippedRule
 from gpu_trace_analyzer.parsers import kineto
 from gpu_trace_analyzer.parsers.errors import BadConfigError
-from gpu_trace_analyzer.parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.parsers.schema import (
+    DeviceInfo,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    table_from_columns,
+)
 from gpu_trace_analyzer.rules.all import load_builtin_rules
 
 SCHEMA_PATH = (

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, TRACES, needs_shared, shared_trace
-
 from gpu_trace_analyzer.cli import main
 from gpu_trace_analyzer.executor import ExecutorOptions, parse_ranks
-from gpu_trace_analyzer.trace import load
 from gpu_trace_analyzer.parsers import kineto
 from gpu_trace_analyzer.parsers.errors import BadConfigError, EmptyTraceError
 from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceTables
+from gpu_trace_analyzer.trace import load
 
 
 def assert_same(expected: TraceTables, got: TraceTables) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES
-
 from gpu_trace_analyzer.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"

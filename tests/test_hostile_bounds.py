@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
-from hostile_support import check_run, dump_json, load_json_trace, run_cli
-
 from gpu_trace_analyzer.parsers import dcgm, kineto_assemble, kineto_chunks, nsys_db
 from gpu_trace_analyzer.parsers.kineto import parse_file
+from hostile_support import check_run, dump_json, load_json_trace, run_cli
 
 # --- DCGM: decompression bombs stay within the cap ---------------------------------------
 

@@ -20,13 +20,12 @@ from typing import Any
 
 import pytest
 from conftest import TRACES, needs_shared, shared_trace
-from test_kineto import KINETO_FILES
-
 from gpu_trace_analyzer.parsers.errors import AnalyzerError
 from gpu_trace_analyzer.parsers.kineto import parse_file
 from gpu_trace_analyzer.parsers.kineto_assemble import read_chunked
 from gpu_trace_analyzer.parsers.kineto_chunks import EventStream, candidates
 from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceTables
+from test_kineto import KINETO_FILES
 
 #: Each real trace is cut into about six chunks (more would only make this file slower).
 _CHUNKS = 6

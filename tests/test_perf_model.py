@@ -17,7 +17,6 @@ import msgspec
 import polars as pl
 import pytest
 from conftest import shared_trace
-
 from gpu_trace_analyzer.metrics.perf_model import (
     KEY_COLUMNS,
     MODELED_OPS,

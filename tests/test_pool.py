@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from gpu_trace_analyzer.parsers.pool import process_pool, share_items, share_work
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from conftest import REPO
-
 from gpu_trace_analyzer.rules.all import load_builtin_rules
 
 

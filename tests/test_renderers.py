@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity, SkippedRule
 from gpu_trace_analyzer.report import json_report, markdown, terminal
 from gpu_trace_analyzer.report.model import Code, Image, Paragraph, Report, Section, Strong, Table

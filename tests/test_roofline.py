@@ -18,9 +18,6 @@ import msgspec
 import polars as pl
 import pytest
 from conftest import shared_trace
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
 from gpu_trace_analyzer.devices import match
 from gpu_trace_analyzer.metrics.roofline import (
@@ -31,10 +28,12 @@ from gpu_trace_analyzer.metrics.roofline import (
     compute,
     roofline,
 )
+from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceMeta, TraceTables, table_from_columns
 from gpu_trace_analyzer.report.chart_files import draw
 from gpu_trace_analyzer.report.model import Chart, Image, Table
 from gpu_trace_analyzer.sections import roofline as roofline_section
-from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceMeta, TraceTables, table_from_columns
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 H100_BERT = "tracelens/h100__gaunernst_bert-small-uncased__1016001.json.gz"
 MI300_BERT = "tracelens/mi300__gaunernst_bert-small-uncased__1016001.json.gz"

@@ -20,7 +20,6 @@ import pytest
 import scenarios_steps
 import synthetic
 from conftest import shared_trace
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import Finding, Severity
 from gpu_trace_analyzer.metrics import idle_ledger

@@ -13,7 +13,6 @@ import msgspec
 import pytest
 import synthetic
 from conftest import shared_trace
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import Finding, Severity
 from gpu_trace_analyzer.parsers import kineto

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import Finding, Severity
 from gpu_trace_analyzer.parsers.kineto import parse

@@ -11,15 +11,14 @@ from typing import Any
 import polars as pl
 import pytest
 import scenarios_steps
-
 from gpu_trace_analyzer.config import default_config
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.engine import run_rules
 from gpu_trace_analyzer.findings import Finding, Severity
 from gpu_trace_analyzer.metrics import idle_ledger, steps, timeline
+from gpu_trace_analyzer.parsers import kineto
 from gpu_trace_analyzer.sections import idle_ledger as ledger_section
 from gpu_trace_analyzer.sections.kernels import kernel_summary
-from gpu_trace_analyzer.parsers import kineto
 
 
 def _analyze(name: str, tmp_path: Path) -> tuple[AnalysisContext, dict[str, Any], list[Finding]]:

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import synthetic
 from conftest import SAMPLES, shared_trace
-
 from gpu_trace_analyzer.parsers import kineto
 
 ALLOWED_CATS = {

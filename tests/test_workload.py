@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import scenarios_workload as sc
 from conftest import REFERENCE, needs_shared, shared_trace
-
 from gpu_trace_analyzer.build import hip_version, version_labels
 from gpu_trace_analyzer.cli import main
 from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
@@ -23,9 +22,9 @@ from gpu_trace_analyzer.metrics.graphs import graph_replay
 from gpu_trace_analyzer.metrics.op_families import family_time
 from gpu_trace_analyzer.metrics.serving import phase_breakdown
 from gpu_trace_analyzer.metrics.workload import workload_profile
-from gpu_trace_analyzer.trace import load
 from gpu_trace_analyzer.parsers.schema import DeviceInfo
 from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.trace import load
 
 #: Words no inference report may use (issue 12).
 TRAINING_VOCABULARY = re.compile(

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.metrics.launch import kernel_launch_ops
 from gpu_trace_analyzer.parsers.schema import TraceTables
 

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.dcgm_fields import THROTTLE_REASONS
 from gpu_trace_analyzer.parsers.schema import TraceMeta, TraceTables
 

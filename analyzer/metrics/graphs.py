@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
 _GRAPH_LAUNCH = r"^(cuda|hip)GraphLaunch"

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import Scope
 from gpu_trace_analyzer.metrics import pystacks, timeline

@@ -35,7 +35,6 @@ from __future__ import annotations
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics import host_blocking, pystacks, segments, steps, timeline
 from gpu_trace_analyzer.metrics.segments import Segments

@@ -8,7 +8,6 @@ them; this module computes that link once per analysis (``ctx.metric("launch_ops
 from __future__ import annotations
 
 import polars as pl
-
 from gpu_trace_analyzer.metrics.roofline import launch_external_ids
 from gpu_trace_analyzer.parsers.schema import TraceTables
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics.attention import UnfusedAttention, unfused_attention
 from gpu_trace_analyzer.metrics.launch import kernel_launch_ops

@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics import segments
 from gpu_trace_analyzer.metrics.segments import Segments

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics import segments, timeline
 from gpu_trace_analyzer.parsers.schema import TraceTables

@@ -25,7 +25,6 @@ from functools import wraps
 from typing import Literal, ParamSpec
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
 P = ParamSpec("P")

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import polars as pl
-
 from gpu_trace_analyzer.parsers.categories import family_of
 from gpu_trace_analyzer.parsers.schema import TraceTables
 

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 import altair as alt
 import polars as pl
-
 from gpu_trace_analyzer.devices import DeviceSpec
 from gpu_trace_analyzer.report.chart_files import write_files
 

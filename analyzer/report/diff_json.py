@@ -12,8 +12,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 import msgspec
-
-from gpu_trace_analyzer.diff import NOISE_METHOD, FindingChange, GroupDelta, Metric, RunDiff, SideInfo
+from gpu_trace_analyzer.diff import (
+    NOISE_METHOD,
+    FindingChange,
+    GroupDelta,
+    Metric,
+    RunDiff,
+    SideInfo,
+)
 from gpu_trace_analyzer.untrusted import clean_tree
 
 SCHEMA_VERSION: Final = 1

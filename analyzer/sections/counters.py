@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics import counters
 from gpu_trace_analyzer.report import fmt

@@ -4,7 +4,6 @@ warning for GPU work queued before profiling."""
 from __future__ import annotations
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics import idle_ledger, steps
 from gpu_trace_analyzer.report import fmt

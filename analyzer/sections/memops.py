@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.report.model import Cell, Paragraph, Section, Table

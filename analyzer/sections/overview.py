@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics import timeline
 from gpu_trace_analyzer.metrics.op_families import op_families

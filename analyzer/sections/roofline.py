@@ -7,13 +7,21 @@ from collections.abc import Mapping
 from typing import Final
 
 import polars as pl
-
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.devices import DeviceSpec, ResolvedDevice
 from gpu_trace_analyzer.metrics.roofline import Roofline, RooflineSummary, roofline
 from gpu_trace_analyzer.metrics.timeline import kernel_devices
 from gpu_trace_analyzer.report import fmt
-from gpu_trace_analyzer.report.model import Block, Cell, Chart, Code, Paragraph, Section, Strong, Table
+from gpu_trace_analyzer.report.model import (
+    Block,
+    Cell,
+    Chart,
+    Code,
+    Paragraph,
+    Section,
+    Strong,
+    Table,
+)
 from gpu_trace_analyzer.sections.common import short_name
 
 TOP_OPS: Final = 15
