@@ -24,10 +24,11 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import advice as _advice
 from analyzer.metrics import timeline
+from analyzer.metrics.collectives import normalize_collective
 from analyzer.metrics.workload import WorkloadProfile
 from parsers.schema import TraceTables
-from rules import _advice
 from rules.base import register
 
 #: Collectives without a payload: markers, not data movement.
@@ -84,26 +85,6 @@ class CommOverhead:
             _advice.profile(ctx),
             _advice.collective_library(ctx),
         )
-
-
-def normalize_collective(name: str) -> str:
-    """A collective's canonical name: ``_allgather_base`` and ``all_gather`` -> allgather."""
-    key = name.lower().strip("_")
-    for suffix in ("_into_tensor_coalesced", "_tensor_coalesced", "_coalesced", "_base"):
-        key = key.removesuffix(suffix)
-    key = key.removeprefix("nccl:").strip("_")
-    aliases = {
-        "all_reduce": "allreduce",
-        "all_gather": "allgather",
-        "allgather_into_tensor": "allgather",
-        "reducescatter": "reduce_scatter",
-        "reduce_scatter_tensor": "reduce_scatter",
-        "alltoall": "all_to_all",
-        "all_to_allv": "all_to_all",
-        "alltoall_base": "all_to_all",
-        "all_to_all_single": "all_to_all",
-    }
-    return aliases.get(key, key)
 
 
 def bus_factor(collective: str, group_size: int) -> float:

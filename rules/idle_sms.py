@@ -21,10 +21,10 @@ import polars as pl
 from analyzer import devices
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.findings import EvidenceTable, Finding, Severity
+from analyzer.metrics import advice as _advice
 from analyzer.metrics import timeline
+from analyzer.metrics.host_blocking import window_scope
 from parsers.schema import TraceTables
-from rules import _advice
-from rules._common import window_scope
 from rules.base import RuleConfig, register
 
 _KEYS = ["rank", "device"]

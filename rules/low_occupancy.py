@@ -30,8 +30,8 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import timeline
+from analyzer.metrics.host_blocking import window_scope
 from parsers.schema import DeviceInfo, TraceTables
-from rules._common import window_scope
 from rules.base import RuleConfig, register
 
 _LIBRARY = ("gemm", "conv", "attention")

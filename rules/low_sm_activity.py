@@ -21,8 +21,8 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import advice as _advice
 from analyzer.metrics import counters
-from rules import _advice
 from rules.base import register
 
 _SMALL_KERNELS = (

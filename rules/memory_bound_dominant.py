@@ -27,10 +27,10 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import advice as _advice
 from analyzer.metrics import roofline as roofline_metric
 from analyzer.metrics.op_families import attention_of, op_families
 from analyzer.metrics.perf_model import is_gemm_name
-from rules import _advice
 from rules.base import RuleConfig, register
 
 _TABLE_ROWS = 8

@@ -20,9 +20,9 @@ import polars as pl
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import roofline as roofline_metric
+from analyzer.metrics.gemm_shapes import attention_gemm_shapes, gemm_dims
 from analyzer.metrics.perf_model import is_gemm_name
 from rules.base import RuleConfig, register
-from rules.small_batch import attention_gemm_shapes, gemm_dims
 
 _TABLE_ROWS = 8
 

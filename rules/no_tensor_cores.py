@@ -26,11 +26,11 @@ import polars as pl
 from analyzer import devices
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Severity
+from analyzer.metrics import advice as _advice
 from analyzer.metrics import timeline
+from analyzer.metrics.host_blocking import window_scope
 from analyzer.metrics.roofline import launch_external_ids
 from parsers.schema import DeviceInfo, TraceTables
-from rules import _advice
-from rules._common import window_scope
 from rules.base import RuleConfig, register
 
 TENSOR = "tensor core"

@@ -22,12 +22,12 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Severity
+from analyzer.metrics import advice as _advice
 from analyzer.metrics import roofline as roofline_metric
+from analyzer.metrics.gemm_shapes import gemm_dims
 from analyzer.metrics.op_families import op_families
 from analyzer.metrics.perf_model import is_gemm_name
-from rules import _advice
 from rules.base import RuleConfig, register
-from rules.small_batch import gemm_dims
 
 _ROWS = 6
 #: Output tile edge used to judge whether a GEMM can fill every CU.

@@ -17,8 +17,8 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from analyzer.metrics import advice as _advice
 from analyzer.metrics.op_families import attention_of, op_families
-from rules import _advice
 from rules.base import RuleConfig, register
 
 _TABLE_ROWS = 6

@@ -27,14 +27,10 @@ from conftest import REFERENCE, shared_trace
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, Severity
+from analyzer.metrics.collectives import normalize_collective
 from parsers import kineto
 from parsers.schema import TraceTables, empty_table
-from rules.comm_overhead import (
-    CommOverhead,
-    CommOverheadConfig,
-    bus_factor,
-    normalize_collective,
-)
+from rules.comm_overhead import CommOverhead, CommOverheadConfig, bus_factor
 
 
 def _check(tables: TraceTables, **overrides: Any) -> list[Finding]:
@@ -96,6 +92,8 @@ def test_bus_bandwidth_factors_and_names() -> None:
     assert normalize_collective("_allgather_base") == "allgather"
     assert normalize_collective("all_reduce") == "allreduce"
     assert normalize_collective("nccl:all_to_all") == "all_to_all"
+    assert normalize_collective("nccl:all_reduce") == "allreduce"
+    assert normalize_collective("all_to_all_single") == "all_to_all"
     assert normalize_collective("reduce_scatter_tensor_coalesced") == "reduce_scatter"
 
 

@@ -11,8 +11,9 @@ from conftest import needs_shared, shared_trace
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import Finding, Severity
+from analyzer.metrics.gemm_shapes import gemm_dims
 from parsers.kineto import parse
-from rules.small_batch import SmallBatch, gemm_dims
+from rules.small_batch import SmallBatch
 
 H100_BF16_TFLOPS = 989.4
 H100_TB_S = 3.35

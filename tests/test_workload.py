@@ -18,6 +18,7 @@ from analyzer.build import hip_version, version_labels
 from analyzer.cli import main
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.devices import identify, resolve_one
+from analyzer.metrics import advice as _advice
 from analyzer.metrics.attention import unfused_attention
 from analyzer.metrics.graphs import graph_replay
 from analyzer.metrics.op_families import family_time
@@ -25,7 +26,6 @@ from analyzer.metrics.serving import phase_breakdown
 from analyzer.metrics.workload import workload_profile
 from analyzer.trace import load
 from parsers.schema import DeviceInfo
-from rules import _advice
 
 #: Words no inference report may use (issue 12).
 TRAINING_VOCABULARY = re.compile(

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from analyzer.engine import finding_to_json
+from analyzer.findings import finding_to_json
 from analyzer.report.model import Block, Cell, Code, Image, Inline, Paragraph, Report, Strong, Table
 from analyzer.untrusted import clean_tree
 
