@@ -260,9 +260,12 @@ def run_export(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `analyze` console script; returns the process exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+def main(argv: Sequence[str | os.PathLike[str]] | None = None) -> int:
+    """Entry point of the `analyze` console script; returns the process exit code.
+
+    ``argv`` may hold paths (`pathlib.Path`) beside strings, as a caller in Python has them.
+    """
+    args = [os.fspath(a) for a in (sys.argv[1:] if argv is None else argv)]
     debug = "--debug" in args or bool(os.environ.get("ANALYZE_DEBUG"))
     try:
         if args and args[0] == "rules":

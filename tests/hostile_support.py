@@ -76,7 +76,7 @@ class Run:
 _LAST_SCRATCH: list[Path] = []
 
 
-def run_cli(argv: Sequence[str]) -> Run:
+def run_cli(argv: Sequence[str | os.PathLike[str]]) -> Run:
     """`analyze ARGV` in this process, stdout and stderr captured, with a private
     temporary folder (``tempfile.tempdir`` and ``TMPDIR``) whose leftovers `leaked` lists."""
     from analyzer.cli import main
@@ -175,7 +175,9 @@ def promise_broken(
     return broken
 
 
-def check_run(argv: Sequence[str], inputs: Sequence[Path], out: Path | None = None) -> list[str]:
+def check_run(
+    argv: Sequence[str | os.PathLike[str]], inputs: Sequence[Path], out: Path | None = None
+) -> list[str]:
     """Run the CLI and return every broken promise, the written Markdown checked too."""
     before = digest(inputs)
     temps = our_temp_entries()

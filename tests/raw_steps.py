@@ -6,7 +6,7 @@ step launched."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 _BLOCKING = re.compile(r"Synchronize|Memcpy")
 
@@ -26,9 +26,9 @@ def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> floa
 
 
 def own_steps(
-    steps: list[tuple[float, float, int]],
-    runtime: list[tuple[float, float, str, int | None]],
-    gpu: list[tuple[float, float, int | None]],
+    steps: Sequence[tuple[float, float, int]],
+    runtime: Sequence[tuple[float, float, str, int | None]],
+    gpu: Sequence[tuple[float, float, int | None]],
 ) -> list[dict[str, float]]:
     """``steps`` (start, end, number), ``runtime`` (start, end, name, correlation), ``gpu``
     (start, end, correlation): per step its number, cpu, busy, waited and own time."""

@@ -63,7 +63,9 @@ def _nsys(tmp: Path, edits: list[str]) -> Path:
     return path
 
 
-def _edit_events(pick: Callable[[dict[str, Any]], bool], edit: Callable[[dict[str, Any]], None]):
+def _edit_events(
+    pick: Callable[[dict[str, Any]], bool], edit: Callable[[dict[str, Any]], None]
+) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
         doc = load_json_trace(SAMPLES / "synthetic_train.json.gz")
         for index, event in enumerate(doc["traceEvents"]):
@@ -136,8 +138,14 @@ KINETO_EDITS: dict[str, Callable[[Path], Path]] = {
     "csv_bad_dates": _csv_dates,
     "csv_only_bad_dates": _csv_all_bad_dates,
 }
+
+
+def _nsys_edit(edits: list[str]) -> Callable[[Path], Path]:
+    return lambda tmp: _nsys(tmp, edits)
+
+
 for _name, _edits in NSYS_EDITS.items():
-    KINETO_EDITS[f"nsys_{_name}"] = lambda tmp, e=_edits: _nsys(tmp, e)
+    KINETO_EDITS[f"nsys_{_name}"] = _nsys_edit(_edits)
 
 
 @pytest.mark.parametrize("name", sorted(KINETO_EDITS))

@@ -131,7 +131,7 @@ def test_fires_on_input_bound_resnet_and_points_at_the_dataloader() -> None:
     # dataloader-stall): this finding's own share is small, so it only summarizes.
     assert finding.severity is Severity.INFO
     assert finding.evidence["dominant_cause"] == "dataloader"
-    assert finding.evidence["idle_dataloader_pct"] > 50.0
+    assert float(finding.evidence["idle_dataloader_pct"]) > 50.0
     assert "dataloader-stall" in finding.recommendation  # that finding explains it
     assert "DataLoader" in finding.summary
     # The DataLoader row is dataloader-stall's: not claimed here.
@@ -144,7 +144,7 @@ def test_resnet_with_workers_is_not_blamed_on_the_dataloader() -> None:
     (finding,) = _check(kineto.parse(path))
     span_ns, idle_ns = _raw_idle(path)
     assert (finding.evidence["span_ns"], finding.evidence["idle_ns"]) == (span_ns, idle_ns)
-    assert finding.evidence["idle_pct"] > 15.0  # 232,129 us of 846,542 us = 27.4%
+    assert float(finding.evidence["idle_pct"]) > 15.0  # 232,129 us of 846,542 us = 27.4%
     assert finding.evidence["dominant_cause"] != "dataloader"
-    assert finding.evidence.get("idle_dataloader_pct", 0.0) < 5.0
+    assert float(finding.evidence.get("idle_dataloader_pct", 0.0)) < 5.0
     assert "num_workers" not in finding.recommendation

@@ -96,7 +96,7 @@ def test_fires_on_synthetic_syncs(stalls: tuple[TraceTables, Any]) -> None:
         ("cudaMemcpy", ".item()-style read", "aten::_local_scalar_dense"): 5,
         ("cudaDeviceSynchronize", "synchronization call", "(no CPU op: called directly)"): 5,
     }
-    blocked_ms = [row[5] for row in finding.table.rows]
+    blocked_ms = [float(str(row[5])) for row in finding.table.rows]
     assert blocked_ms == sorted(blocked_ms, reverse=True)  # ranked by CPU-blocked time
     assert ".item()" in finding.recommendation
     assert "torch.cuda.synchronize()" in finding.recommendation
@@ -160,7 +160,7 @@ def test_long_syncs_with_a_busy_gpu_cost_nothing() -> None:
         int(r["Duration (ns)"]) for r in rows if int(r["PID"]) == pid
     ) + int(calls["dur_ns"].sum())  # one thread: the syncs and copies do not overlap
     assert finding.evidence["sync_calls"] == sum(1 for r in rows if int(r["PID"]) == pid)
-    assert finding.evidence["gpu_idle_in_calls_pct"] < 0.5
+    assert float(finding.evidence["gpu_idle_in_calls_pct"]) < 0.5
 
 
 def test_real_kineto_trace_finds_the_if_tensor_sync() -> None:
@@ -267,11 +267,11 @@ def test_real_rocm_pipeline_blocking_copies_are_ranked_with_their_frames() -> No
     path = shared_trace("tracelens/mi300__google_owlv2-large-patch14-ensemble__1016001.json.gz")
     (finding,) = _check(kineto.parse(path))
     ev = finding.evidence
-    assert ev["blocking_memcpy_calls"] >= 60
+    assert int(ev["blocking_memcpy_calls"]) >= 60
     assert ev["top_api"] == "hipMemcpyWithStream" and ev["top_op"] == "aten::copy_"
     assert str(ev["top_frame"]).startswith("transformers/models/owlv2/modeling_owlv2.py")
     assert finding.table is not None
-    blocked = [row[5] for row in finding.table.rows]
+    blocked = [float(str(row[5])) for row in finding.table.rows]
     assert blocked == sorted(blocked, reverse=True)
     calls = sync_calls(AnalysisContext(kineto.parse(path)))
     raw = msgspec.json.decode(gzip.decompress(path.read_bytes()))["traceEvents"]

@@ -129,8 +129,8 @@ def test_memory_bound_dominant_on_owlv2_leaves_attention_to_its_rule() -> None:
     path = shared_trace("tracelens/mi300__google_owlv2-large-patch14-ensemble__1016001.json.gz")
     ctx = AnalysisContext(load([path]))
     kernels = roofline(ctx).kernels
-    memory_pct = 100.0 * kernels.filter(pl.col("bound") == "memory")["dur_ns"].sum()
-    memory_pct /= kernels["dur_ns"].sum()
+    memory_ns = int(kernels.filter(pl.col("bound") == "memory")["dur_ns"].sum())
+    memory_pct = 100.0 * memory_ns / int(kernels["dur_ns"].sum())
     assert memory_pct > 80.0  # memory-bound work dominates the trace as a whole ...
     findings = list(MemoryBoundDominant().check(ctx, MemoryBoundDominant.Config()))
     # ... but the softmax and bmm of unfused attention are explained by `unfused-attention`;

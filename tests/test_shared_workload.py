@@ -89,7 +89,7 @@ def test_shared_trace_taxonomy_and_wording(rel: str) -> None:
     cfg = load_config(Path.cwd(), None)
     result = run_rules(ctx, cfg)
     findings = [f for f in result.findings if f.rule_id not in WORDED_ELSEWHERE]
-    report = build_report(ctx, findings, result.skipped, None, section_registry())
+    report = build_report(ctx, findings, result.skipped, False, section_registry())
     text = markdown.render(report)
     hits = sorted({m.group(0).lower() for m in TRAINING_VOCABULARY.finditer(text)})
     assert hits == [], f"inference report of {rel} says {hits}"
