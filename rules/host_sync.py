@@ -22,7 +22,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import host_blocking, idle_ledger, timeline
+from analyzer.metrics import host_blocking, idle_ledger, intervals
 from analyzer.metrics.workload import WorkloadProfile, workload_profile
 from rules.base import register
 
@@ -90,7 +90,7 @@ def sync_calls(ctx: AnalysisContext) -> pl.DataFrame:
 def _per_rank(ctx: AnalysisContext, calls: pl.DataFrame) -> pl.DataFrame:
     """Per rank: call counts by kind, blocked time (union of call intervals), the GPU idle
     inside the calls (ledger), the window and the step count."""
-    blocked = timeline.union_ns(calls, ["rank"]).rename({"union_ns": "blocked_ns"})
+    blocked = intervals.union_ns(calls, ["rank"]).rename({"union_ns": "blocked_ns"})
     windows = host_blocking.rank_windows(ctx).select(
         "rank", (pl.col("window_end_ns") - pl.col("window_start_ns")).alias("span_ns")
     )

@@ -29,7 +29,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.metrics import timeline
+from analyzer.metrics import intervals, timeline
 from analyzer.metrics.host_blocking import window_scope
 from parsers.schema import DeviceInfo, TraceTables
 from rules.base import RuleConfig, register
@@ -154,7 +154,7 @@ class LowOccupancy:
 def kernels_in_window(t: TraceTables) -> pl.DataFrame:
     """Kernels that start inside their rank's analysis window (the profiled steps); names
     and categories stay categorical."""
-    return timeline.in_windows(
+    return intervals.in_windows(
         t.kernels.filter(pl.col("dur_ns") > 0), timeline.analysis_windows(t, "steps")
     )
 

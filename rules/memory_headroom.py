@@ -22,7 +22,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import counters, timeline
+from analyzer.metrics import counters, intervals
 from analyzer.metrics.workload import WorkloadProfile, workload_profile
 from parsers.schema import TraceTables
 from rules.base import register
@@ -179,7 +179,7 @@ def _trace_peaks(tables: TraceTables) -> pl.DataFrame:
         return _empty()
     keys = ["rank", "device"]
     total_col = pl.coalesce(pl.col("total_reserved_bytes"), pl.col("total_allocated_bytes"))
-    peak = timeline.aggregate(
+    peak = intervals.aggregate(
         mem,
         keys,
         total_col.max().alias("used_bytes"),

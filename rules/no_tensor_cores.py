@@ -27,7 +27,7 @@ from analyzer import devices
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import advice as _advice
-from analyzer.metrics import timeline
+from analyzer.metrics import intervals, timeline
 from analyzer.metrics.host_blocking import window_scope
 from analyzer.metrics.roofline import launch_external_ids
 from parsers.schema import DeviceInfo, TraceTables
@@ -122,7 +122,7 @@ class NoTensorCores:
     def check(self, ctx: AnalysisContext, cfg: NoTensorCoresConfig) -> Iterable[Finding]:
         """One finding when fp32 GEMM/conv time passes the share threshold."""
         kernels = ctx.metric("no_tensor_cores.kernels", classified_kernels)
-        pairs = timeline.distinct_rows(kernels, ["rank", "device"])
+        pairs = intervals.distinct_rows(kernels, ["rank", "device"])
         tc_devices = _tensor_core_devices(ctx, kernels, pairs)
         if tc_devices.height < pairs.height:  # some device without tensor cores: drop it
             kernels = kernels.join(tc_devices, on=["rank", "device"], how="semi")
@@ -177,7 +177,7 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
     A kernel's launching op is found through its own ``external_id``, or its runtime call's.
     Names and categories stay categorical; the name regexes run once per distinct name.
     """
-    kernels = timeline.in_windows(
+    kernels = intervals.in_windows(
         t.kernels.select("rank", "device", "name", "category", "start_ns", "dur_ns").with_columns(
             launch_external_ids(t)["external_id"]
         ),

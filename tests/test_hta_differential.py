@@ -42,7 +42,7 @@ import polars as pl
 import pytest
 from conftest import REFERENCE, TRACES
 
-from analyzer.metrics.timeline import union_ns
+from analyzer.metrics.intervals import union_ns
 from parsers.schema import TraceTables
 
 # reference folder -> trace path relative to ../shared/traces

@@ -39,9 +39,10 @@ import polars as pl
 
 from analyzer.context import AnalysisContext, AnalysisOptions
 from analyzer.devices import DeviceSpec, ResolvedDevice, resolve, resolve_missing
+from analyzer.metrics.intervals import join_within_rank
 from analyzer.metrics.perf_model import KEY_COLUMNS, may_have_cost, op_costs
 from analyzer.metrics.steps import without_queued
-from analyzer.metrics.timeline import as_strings, join_within_rank, kernel_devices, per_tables
+from analyzer.metrics.timeline import as_strings, kernel_devices, per_tables
 from parsers.schema import TraceTables
 
 METRIC_NAME: Final = "roofline"

@@ -20,8 +20,8 @@ from typing import Final
 
 import polars as pl
 
+from analyzer.metrics.intervals import union_ns
 from analyzer.metrics.op_families import kernel_families
-from analyzer.metrics.timeline import union_ns
 from parsers.categories import FAMILIES
 from parsers.schema import TraceTables
 

@@ -32,7 +32,7 @@ import dataclasses
 import polars as pl
 
 from analyzer.context import AnalysisContext
-from analyzer.metrics import segments, timeline
+from analyzer.metrics import intervals, segments, timeline
 from parsers.schema import TraceTables
 
 #: Share of launched GPU time that must start inside its own step's GPU annotation for the
@@ -197,7 +197,7 @@ def queued_before_profiling(t: TraceTables) -> pl.DataFrame:
                 "end_ns": pl.Int64,
             }
         )
-    union = timeline.union_ns(queued, ["rank", "device"]).rename({"union_ns": "gpu_ns"})
+    union = intervals.union_ns(queued, ["rank", "device"]).rename({"union_ns": "gpu_ns"})
     counts = queued.group_by("rank", "device").agg(
         pl.len().alias("ops"), pl.col("end_ns").max().alias("end_ns")
     )
@@ -235,7 +235,7 @@ def step_accounting(t: TraceTables) -> pl.DataFrame:
         return _empty_accounting()
     ops = gpu_ops(t)
     own = ops.filter(pl.col("step").is_not_null())
-    busy = timeline.union_ns(own.select("rank", "step", "start_ns", "end_ns"), ["rank", "step"])
+    busy = intervals.union_ns(own.select("rank", "step", "start_ns", "end_ns"), ["rank", "step"])
     extent = own.group_by("rank", "step").agg(
         pl.len().alias("gpu_ops"),
         pl.col("start_ns").min().alias("gpu_start_ns"),
