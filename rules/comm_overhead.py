@@ -28,6 +28,7 @@ from analyzer.metrics import advice as _advice
 from analyzer.metrics import timeline
 from analyzer.metrics.collectives import normalize_collective
 from analyzer.metrics.workload import WorkloadProfile
+from analyzer.report import fmt
 from parsers.schema import TraceTables
 from rules.base import register
 
@@ -47,7 +48,7 @@ class CommOverheadConfig:
     critical_exposed_pct: float = 25.0
     """Exposed communication share of the window at which the finding becomes critical."""
     small_message_bytes: int = 1_048_576
-    """Median message size under which collectives are latency-bound (1 MiB): bucket them."""
+    """Median message size under which collectives are latency-bound (2^20 bytes): bucket them."""
     top_collectives: int = 8
     """How many collectives the evidence table lists."""
 
@@ -159,7 +160,7 @@ def collective_table(
         [
             str(r["collective"]),
             int(r["calls"]),
-            None if not r["bytes"] else round(int(r["bytes"]) / 2**20, 3),
+            None if not r["bytes"] else round(int(r["bytes"]) / fmt.MB, 3),
             None if not r["median_bytes"] else int(r["median_bytes"]),
             round(int(r["rank_time_ns"] or 0) / 1e6, 3),
             _gbps(r["all_bytes"], int(r["latency_ns"] or 0)),
@@ -173,7 +174,7 @@ def collective_table(
         columns=[
             "collective",
             f"calls on rank {rank}",
-            "MiB",
+            "MB",
             "median msg bytes",
             "time ms",
             f"algbw GB/s ({basis})",

@@ -31,6 +31,7 @@ from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import intervals, timeline
 from analyzer.metrics.host_blocking import window_scope
+from analyzer.report import fmt
 from parsers.schema import DeviceInfo, TraceTables
 from rules.base import RuleConfig, register
 
@@ -325,7 +326,7 @@ def _table(top: pl.DataFrame) -> EvidenceTable:
                 round(r["time_ns"] / 1e6, 3),
                 round(float(r["occupancy_pct"]), 1),
                 r["registers_per_thread"],
-                round(smem / 1024, 1) if smem is not None else None,
+                round(smem / fmt.KB, 1) if smem is not None else None,
                 threads or None,
                 round(float(r["blocks_per_sm"]), 2) if r["blocks_per_sm"] is not None else None,
                 r["limiter"] or None,
@@ -338,7 +339,7 @@ def _table(top: pl.DataFrame) -> EvidenceTable:
             "time (ms)",
             "est. achieved occupancy (%)",
             "registers/thread",
-            "shared memory (KiB)",
+            "shared memory (KB)",
             "threads/block",
             "blocks per SM (grid)",
             "limited by",

@@ -24,11 +24,11 @@ from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from analyzer.metrics import counters, intervals
 from analyzer.metrics.workload import WorkloadProfile, workload_profile
+from analyzer.report import fmt
 from parsers.schema import TraceTables
 from rules.base import register
 
-_MIB = 1024 * 1024
-_GIB = 1024 * _MIB
+_MIB = 1024 * 1024  # DCGM's framebuffer fields are in MiB: bytes = value x 2^20
 _SKIP = (
     "no memory data: neither `[memory]` events (profile with profile_memory=True) nor DCGM "
     "framebuffer counters (FB_USED with FB_TOTAL or FB_FREE)"
@@ -279,14 +279,14 @@ def _finding(
     if high:
         also = f"; {others} more device(s) over {cfg.warning_used_pct:g}%" if others else ""
         summary = (
-            f"{pct:.1f}% memory utilization on {_where(top)}: {used / _GIB:.1f} of "
-            f"{total / _GIB:.1f} GiB ({basis}), above {cfg.warning_used_pct:g}%: OOM and "
+            f"{pct:.1f}% memory utilization on {_where(top)}: {used / fmt.GB:.1f} of "
+            f"{total / fmt.GB:.1f} GB ({basis}), above {cfg.warning_used_pct:g}%: OOM and "
             f"fragmentation risk{also}."
         )
     else:
         summary = (
-            f"{pct:.1f}% memory utilization at most ({_where(top)}: {used / _GIB:.1f} of "
-            f"{total / _GIB:.1f} GiB, {basis}): "
+            f"{pct:.1f}% memory utilization at most ({_where(top)}: {used / fmt.GB:.1f} of "
+            f"{total / fmt.GB:.1f} GB, {basis}): "
             + ("room for a larger batch." if training else "room for more concurrent inputs.")
         )
     evidence: dict[str, float | int | str] = {
@@ -331,7 +331,7 @@ def _advice_for(high: bool, training: bool, profile: WorkloadProfile | None) -> 
 
 
 def _table(rows: pl.DataFrame) -> EvidenceTable:
-    """Every device's peak: source, where, used (and allocated) and total GiB, share."""
+    """Every device's peak: source, where, used (and allocated) and total GB, share."""
     with_alloc = rows["allocated_bytes"].null_count() < rows.height
     out: list[list[str | int | float | None]] = []
     for r in rows.iter_rows(named=True):
@@ -339,18 +339,18 @@ def _table(rows: pl.DataFrame) -> EvidenceTable:
         cells: list[str | int | float | None] = [
             "trace [memory]" if r["source"] == "trace" else "DCGM",
             _where(r),
-            round(float(r["used_bytes"]) / _GIB, 2),
+            round(float(r["used_bytes"]) / fmt.GB, 2),
         ]
         if with_alloc:
-            cells.append(None if alloc is None else round(float(alloc) / _GIB, 2))
+            cells.append(None if alloc is None else round(float(alloc) / fmt.GB, 2))
         cells += [
-            round(float(r["total_bytes"]) / _GIB, 2),
+            round(float(r["total_bytes"]) / fmt.GB, 2),
             round(float(r["used_pct"]), 1),
             int(r["samples"]),
         ]
         out.append(cells)
-    columns = ["source", "device", "peak used GiB"]
+    columns = ["source", "device", "peak used GB"]
     if with_alloc:
-        columns.append("peak allocated GiB")
-    columns += ["total GiB", "used %", "samples"]
+        columns.append("peak allocated GB")
+    columns += ["total GB", "used %", "samples"]
     return EvidenceTable(columns=columns, rows=out)
