@@ -97,7 +97,7 @@ def test_report_has_every_section_without_a_registry_argument(tmp_path: Path) ->
     """`build_report` used to drop Roofline and DCGM unless the caller passed them."""
     a = load(shared_trace(H100_BERT), dcgm=DCGM)
     keys = [s.key for s in a.report_model().sections]
-    assert keys[:2] == ["roofline", "counters"]
+    assert keys[:4] == ["time_by_family", "idle_ledger", "roofline", "counters"]
     assert "kernels" in keys or any("kernel" in k for k in keys)
     assert not any(isinstance(b, Chart) for s in a.report_model().sections for b in s.blocks)
     md = a.report("md")

@@ -124,8 +124,11 @@ def _operands(name: str, dims: list[list[int]]) -> tuple[list[int], list[int]] |
 def find_chains(t: TraceTables) -> pl.DataFrame:
     """One row per unfused attention chain (columns `CHAIN_COLUMNS`)."""
     names = sorted(_MATMUL_OPS | _SOFTMAX_OPS)
+    # An op without a thread (a repaired row) has no neighbours to chain with.
     ops = t.ops.filter(
-        (pl.col("kind") == "cpu_op") & pl.col("name").cast(pl.String).is_in(names)
+        (pl.col("kind") == "cpu_op")
+        & pl.col("name").cast(pl.String).is_in(names)
+        & pl.col("tid").is_not_null()
     ).select(
         "rank",
         "tid",
