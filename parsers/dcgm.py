@@ -38,13 +38,17 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from parsers.dcgm_common import SOURCES, Rows, bundle
-from parsers.dcgm_csv import parse_csv, ts_column
-from parsers.dcgm_dmon import DMON_CMD, GPU_ENTITY, parse_dmon
-from parsers.dcgm_prom import PROM_SAMPLE, parse_prom_text
-from parsers.dcgm_promjson import parse_prom_json
-from parsers.errors import EmptyTraceError, UnreadableInputError, UnsupportedFormatError
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.dcgm_common import SOURCES, Rows, bundle
+from gpu_trace_analyzer.parsers.dcgm_csv import parse_csv, ts_column
+from gpu_trace_analyzer.parsers.dcgm_dmon import DMON_CMD, GPU_ENTITY, parse_dmon
+from gpu_trace_analyzer.parsers.dcgm_prom import PROM_SAMPLE, parse_prom_text
+from gpu_trace_analyzer.parsers.dcgm_promjson import parse_prom_json
+from gpu_trace_analyzer.parsers.errors import (
+    EmptyTraceError,
+    UnreadableInputError,
+    UnsupportedFormatError,
+)
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: parsers.detect's names for the same kinds.
 _DETECT_KINDS: Final = {

@@ -14,11 +14,16 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import polars as pl
-
-from parsers.dcgm_fields import (
+from gpu_trace_analyzer.parsers.dcgm_fields import (
     DcgmField,
 )
-from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.parsers.schema import (
+    DeviceInfo,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    table_from_columns,
+)
 
 #: Blank sentinels: DCGM_INT64_BLANK (0x7ffffffffffffff0) and up; DCGM_FP64_BLANK (2^47).
 INT64_BLANK_MIN: Final = float(0x7FFFFFFFFFFFFFF0)

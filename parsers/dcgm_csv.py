@@ -11,16 +11,21 @@ from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
-
-from parsers.dcgm_common import HOST_LABELS, MODEL_LABELS, UUID_LABELS, Rows, clean
-from parsers.dcgm_fields import (
+from gpu_trace_analyzer.parsers.dcgm_common import (
+    HOST_LABELS,
+    MODEL_LABELS,
+    UUID_LABELS,
+    Rows,
+    clean,
+)
+from gpu_trace_analyzer.parsers.dcgm_fields import (
     BY_ID,
     BY_METRIC,
     BY_PROM_NAME,
     BY_SHORT,
     DcgmField,
 )
-from parsers.errors import UnreadableInputError, UnsupportedFormatError
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError, UnsupportedFormatError
 
 _TS_COLUMNS: Final = ("timestamp", "time", "ts", "datetime", "date")
 

@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final
 
-from parsers.dcgm_common import NS_PER_MS, Rows, clean
-from parsers.dcgm_fields import (
+from gpu_trace_analyzer.parsers.dcgm_common import NS_PER_MS, Rows, clean
+from gpu_trace_analyzer.parsers.dcgm_fields import (
     BY_ID,
     BY_SHORT,
 )

@@ -16,9 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from parsers.dcgm_common import (
+from gpu_trace_analyzer.parsers.dcgm_common import (
     HOST_LABELS,
     MODEL_LABELS,
     NS_PER_MS,
@@ -28,10 +26,11 @@ from parsers.dcgm_common import (
     first_label,
     gpu_index,
 )
-from parsers.dcgm_fields import (
+from gpu_trace_analyzer.parsers.dcgm_fields import (
     AMBIGUOUS_RATIO_ALIASES,
     BY_PROM_NAME,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 #: dcgm-exporter's default collect interval (``-c``), ms: spacing of repeated scrapes.
 EXPORTER_DEFAULT_INTERVAL_MS: Final = 30_000

@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 
 import msgspec
-
-from parsers.dcgm_common import Rows
-from parsers.dcgm_prom import PromSeries, add_prom_series
-from parsers.errors import UnsupportedFormatError
+from gpu_trace_analyzer.parsers.dcgm_common import Rows
+from gpu_trace_analyzer.parsers.dcgm_prom import PromSeries, add_prom_series
+from gpu_trace_analyzer.parsers.errors import UnsupportedFormatError
 
 
 class _Series(msgspec.Struct):

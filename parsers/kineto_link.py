@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import polars as pl
-
-from parsers.categories import categorize
-from parsers.collectives import normalize_collective
-from parsers.schema import TABLE_NAMES, conform, empty_table
+from gpu_trace_analyzer.parsers.categories import categorize
+from gpu_trace_analyzer.parsers.collectives import normalize_collective
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, conform, empty_table
 
 _STEP_NAME: Final = r"^ProfilerStep#(\d+)$"
 _MEMCPY_NAME: Final = r"^Memcpy\s+(\w+)"

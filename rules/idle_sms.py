@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
-from analyzer import devices
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.metrics import advice as _advice
-from analyzer.metrics import intervals, timeline
-from analyzer.metrics.host_blocking import window_scope
-from parsers.schema import TraceTables
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer import devices
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
+from gpu_trace_analyzer.metrics import intervals, timeline
+from gpu_trace_analyzer.metrics.host_blocking import window_scope
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _KEYS = ["rank", "device"]
 _GRID = ["grid_x", "grid_y", "grid_z"]

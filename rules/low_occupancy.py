@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.metrics import intervals, timeline
-from analyzer.metrics.host_blocking import window_scope
-from analyzer.report import fmt
-from parsers.schema import DeviceInfo, TraceTables
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
+from gpu_trace_analyzer.metrics import intervals, timeline
+from gpu_trace_analyzer.metrics.host_blocking import window_scope
+from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceTables
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _LIBRARY = ("gemm", "conv", "attention")
 _TOP_KERNELS = 8

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import counters, intervals
-from analyzer.metrics.workload import WorkloadProfile, workload_profile
-from analyzer.report import fmt
-from parsers.schema import TraceTables
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import counters, intervals
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.rules.base import register
 
 _MIB = 1024 * 1024  # DCGM's framebuffer fields are in MiB: bytes = value x 2^20
 _SKIP = (

@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.metrics import advice as _advice
-from analyzer.metrics import roofline as roofline_metric
-from analyzer.metrics.gemm_shapes import gemm_dims
-from analyzer.metrics.op_families import op_families
-from analyzer.metrics.perf_model import is_gemm_name
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
+from gpu_trace_analyzer.metrics import roofline as roofline_metric
+from gpu_trace_analyzer.metrics.gemm_shapes import gemm_dims
+from gpu_trace_analyzer.metrics.op_families import op_families
+from gpu_trace_analyzer.metrics.perf_model import is_gemm_name
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _ROWS = 6
 #: Output tile edge used to judge whether a GEMM can fill every CU.

@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.devices import DeviceSpec
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import advice as _advice
-from analyzer.metrics import roofline as roofline_metric
-from analyzer.metrics.gemm_shapes import attention_gemm_shapes, gemm_dims
-from analyzer.metrics.perf_model import is_gemm_name
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.devices import DeviceSpec
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
+from gpu_trace_analyzer.metrics import roofline as roofline_metric
+from gpu_trace_analyzer.metrics.gemm_shapes import attention_gemm_shapes, gemm_dims
+from gpu_trace_analyzer.metrics.perf_model import is_gemm_name
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _TABLE_ROWS = 8
 

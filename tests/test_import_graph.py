@@ -22,26 +22,26 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from analyzer.report.formats import RENDERERS
+from gpu_trace_analyzer.report.formats import RENDERERS
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("analyzer", "parsers", "rules")
 
 RULE_ALLOWED = (
-    "rules.base",
-    "analyzer.context",
-    "analyzer.findings",
-    "analyzer.config",
-    "analyzer.devices",
-    "analyzer.metrics",
-    "analyzer.report.fmt",
-    "parsers.schema",
+    "gpu_trace_analyzer.rules.base",
+    "gpu_trace_analyzer.context",
+    "gpu_trace_analyzer.findings",
+    "gpu_trace_analyzer.config",
+    "gpu_trace_analyzer.devices",
+    "gpu_trace_analyzer.metrics",
+    "gpu_trace_analyzer.report.fmt",
+    "gpu_trace_analyzer.parsers.schema",
 )
 RENDERER_ALLOWED = (
-    "analyzer.report.model",
-    "analyzer.findings",
-    "analyzer.report.fmt",
-    "analyzer.untrusted",
+    "gpu_trace_analyzer.report.model",
+    "gpu_trace_analyzer.findings",
+    "gpu_trace_analyzer.report.fmt",
+    "gpu_trace_analyzer.untrusted",
 )
 
 
@@ -114,18 +114,24 @@ def _offences(modules: dict[str, Path], allowed: tuple[str, ...]) -> list[str]:
 def test_the_scan_sees_the_project() -> None:
     """The checks below are not vacuous: the scan finds the rules, the renderers and imports."""
     modules = _modules()
-    assert "rules.gpu_idle" in modules
-    assert "parsers.kineto" in modules
+    assert "gpu_trace_analyzer.rules.gpu_idle" in modules
+    assert "gpu_trace_analyzer.parsers.kineto" in modules
     assert all(name in modules for name in RENDERERS.values())
-    imports = dict((t, line) for line, t in project_imports(modules["rules.gpu_idle"]))
-    assert "rules.base" in imports and "analyzer.metrics.timeline" in imports
+    imports = dict(
+        (t, line) for line, t in project_imports(modules["gpu_trace_analyzer.rules.gpu_idle"])
+    )
+    assert (
+        "gpu_trace_analyzer.rules.base" in imports
+        and "gpu_trace_analyzer.metrics.timeline" in imports
+    )
 
 
 def test_rules_import_only_the_base_and_the_analyzers_model_and_metrics() -> None:
     rules = {
         m: p
         for m, p in _modules().items()
-        if m.startswith("rules.") and m not in ("rules.all", "rules.base")
+        if m.startswith("rules.")
+        and m not in ("gpu_trace_analyzer.rules.all", "gpu_trace_analyzer.rules.base")
     }
     assert len(rules) >= 20
     offences = _offences(rules, RULE_ALLOWED)
@@ -148,12 +154,12 @@ def test_parsers_never_import_the_analyzer_or_rules() -> None:
 
 
 def test_metrics_never_import_rules_or_the_report() -> None:
-    metrics = {m: p for m, p in _modules().items() if m.startswith("analyzer.metrics")}
+    metrics = {m: p for m, p in _modules().items() if m.startswith("gpu_trace_analyzer.metrics")}
     offences = [
         f"{module}:{line} imports {target}"
         for module, path in metrics.items()
         for line, target in project_imports(path)
-        if target.split(".")[0] == "rules" or _within(target, ("analyzer.report",))
+        if target.split(".")[0] == "rules" or _within(target, ("gpu_trace_analyzer.report",))
     ]
     assert not offences, "metrics import rules or the report layer:\n" + "\n".join(offences)
 
@@ -169,7 +175,10 @@ def test_a_cross_rule_import_is_caught() -> None:
     )
     offences = [
         (line, target)
-        for line, target in source_imports(source, "rules.gpu_idle")
+        for line, target in source_imports(source, "gpu_trace_analyzer.rules.gpu_idle")
         if not _within(target, RULE_ALLOWED)
     ]
-    assert offences == [(lines + 4, "rules.comm_overhead"), (lines + 5, "analyzer.engine")]
+    assert offences == [
+        (lines + 4, "gpu_trace_analyzer.rules.comm_overhead"),
+        (lines + 5, "gpu_trace_analyzer.engine"),
+    ]

@@ -13,8 +13,8 @@ it is not report formatting either (renderers never see the profile).
 
 from __future__ import annotations
 
-from analyzer.context import AnalysisContext
-from analyzer.metrics.workload import WorkloadProfile, workload_profile
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 
 
 def profile(ctx: AnalysisContext) -> WorkloadProfile:

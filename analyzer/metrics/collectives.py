@@ -6,6 +6,6 @@ and parsers never import `analyzer`); rules import it from here, never from anot
 
 from __future__ import annotations
 
-from parsers.collectives import normalize_collective
+from gpu_trace_analyzer.parsers.collectives import normalize_collective
 
 __all__ = ["normalize_collective"]

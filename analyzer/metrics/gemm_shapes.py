@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from analyzer.context import AnalysisContext
-from analyzer.metrics.op_families import attention_of
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.op_families import attention_of
 
 
 def gemm_dims(op_name: str, shapes: str) -> tuple[int, int, int, int] | None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import polars as pl
-
-from analyzer.metrics.intervals import merge_sorted
+from gpu_trace_analyzer.metrics.intervals import merge_sorted
 
 Segments = tuple[pl.Series, pl.Series, pl.Series]
 """(starts, ends, labels): disjoint, in time order."""

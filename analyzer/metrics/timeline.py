@@ -25,8 +25,7 @@ from functools import wraps
 from typing import Literal, ParamSpec
 
 import polars as pl
-
-from analyzer.metrics.intervals import (
+from gpu_trace_analyzer.metrics.intervals import (
     aggregate,
     distinct_rows,
     join_within_rank,
@@ -37,7 +36,7 @@ from analyzer.metrics.intervals import (
     union_ns,
     with_windows,
 )
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 P = ParamSpec("P")
 
