@@ -11,8 +11,6 @@ Findings come back ordered by `order_findings` (severity, then time at stake).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,13 @@ from typing import Any, Final
 
 from gpu_trace_analyzer.config import AnalyzerConfig, RuleSettings, threshold_docs, thresholds
 from gpu_trace_analyzer.context import AnalysisContext
-from gpu_trace_analyzer.findings import Finding, Severity, SkippedRule, order_findings
+from gpu_trace_analyzer.findings import (
+    Finding,
+    Severity,
+    SkippedRule,
+    finding_to_json,
+    order_findings,
+)
 from gpu_trace_analyzer.parsers.errors import AnalyzerError, BadConfigError
 from gpu_trace_analyzer.parsers.schema import TABLE_NAMES
 from gpu_trace_analyzer.rules.all import load_builtin_rules
@@ -290,46 +294,6 @@ def findings_to_json(result: EngineResult) -> dict[str, Any]:
         "findings": [finding_to_json(f) for f in result.findings],
         "skipped": [{"rule_id": s.rule_id, "reason": s.reason} for s in result.skipped],
     }
-
-
-def finding_to_json(finding: Finding) -> dict[str, Any]:
-    """One finding as a JSON-ready dict (non-finite numbers become null)."""
-    scope = finding.scope
-    table = None
-    if finding.table is not None:
-        table = {
-            "columns": [str(c) for c in finding.table.columns],
-            "rows": [[_json_scalar(cell) for cell in row] for row in finding.table.rows],
-        }
-    return {
-        "rule_id": finding.rule_id,
-        "severity": finding.severity.label,
-        "title": finding.title,
-        "summary": finding.summary,
-        "evidence": {str(k): _json_scalar(v) for k, v in finding.evidence.items()},
-        "recommendation": finding.recommendation,
-        "scope": {
-            "rank": scope.rank,
-            "device": scope.device,
-            "stream": scope.stream,
-            "start_ns": scope.start_ns,
-            "end_ns": scope.end_ns,
-        },
-        "impact_ns": int(finding.impact_ns),
-        "table": table,
-    }
-
-
-def _json_scalar(value: Any) -> str | int | float | None:
-    """A cell or evidence value as JSON allows it: NaN and infinities become null."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, numbers.Integral):  # bool and numpy integers included
-        return int(value)
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return str(value)
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from typing import Final
 
 import polars as pl
 from gpu_trace_analyzer.parsers.categories import categorize
+from gpu_trace_analyzer.parsers.collectives import normalize_collective
 from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, conform, empty_table
 
 _STEP_NAME: Final = r"^ProfilerStep#(\d+)$"
@@ -61,24 +62,6 @@ DTYPE_BYTES: Final[dict[str, int]] = {
     "uint32": 4,
     "uint64": 8,
 }
-_COLLECTIVE: Final[dict[str, str]] = {
-    "allreduce": "allreduce",
-    "allgather": "allgather",
-    "reducescatter": "reduce_scatter",
-    "alltoall": "all_to_all",
-    "alltoallv": "all_to_all",
-    "broadcast": "broadcast",
-    "reduce": "reduce",
-    "gather": "gather",
-    "scatter": "scatter",
-    "send": "send",
-    "recv": "recv",
-    "sendrecv": "sendrecv",
-    "barrier": "barrier",
-    "wait": "wait",
-}
-#: Variant suffixes of PyTorch's collective names (``all_gather_into_tensor_coalesced``).
-_COLLECTIVE_SUFFIXES: Final = ("_coalesced", "_tensor", "_into", "_base")
 _NCCL_KERNEL_OP: Final = re.compile(r"(?:nccl|rccl)(?:Dev)?Kernel_([A-Za-z]+)", re.IGNORECASE)
 _COMM_COLUMNS: Final = (
     "_c_collective",
@@ -316,20 +299,6 @@ def _steps(ops: pl.DataFrame | None) -> pl.DataFrame | None:
         "start_ns",
         (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
     ).sort("start_ns", maintain_order=True)
-
-
-def normalize_collective(name: str | None) -> str | None:
-    """PyTorch's and NCCL's spellings of a collective to one word (``_allgather_base``,
-    ``all_gather_into_tensor_coalesced`` and ``AllGather`` are all ``allgather``)."""
-    if name is None:
-        return None
-    word = name.strip().lower().lstrip("_")
-    previous = None
-    while word != previous:
-        previous = word
-        for suffix in _COLLECTIVE_SUFFIXES:
-            word = word.removesuffix(suffix)
-    return _COLLECTIVE.get(word.replace("_", ""), word)
 
 
 def collective_from_kernel(name: str) -> str | None:

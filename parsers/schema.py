@@ -11,7 +11,10 @@ Unit suffixes, here and in every frame, field and evidence key derived from thes
 as a percentage); ``_ratio`` a DCGM activity ratio, 0 to 1 as DCGM reports it; ``_tflops``
 10^12 FLOP/s; ``_w``, ``_j``, ``_mhz`` watts, joules, megahertz; ``_mib`` mebibytes (DCGM's
 framebuffer fields, kept in DCGM's unit). Byte counts are shown in decimal units (KB, MB,
-GB: steps of 10^3), as bandwidths (GB/s) are, by `analyzer.report.fmt.size`.
+GB: steps of 10^3), as bandwidths (GB/s) are: `analyzer.report.fmt.size` in prose and
+`fmt.KB`/`fmt.MB`/`fmt.GB` for table columns, in the sections and the rules alike (no rule
+writes GiB, MiB or KiB). Binary units appear only where a source's own unit is named (the
+``_mib`` fields) or in messages about input limits.
 
 ``validate`` checks the invariants as a table leaves a parser (types, ``dur_ns >= 0``,
 sorted by start), in the spirit of pyinstrument's ``Frame.self_check``.

@@ -23,10 +23,12 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics.collectives import normalize_collective
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile
 from gpu_trace_analyzer.parsers.schema import TraceTables
-from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.rules.base import register
 
 #: Collectives without a payload: markers, not data movement.
@@ -45,7 +47,7 @@ class CommOverheadConfig:
     critical_exposed_pct: float = 25.0
     """Exposed communication share of the window at which the finding becomes critical."""
     small_message_bytes: int = 1_048_576
-    """Median message size under which collectives are latency-bound (1 MiB): bucket them."""
+    """Median message size under which collectives are latency-bound (2^20 bytes): bucket them."""
     top_collectives: int = 8
     """How many collectives the evidence table lists."""
 
@@ -83,26 +85,6 @@ class CommOverhead:
             _advice.profile(ctx),
             _advice.collective_library(ctx),
         )
-
-
-def normalize_collective(name: str) -> str:
-    """A collective's canonical name: ``_allgather_base`` and ``all_gather`` -> allgather."""
-    key = name.lower().strip("_")
-    for suffix in ("_into_tensor_coalesced", "_tensor_coalesced", "_coalesced", "_base"):
-        key = key.removesuffix(suffix)
-    key = key.removeprefix("nccl:").strip("_")
-    aliases = {
-        "all_reduce": "allreduce",
-        "all_gather": "allgather",
-        "allgather_into_tensor": "allgather",
-        "reducescatter": "reduce_scatter",
-        "reduce_scatter_tensor": "reduce_scatter",
-        "alltoall": "all_to_all",
-        "all_to_allv": "all_to_all",
-        "alltoall_base": "all_to_all",
-        "all_to_all_single": "all_to_all",
-    }
-    return aliases.get(key, key)
 
 
 def bus_factor(collective: str, group_size: int) -> float:
@@ -177,7 +159,7 @@ def collective_table(
         [
             str(r["collective"]),
             int(r["calls"]),
-            None if not r["bytes"] else round(int(r["bytes"]) / 2**20, 3),
+            None if not r["bytes"] else round(int(r["bytes"]) / fmt.MB, 3),
             None if not r["median_bytes"] else int(r["median_bytes"]),
             round(int(r["rank_time_ns"] or 0) / 1e6, 3),
             _gbps(r["all_bytes"], int(r["latency_ns"] or 0)),
@@ -191,7 +173,7 @@ def collective_table(
         columns=[
             "collective",
             f"calls on rank {rank}",
-            "MiB",
+            "MB",
             "median msg bytes",
             "time ms",
             f"algbw GB/s ({basis})",

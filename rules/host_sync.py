@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from gpu_trace_analyzer.metrics import host_blocking, idle_ledger, timeline
+from gpu_trace_analyzer.metrics import host_blocking, idle_ledger, intervals
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 from gpu_trace_analyzer.rules.base import register
 
@@ -89,7 +89,7 @@ def sync_calls(ctx: AnalysisContext) -> pl.DataFrame:
 def _per_rank(ctx: AnalysisContext, calls: pl.DataFrame) -> pl.DataFrame:
     """Per rank: call counts by kind, blocked time (union of call intervals), the GPU idle
     inside the calls (ledger), the window and the step count."""
-    blocked = timeline.union_ns(calls, ["rank"]).rename({"union_ns": "blocked_ns"})
+    blocked = intervals.union_ns(calls, ["rank"]).rename({"union_ns": "blocked_ns"})
     windows = host_blocking.rank_windows(ctx).select(
         "rank", (pl.col("window_end_ns") - pl.col("window_start_ns")).alias("span_ns")
     )

@@ -20,10 +20,10 @@ import polars as pl
 from gpu_trace_analyzer import devices
 from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
-from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics import advice as _advice
+from gpu_trace_analyzer.metrics import intervals, timeline
+from gpu_trace_analyzer.metrics.host_blocking import window_scope
 from gpu_trace_analyzer.parsers.schema import TraceTables
-from gpu_trace_analyzer.rules import _advice
-from gpu_trace_analyzer.rules._common import window_scope
 from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _KEYS = ["rank", "device"]
@@ -135,11 +135,11 @@ def kernel_efficiency(t: TraceTables, options: AnalysisOptions) -> pl.DataFrame:
     )
     sms = _sm_counts(t, options, kernels)
     blocks = pl.col("grid_x") * pl.col("grid_y") * pl.col("grid_z")
-    clipped = timeline.with_windows(kernels, windows).with_columns(
+    clipped = intervals.with_windows(kernels, windows).with_columns(
         pl.max_horizontal("start_ns", "window_start_ns").alias("start_ns"),
         pl.min_horizontal(pl.col("start_ns") + pl.col("dur_ns"), "window_end_ns").alias("end_ns"),
     )
-    clipped = timeline.attach(
+    clipped = intervals.attach(
         clipped.filter(pl.col("end_ns") > pl.col("start_ns")), sms, _KEYS, how="left"
     ).with_columns(blocks.cast(pl.Int64).alias("blocks"))
     bps = pl.coalesce(
@@ -203,7 +203,7 @@ def _sm_counts(t: TraceTables, options: AnalysisOptions, kernels: pl.DataFrame) 
             described[(info.rank, info.device)] = int(count)
     everywhere = set(described.values())
     rows: dict[tuple[int, int], int] = {}
-    for rank, device in timeline.distinct_rows(kernels, ["rank", "device"]).iter_rows():
+    for rank, device in intervals.distinct_rows(kernels, ["rank", "device"]).iter_rows():
         if (rank, device) in described:
             rows[(rank, device)] = described[(rank, device)]
             continue

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from gpu_trace_analyzer.metrics import idle_ledger, timeline
+from gpu_trace_analyzer.metrics import idle_ledger, intervals, timeline
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 from gpu_trace_analyzer.rules.base import register
 
@@ -115,7 +115,7 @@ def launch_stats(ctx: AnalysisContext, cfg: LaunchBoundConfig) -> pl.DataFrame:
     windowed = _window_kernels(ctx)
     short_ns = cfg.short_kernel_us * 1_000
     keys = ["rank", "device"]
-    per_device = timeline.aggregate(
+    per_device = intervals.aggregate(
         windowed,
         keys,
         pl.col("window_start_ns").first(),
@@ -125,13 +125,13 @@ def launch_stats(ctx: AnalysisContext, cfg: LaunchBoundConfig) -> pl.DataFrame:
         pl.col("dur_ns").median().alias("median_kernel_ns"),
     )
     launches = _launch_calls(ctx, windowed).filter(pl.col("dur_ns") <= cfg.max_launch_us * 1_000)
-    launch = timeline.aggregate(
+    launch = intervals.aggregate(
         launches,
         keys,
         pl.len().alias("launches"),
         pl.col("dur_ns").median().alias("median_launch_ns"),
     )
-    launch_union = timeline.union_ns(launches, keys).rename({"union_ns": "launch_ns"})
+    launch_union = intervals.union_ns(launches, keys).rename({"union_ns": "launch_ns"})
     launch = launch.join(launch_union, on=keys, how="left")
     busy = ctx.metric("timeline.breakdown", timeline.breakdown).select(*keys, "busy_ns")
     return (
@@ -172,7 +172,7 @@ def _kernels_in_window(ctx: AnalysisContext) -> pl.DataFrame:
     kernels = ctx.tables.kernels.select(
         "rank", "device", "name", "start_ns", "dur_ns", "correlation"
     )
-    return timeline.in_windows(kernels, windows, by=("rank", "device"), keep_bounds=True)
+    return intervals.in_windows(kernels, windows, by=("rank", "device"), keep_bounds=True)
 
 
 def _launch_calls(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.DataFrame:
@@ -186,14 +186,14 @@ def _launch_calls(ctx: AnalysisContext, kernels: pl.DataFrame) -> pl.DataFrame:
         "rank", "device", "correlation"
     )
     ids = linked.get_column("correlation")
-    if not timeline.strictly_increasing(ids) and ids.n_unique() < linked.height:
+    if not intervals.strictly_increasing(ids) and ids.n_unique() < linked.height:
         linked = linked.unique(keys)
     calls = ctx.tables.runtime.filter(pl.col("correlation").is_not_null()).select(
         *keys, "start_ns", "dur_ns"
     )
-    launched = timeline.join_within_rank(calls, linked, ["correlation"])
+    launched = intervals.join_within_rank(calls, linked, ["correlation"])
     ids = calls.get_column("correlation")
-    if not timeline.strictly_increasing(ids) and ids.n_unique() < calls.height:
+    if not intervals.strictly_increasing(ids) and ids.n_unique() < calls.height:
         launched = launched.unique(keys)
     return launched.select(
         "rank",

@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
-from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics import intervals, timeline
+from gpu_trace_analyzer.metrics.host_blocking import window_scope
 from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceTables
-from gpu_trace_analyzer.rules._common import window_scope
+from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _LIBRARY = ("gemm", "conv", "attention")
@@ -153,7 +154,7 @@ class LowOccupancy:
 def kernels_in_window(t: TraceTables) -> pl.DataFrame:
     """Kernels that start inside their rank's analysis window (the profiled steps); names
     and categories stay categorical."""
-    return timeline.in_windows(
+    return intervals.in_windows(
         t.kernels.filter(pl.col("dur_ns") > 0), timeline.analysis_windows(t, "steps")
     )
 
@@ -324,7 +325,7 @@ def _table(top: pl.DataFrame) -> EvidenceTable:
                 round(r["time_ns"] / 1e6, 3),
                 round(float(r["occupancy_pct"]), 1),
                 r["registers_per_thread"],
-                round(smem / 1024, 1) if smem is not None else None,
+                round(smem / fmt.KB, 1) if smem is not None else None,
                 threads or None,
                 round(float(r["blocks_per_sm"]), 2) if r["blocks_per_sm"] is not None else None,
                 r["limiter"] or None,
@@ -337,7 +338,7 @@ def _table(top: pl.DataFrame) -> EvidenceTable:
             "time (ms)",
             "est. achieved occupancy (%)",
             "registers/thread",
-            "shared memory (KiB)",
+            "shared memory (KB)",
             "threads/block",
             "blocks per SM (grid)",
             "limited by",

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import counters
-from gpu_trace_analyzer.rules import _advice
 from gpu_trace_analyzer.rules.base import register
 
 _RECOMMENDATION = (

@@ -21,13 +21,13 @@ from typing import ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from gpu_trace_analyzer.metrics import counters, timeline
+from gpu_trace_analyzer.metrics import counters, intervals
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.rules.base import register
 
-_MIB = 1024 * 1024
-_GIB = 1024 * _MIB
+_MIB = 1024 * 1024  # DCGM's framebuffer fields are in MiB: bytes = value x 2^20
 _SKIP = (
     "no memory data: neither `[memory]` events (profile with profile_memory=True) nor DCGM "
     "framebuffer counters (FB_USED with FB_TOTAL or FB_FREE)"
@@ -178,7 +178,7 @@ def _trace_peaks(tables: TraceTables) -> pl.DataFrame:
         return _empty()
     keys = ["rank", "device"]
     total_col = pl.coalesce(pl.col("total_reserved_bytes"), pl.col("total_allocated_bytes"))
-    peak = timeline.aggregate(
+    peak = intervals.aggregate(
         mem,
         keys,
         total_col.max().alias("used_bytes"),
@@ -278,14 +278,14 @@ def _finding(
     if high:
         also = f"; {others} more device(s) over {cfg.warning_used_pct:g}%" if others else ""
         summary = (
-            f"{pct:.1f}% memory utilization on {_where(top)}: {used / _GIB:.1f} of "
-            f"{total / _GIB:.1f} GiB ({basis}), above {cfg.warning_used_pct:g}%: OOM and "
+            f"{pct:.1f}% memory utilization on {_where(top)}: {used / fmt.GB:.1f} of "
+            f"{total / fmt.GB:.1f} GB ({basis}), above {cfg.warning_used_pct:g}%: OOM and "
             f"fragmentation risk{also}."
         )
     else:
         summary = (
-            f"{pct:.1f}% memory utilization at most ({_where(top)}: {used / _GIB:.1f} of "
-            f"{total / _GIB:.1f} GiB, {basis}): "
+            f"{pct:.1f}% memory utilization at most ({_where(top)}: {used / fmt.GB:.1f} of "
+            f"{total / fmt.GB:.1f} GB, {basis}): "
             + ("room for a larger batch." if training else "room for more concurrent inputs.")
         )
     evidence: dict[str, float | int | str] = {
@@ -330,7 +330,7 @@ def _advice_for(high: bool, training: bool, profile: WorkloadProfile | None) -> 
 
 
 def _table(rows: pl.DataFrame) -> EvidenceTable:
-    """Every device's peak: source, where, used (and allocated) and total GiB, share."""
+    """Every device's peak: source, where, used (and allocated) and total GB, share."""
     with_alloc = rows["allocated_bytes"].null_count() < rows.height
     out: list[list[str | int | float | None]] = []
     for r in rows.iter_rows(named=True):
@@ -338,18 +338,18 @@ def _table(rows: pl.DataFrame) -> EvidenceTable:
         cells: list[str | int | float | None] = [
             "trace [memory]" if r["source"] == "trace" else "DCGM",
             _where(r),
-            round(float(r["used_bytes"]) / _GIB, 2),
+            round(float(r["used_bytes"]) / fmt.GB, 2),
         ]
         if with_alloc:
-            cells.append(None if alloc is None else round(float(alloc) / _GIB, 2))
+            cells.append(None if alloc is None else round(float(alloc) / fmt.GB, 2))
         cells += [
-            round(float(r["total_bytes"]) / _GIB, 2),
+            round(float(r["total_bytes"]) / fmt.GB, 2),
             round(float(r["used_pct"]), 1),
             int(r["samples"]),
         ]
         out.append(cells)
-    columns = ["source", "device", "peak used GiB"]
+    columns = ["source", "device", "peak used GB"]
     if with_alloc:
-        columns.append("peak allocated GiB")
-    columns += ["total GiB", "used %", "samples"]
+        columns.append("peak allocated GB")
+    columns += ["total GB", "used %", "samples"]
     return EvidenceTable(columns=columns, rows=out)

@@ -19,9 +19,9 @@ import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics import roofline as roofline_metric
+from gpu_trace_analyzer.metrics.gemm_shapes import attention_gemm_shapes, gemm_dims
 from gpu_trace_analyzer.metrics.perf_model import is_gemm_name
 from gpu_trace_analyzer.rules.base import RuleConfig, register
-from gpu_trace_analyzer.rules.small_batch import attention_gemm_shapes, gemm_dims
 
 _TABLE_ROWS = 8
 

@@ -25,11 +25,11 @@ import polars as pl
 from gpu_trace_analyzer import devices
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
-from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics import advice as _advice
+from gpu_trace_analyzer.metrics import intervals, timeline
+from gpu_trace_analyzer.metrics.host_blocking import window_scope
 from gpu_trace_analyzer.metrics.roofline import launch_external_ids
 from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceTables
-from gpu_trace_analyzer.rules import _advice
-from gpu_trace_analyzer.rules._common import window_scope
 from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 TENSOR = "tensor core"
@@ -121,7 +121,7 @@ class NoTensorCores:
     def check(self, ctx: AnalysisContext, cfg: NoTensorCoresConfig) -> Iterable[Finding]:
         """One finding when fp32 GEMM/conv time passes the share threshold."""
         kernels = ctx.metric("no_tensor_cores.kernels", classified_kernels)
-        pairs = timeline.distinct_rows(kernels, ["rank", "device"])
+        pairs = intervals.distinct_rows(kernels, ["rank", "device"])
         tc_devices = _tensor_core_devices(ctx, kernels, pairs)
         if tc_devices.height < pairs.height:  # some device without tensor cores: drop it
             kernels = kernels.join(tc_devices, on=["rank", "device"], how="semi")
@@ -176,7 +176,7 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
     A kernel's launching op is found through its own ``external_id``, or its runtime call's.
     Names and categories stay categorical; the name regexes run once per distinct name.
     """
-    kernels = timeline.in_windows(
+    kernels = intervals.in_windows(
         t.kernels.select("rank", "device", "name", "category", "start_ns", "dur_ns").with_columns(
             launch_external_ids(t)["external_id"]
         ),

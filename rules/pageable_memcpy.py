@@ -23,6 +23,7 @@ import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics.host_blocking import copies_with_callers, rank_windows
+from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.rules.base import register
 
 
@@ -134,7 +135,7 @@ def _finding(
     directions = sorted(set(copies["kind"].drop_nulls().to_list()))
     summary = (
         f"Rank {rank} makes {n} {'/'.join(directions) or 'host-device'} copies from or to "
-        f"pageable host memory ({_human_bytes(total_bytes)}) that blocked the CPU "
+        f"pageable host memory ({fmt.size(total_bytes)}) that blocked the CPU "
         f"{api_ns / 1e6:.2f} ms ({cost_pct:.2f}% of the window); their own GPU copy time is "
         f"{gpu_ns / 1e6:.2f} ms."
     )
@@ -191,16 +192,6 @@ def _recommendation(copies: pl.DataFrame) -> str:
     return pinned + "."
 
 
-def _human_bytes(n_bytes: int) -> str:
-    """Bytes with a binary unit: 136 B, 1.5 KiB, 110.3 MiB."""
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n_bytes} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n_bytes} B"
-
-
 def _table(copies: pl.DataFrame, top_rows: int) -> EvidenceTable:
     """Copies grouped by direction, memory kinds and launching op, most time first."""
     grouped = (
@@ -232,7 +223,7 @@ def _table(copies: pl.DataFrame, top_rows: int) -> EvidenceTable:
             str(r["op"]),
             str(r["under"]),
             int(r["copies"]),
-            _mib(int(r["bytes"])),
+            _mb(int(r["bytes"])),
             round(int(r["gpu_ns"]) / 1e6, 3),
             round(int(r["api_ns"] or 0) / 1e6, 3),
             _gbps(int(r["bytes"]), int(r["gpu_ns"])),
@@ -246,7 +237,7 @@ def _table(copies: pl.DataFrame, top_rows: int) -> EvidenceTable:
             "CPU op",
             "under",
             "copies",
-            "MiB",
+            "MB",
             "GPU ms",
             "CPU call ms",
             "GB/s",
@@ -255,9 +246,9 @@ def _table(copies: pl.DataFrame, top_rows: int) -> EvidenceTable:
     )
 
 
-def _mib(n_bytes: int) -> float:
-    """Bytes as MiB, rounded for display (3 significant decimals for small amounts)."""
-    return round(n_bytes / 2**20, 3)
+def _mb(n_bytes: int) -> float:
+    """Bytes as MB (`fmt.MB`), rounded for display (3 decimals for small amounts)."""
+    return round(n_bytes / fmt.MB, 3)
 
 
 def _gbps(n_bytes: int, dur_ns: int) -> float | None:

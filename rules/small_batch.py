@@ -20,7 +20,6 @@ torch.compile where the trace shows them running.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -29,10 +28,10 @@ import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.devices import DeviceSpec
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import roofline as roofline_metric
-from gpu_trace_analyzer.metrics.op_families import attention_of
+from gpu_trace_analyzer.metrics.gemm_shapes import attention_gemm_shapes, gemm_dims
 from gpu_trace_analyzer.metrics.perf_model import is_gemm_name
-from gpu_trace_analyzer.rules import _advice
 from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _TABLE_ROWS = 8
@@ -108,16 +107,6 @@ class SmallBatch:
         ]
 
 
-def attention_gemm_shapes(ctx: AnalysisContext) -> set[tuple[int, int, int]]:
-    """(M, N, K) of the products of unfused attention chains: Q·Kᵀ is (q, k, d), P·V (q, d, k)."""
-    chains = attention_of(ctx).chains
-    shapes: set[tuple[int, int, int]] = set()
-    for q, k, d in chains.select("q_len", "k_len", "head_dim").unique().iter_rows():
-        shapes.add((int(q), int(k), int(d)))
-        shapes.add((int(q), int(d), int(k)))
-    return shapes
-
-
 def _not_attention(ctx: AnalysisContext, small: pl.DataFrame) -> pl.DataFrame:
     """The small GEMM groups minus the batched matmuls of unfused attention chains."""
     shapes = attention_gemm_shapes(ctx)
@@ -162,34 +151,6 @@ def small_gemms(ops: pl.DataFrame, max_pct_of_peak: float) -> pl.DataFrame:
 def _specs(roof: roofline_metric.Roofline) -> dict[str, DeviceSpec]:
     """Device specs by the roofline's device key."""
     return {r.spec.key: r.spec for r in roof.devices.values() if r.spec is not None}
-
-
-def gemm_dims(op_name: str, shapes: str) -> tuple[int, int, int, int] | None:
-    """(batch, M, N, K) of a GEMM from the roofline's shapes label, or None.
-
-    The label lists tensor inputs as ``AxB`` in argument order: ``aten::addmm`` /
-    ``aten::baddbmm`` start with the bias, ``aten::linear`` has the weight as N x K.
-    """
-    try:
-        tensors = [
-            tuple(int(d) for d in part.strip().split("x")) for part in shapes.split(",") if part
-        ]
-    except ValueError:
-        return None
-    name = op_name.split("::")[-1]
-    if name in ("addmm", "baddbmm", "addbmm", "_addmm_activation"):
-        tensors = tensors[1:3]
-    if len(tensors) < 2:
-        return None
-    a, b = tensors[0], tensors[1]
-    if name == "linear":
-        if len(b) != 2 or not a:
-            return None
-        return 1, math.prod(a[:-1]) if len(a) > 1 else 1, b[0], b[1]
-    if len(a) < 2 or len(b) < 2:
-        return None
-    batch = max(math.prod(a[:-2]), math.prod(b[:-2]))
-    return batch, a[-2], b[-1], a[-1]
 
 
 def _rows(small: pl.DataFrame, specs: dict[str, DeviceSpec]) -> list[dict[str, Any]]:

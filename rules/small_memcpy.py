@@ -28,7 +28,7 @@ class SmallMemcpyConfig:
     """Thresholds of small-memcpy."""
 
     small_copy_bytes: int = 65_536
-    """A copy of at most this many bytes is small (64 KiB: its fixed cost outweighs the
+    """A copy of at most this many bytes is small (65.5 KB: its fixed cost outweighs the
     transfer on PCIe and NVLink)."""
     min_copies_per_step: float = 20.0
     """With profiled steps: small copies per step at which the rule fires."""
@@ -51,7 +51,7 @@ class SmallMemcpy:
     id: ClassVar[str] = "small-memcpy"
     title: ClassVar[str] = "Many small memory copies"
     description: ClassVar[str] = (
-        "Memcpy operations of at most 64 KiB (configurable), many per step: each pays a "
+        "Memcpy operations of at most 65.5 KB (configurable), many per step: each pays a "
         "runtime call and a DMA setup; count, median size, time and the ops issuing them."
     )
     needs: ClassVar[frozenset[str]] = frozenset({"memops"})

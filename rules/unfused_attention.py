@@ -16,8 +16,8 @@ from typing import ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics.op_families import attention_of, op_families
-from gpu_trace_analyzer.rules import _advice
 from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _TABLE_ROWS = 6

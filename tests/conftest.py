@@ -26,8 +26,8 @@ def shared_trace(rel: str) -> Path:
     return path
 
 
-# The synthetic trace generator lives beside the samples it made (sample_traces/synthetic.py);
-# tests import it as a plain module.
+# The synthetic trace generator (the package sample_traces/synthetic/) lives beside the samples
+# it made; tests import it as a plain package.
 import sys  # noqa: E402
 
 if str(SAMPLES) not in sys.path:

@@ -41,7 +41,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import REFERENCE, TRACES
-from gpu_trace_analyzer.metrics.timeline import union_ns
+from gpu_trace_analyzer.metrics.intervals import union_ns
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
 # reference folder -> trace path relative to ../shared/traces

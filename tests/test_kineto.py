@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import TRACES, needs_shared, shared_trace
+from gpu_trace_analyzer.parsers.collectives import normalize_collective
 from gpu_trace_analyzer.parsers.errors import (
     AnalyzerError,
     EmptyTraceError,
@@ -27,7 +28,7 @@ from gpu_trace_analyzer.parsers.errors import (
     UnsupportedFormatError,
 )
 from gpu_trace_analyzer.parsers.kineto import parse
-from gpu_trace_analyzer.parsers.kineto_link import collective_from_kernel, normalize_collective
+from gpu_trace_analyzer.parsers.kineto_link import collective_from_kernel
 from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceTables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -406,6 +407,9 @@ def test_collective_names_are_normalized() -> None:
     assert normalize_collective("reduce_scatter_tensor_coalesced") == "reduce_scatter"
     assert normalize_collective("all_to_all") == "all_to_all"
     assert normalize_collective("allreduce") == "allreduce"
+    # One vocabulary for parser and rules: the profiler's ``nccl:`` record names too.
+    assert normalize_collective("nccl:all_reduce") == "allreduce"
+    assert normalize_collective("alltoall_base") == "all_to_all"
     assert collective_from_kernel("ncclDevKernel_ReduceScatter_RING_LL(x)") == "reduce_scatter"
     assert collective_from_kernel("ncclKernel_SendRecv_RING_SIMPLE_Sum_int8_t(x)") == "sendrecv"
     assert collective_from_kernel("void at::native::reduce_kernel<1>") is None

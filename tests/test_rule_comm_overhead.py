@@ -26,14 +26,10 @@ import synthetic
 from conftest import REFERENCE, shared_trace
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.metrics.collectives import normalize_collective
 from gpu_trace_analyzer.parsers import kineto
 from gpu_trace_analyzer.parsers.schema import TraceTables, empty_table
-from gpu_trace_analyzer.rules.comm_overhead import (
-    CommOverhead,
-    CommOverheadConfig,
-    bus_factor,
-    normalize_collective,
-)
+from gpu_trace_analyzer.rules.comm_overhead import CommOverhead, CommOverheadConfig, bus_factor
 
 
 def _check(tables: TraceTables, **overrides: Any) -> list[Finding]:
@@ -95,6 +91,8 @@ def test_bus_bandwidth_factors_and_names() -> None:
     assert normalize_collective("_allgather_base") == "allgather"
     assert normalize_collective("all_reduce") == "allreduce"
     assert normalize_collective("nccl:all_to_all") == "all_to_all"
+    assert normalize_collective("nccl:all_reduce") == "allreduce"
+    assert normalize_collective("all_to_all_single") == "all_to_all"
     assert normalize_collective("reduce_scatter_tensor_coalesced") == "reduce_scatter"
 
 

@@ -730,7 +730,7 @@ def test_committed_samples_are_current(tmp_path: Path) -> None:
     ):
         committed = SAMPLES / rel
         assert committed.read_bytes() == (tmp_path / rel).read_bytes(), (
-            f"{rel} is stale: run python sample_traces/synthetic.py"
+            f"{rel} is stale: run python sample_traces/synthetic"
         )
         assert committed.stat().st_size < 200_000
 

@@ -6,7 +6,7 @@ from unittest.mock import patch
 
 import polars as pl
 import synthetic
-from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics import intervals, timeline
 from gpu_trace_analyzer.parsers.schema import TraceMeta, TraceTables, table_from_columns
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -83,7 +83,7 @@ def _tables() -> TraceTables:
 
 def test_merge_intervals_unions_overlaps_and_keeps_gaps() -> None:
     df = pl.DataFrame({"g": [1, 1, 1, 2], "start_ns": [0, 5, 20, 0], "end_ns": [10, 12, 30, 4]})
-    merged = timeline.merge_intervals(df, ["g"]).sort("g", "start_ns")
+    merged = intervals.merge_intervals(df, ["g"]).sort("g", "start_ns")
     assert merged.rows() == [(1, 0, 12), (1, 20, 30), (2, 0, 4)]
 
 
@@ -167,7 +167,7 @@ def test_merge_intervals_agrees_with_a_plain_sweep(rows: list[tuple[int, int, in
             for key in sorted(groups)
             for start, end in synthetic.merge(groups[key])
         ]
-        assert timeline.merge_intervals(df, by).rows() == expected
+        assert intervals.merge_intervals(df, by).rows() == expected
 
 
 _WINDOWS = st.lists(
@@ -235,7 +235,7 @@ def test_join_within_rank_agrees_with_a_dict_lookup(
         schema={"rank": pl.Int32, "id": pl.Int64, "value": pl.Int64},
         orient="row",
     ).sort("id", "rank")
-    got = timeline.join_within_rank(left_df, right_df, ["id"], how=how)  # type: ignore[arg-type]
+    got = intervals.join_within_rank(left_df, right_df, ["id"], how=how)  # type: ignore[arg-type]
     expected = [(r, k, lookup.get((r, k))) for r, k in rows if how == "left" or (r, k) in lookup]
     assert got.select("rank", "id", "value").rows() == expected
 
@@ -245,8 +245,8 @@ def test_join_on_key_merge_path_matches_hash_join() -> None:
     and 9 have no partner (null value in a left join, dropped in an inner one)."""
     left = pl.DataFrame({"id": [1, 1, 3, 4, 9], "x": [10, 11, 12, 13, 14]})
     right = pl.DataFrame({"id": [0, 1, 4, 7], "value": ["a", "b", "c", "d"]})
-    assert timeline.strictly_increasing(right["id"])
-    left_join = timeline.join_on_key(left, right, "id", how="left")
+    assert intervals.strictly_increasing(right["id"])
+    left_join = intervals.join_on_key(left, right, "id", how="left")
     assert left_join.rows() == [
         (1, 10, "b"),
         (1, 11, "b"),
@@ -254,21 +254,21 @@ def test_join_on_key_merge_path_matches_hash_join() -> None:
         (4, 13, "c"),
         (9, 14, None),
     ]
-    inner = timeline.join_on_key(left, right, "id", how="inner")
+    inner = intervals.join_on_key(left, right, "id", how="inner")
     assert inner.rows() == [(1, 10, "b"), (1, 11, "b"), (4, 13, "c")]
 
 
 def test_strictly_increasing_and_one_value() -> None:
-    assert timeline.strictly_increasing(pl.Series([1, 2, 5]))
-    assert not timeline.strictly_increasing(pl.Series([1, 2, 2]))  # a repeat
-    assert not timeline.strictly_increasing(pl.Series([2, 1]))
-    assert not timeline.strictly_increasing(pl.Series([1, None, 3]))
-    assert timeline.strictly_increasing(pl.Series([], dtype=pl.Int64))
-    assert timeline.one_value(pl.Series([3, 3]), pl.Series([3]), pl.Series([], dtype=pl.Int64))
-    assert not timeline.one_value(pl.Series([3, 4]))
-    assert not timeline.one_value(pl.Series([3]), pl.Series([4]))
-    assert not timeline.one_value(pl.Series([3, None]))
-    assert not timeline.one_value(pl.Series([], dtype=pl.Int64))
+    assert intervals.strictly_increasing(pl.Series([1, 2, 5]))
+    assert not intervals.strictly_increasing(pl.Series([1, 2, 2]))  # a repeat
+    assert not intervals.strictly_increasing(pl.Series([2, 1]))
+    assert not intervals.strictly_increasing(pl.Series([1, None, 3]))
+    assert intervals.strictly_increasing(pl.Series([], dtype=pl.Int64))
+    assert intervals.one_value(pl.Series([3, 3]), pl.Series([3]), pl.Series([], dtype=pl.Int64))
+    assert not intervals.one_value(pl.Series([3, 4]))
+    assert not intervals.one_value(pl.Series([3]), pl.Series([4]))
+    assert not intervals.one_value(pl.Series([3, None]))
+    assert not intervals.one_value(pl.Series([], dtype=pl.Int64))
 
 
 @settings(max_examples=100, deadline=None)
@@ -302,7 +302,7 @@ def test_in_windows_and_attach_agree_with_plain_filtering(
         },
         orient="row",
     )
-    inside = timeline.in_windows(df, per_device, by=("rank", "device"), keep_bounds=True)
+    inside = intervals.in_windows(df, per_device, by=("rank", "device"), keep_bounds=True)
     assert inside.rows() == [
         (r, d, s, *bounds[(r, d)])
         for r, d, s in rows
@@ -310,21 +310,21 @@ def test_in_windows_and_attach_agree_with_plain_filtering(
     ]
     per_rank = per_device.unique("rank", keep="first", maintain_order=True).drop("device")
     rank_bounds = {r: (s, e) for r, s, e in per_rank.iter_rows()}
-    assert timeline.in_windows(df, per_rank).rows() == [
+    assert intervals.in_windows(df, per_rank).rows() == [
         (r, d, s)
         for r, d, s in rows
         if r in rank_bounds and rank_bounds[r][0] <= s < rank_bounds[r][1]
     ]
-    assert timeline.attach(df, per_rank, ["rank"]).rows() == [
+    assert intervals.attach(df, per_rank, ["rank"]).rows() == [
         (r, d, s, *rank_bounds[r]) for r, d, s in rows if r in rank_bounds
     ]
 
 
 def test_distinct_rows_and_kernel_devices() -> None:
     one = pl.DataFrame({"rank": [2, 2, 2], "device": [1, 1, 1], "x": [1, 2, 3]})
-    assert timeline.distinct_rows(one, ["rank", "device"]).rows() == [(2, 1)]
+    assert intervals.distinct_rows(one, ["rank", "device"]).rows() == [(2, 1)]
     many = pl.DataFrame({"rank": [1, 0, 1, None], "device": [0, 3, 0, 1]})
-    assert timeline.distinct_rows(many, ["rank", "device"]).rows() == [(None, 1), (0, 3), (1, 0)]
+    assert intervals.distinct_rows(many, ["rank", "device"]).rows() == [(None, 1), (0, 3), (1, 0)]
     assert timeline.kernel_devices(_tables()).rows() == [(0, 0)]
 
 

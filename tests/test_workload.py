@@ -17,13 +17,13 @@ from gpu_trace_analyzer.build import hip_version, version_labels
 from gpu_trace_analyzer.cli import main
 from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
 from gpu_trace_analyzer.devices import identify, resolve_one
+from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics.attention import unfused_attention
 from gpu_trace_analyzer.metrics.graphs import graph_replay
 from gpu_trace_analyzer.metrics.op_families import family_time
 from gpu_trace_analyzer.metrics.serving import phase_breakdown
 from gpu_trace_analyzer.metrics.workload import workload_profile
 from gpu_trace_analyzer.parsers.schema import DeviceInfo
-from gpu_trace_analyzer.rules import _advice
 from gpu_trace_analyzer.trace import load
 
 #: Words no inference report may use (issue 12).

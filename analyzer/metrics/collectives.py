@@ -1,23 +1,11 @@
-"""Collective names as one vocabulary, shared by the rules that group communication."""
+"""Collective names as one vocabulary, shared by the rules that group communication.
+
+The mapping itself lives in `parsers.collectives` (the Kineto parser normalizes while reading
+and parsers never import `analyzer`); rules import it from here, never from another rule.
+"""
 
 from __future__ import annotations
 
+from gpu_trace_analyzer.parsers.collectives import normalize_collective
 
-def normalize_collective(name: str) -> str:
-    """A collective's canonical name: ``_allgather_base`` and ``all_gather`` -> allgather."""
-    key = name.lower().strip("_")
-    for suffix in ("_into_tensor_coalesced", "_tensor_coalesced", "_coalesced", "_base"):
-        key = key.removesuffix(suffix)
-    key = key.removeprefix("nccl:").strip("_")
-    aliases = {
-        "all_reduce": "allreduce",
-        "all_gather": "allgather",
-        "allgather_into_tensor": "allgather",
-        "reducescatter": "reduce_scatter",
-        "reduce_scatter_tensor": "reduce_scatter",
-        "alltoall": "all_to_all",
-        "all_to_allv": "all_to_all",
-        "alltoall_base": "all_to_all",
-        "all_to_all_single": "all_to_all",
-    }
-    return aliases.get(key, key)
+__all__ = ["normalize_collective"]

@@ -29,7 +29,7 @@ from typing import Final
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import Scope
-from gpu_trace_analyzer.metrics import pystacks, timeline
+from gpu_trace_analyzer.metrics import intervals, pystacks, timeline
 from gpu_trace_analyzer.metrics.roofline import OpTree
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
@@ -269,7 +269,7 @@ def _rank_windows(t: TraceTables) -> pl.DataFrame:
         (pl.col("start_ns") + pl.col("dur_ns")).max().alias("end_ns"),
     )
     spans = [
-        timeline.aggregate(frame, ["rank"], *span)
+        intervals.aggregate(frame, ["rank"], *span)
         for frame in (t.ops, t.runtime, t.kernels, t.memops)
         if frame.height
     ]
@@ -320,12 +320,12 @@ def copies_with_callers(ctx: AnalysisContext) -> pl.DataFrame:
 
 def _copies_with_callers(ctx: AnalysisContext) -> pl.DataFrame:
     windows = rank_windows(ctx)
-    inside = timeline.with_windows(ctx.tables.memops, windows).filter(
+    inside = intervals.with_windows(ctx.tables.memops, windows).filter(
         (pl.col("start_ns") + pl.col("dur_ns") > pl.col("window_start_ns"))
         & (pl.col("start_ns") < pl.col("window_end_ns"))
     )
     calls = ctx.tables.runtime.select("rank", "correlation", pl.col("dur_ns").alias("api_ns"))
-    if not timeline.strictly_increasing(calls.get_column("correlation")):  # repeated ids: add
+    if not intervals.strictly_increasing(calls.get_column("correlation")):  # repeated ids: add
         launched = inside["correlation"].drop_nulls().unique()
         calls = (
             calls.filter(pl.col("correlation").is_in(launched.implode()))
@@ -333,7 +333,7 @@ def _copies_with_callers(ctx: AnalysisContext) -> pl.DataFrame:
             .agg(pl.col("api_ns").sum())
         )
     callers = issuing_ops(ctx, inside.filter(pl.col("external_id").is_not_null()))
-    with_calls = timeline.join_within_rank(inside, calls, ["correlation"], how="left")
+    with_calls = intervals.join_within_rank(inside, calls, ["correlation"], how="left")
     return with_calls.join(callers, on=["rank", "external_id"], how="left", maintain_order="left")
 
 
@@ -368,7 +368,7 @@ def issuing_ops(ctx: AnalysisContext, keys: pl.DataFrame | None = None) -> pl.Da
 def _with_keys(ops: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
     """The rows of ``ops`` whose (rank, external_id) is among ``keys``, in table order: a
     set lookup on the id alone when both hold one rank."""
-    if timeline.one_value(ops.get_column("rank"), keys.get_column("rank")):
+    if intervals.one_value(ops.get_column("rank"), keys.get_column("rank")):
         wanted = keys.get_column("external_id").unique().implode()
         return ops.filter(pl.col("external_id").is_in(wanted))
     return ops.join(keys.unique(), on=["rank", "external_id"], how="semi", maintain_order="left")

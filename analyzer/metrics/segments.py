@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import polars as pl
+from gpu_trace_analyzer.metrics.intervals import merge_sorted
 
 Segments = tuple[pl.Series, pl.Series, pl.Series]
 """(starts, ends, labels): disjoint, in time order."""
@@ -109,12 +110,8 @@ def merge(starts: pl.Series, ends: pl.Series) -> tuple[pl.Series, pl.Series]:
     frame = pl.DataFrame({"start_ns": starts, "end_ns": ends}).cast(pl.Int64)
     if frame.height == 0:
         return frame.get_column("start_ns"), frame.get_column("end_ns")
-    frame = frame.sort("start_ns")
-    reach = frame.get_column("end_ns").cum_max()
-    s = frame.get_column("start_ns")
-    opens = (s > reach.shift(1)).fill_null(True)
-    closes = opens.shift(-1, fill_value=True)
-    return s.filter(opens), reach.filter(closes)
+    merged = merge_sorted(frame.sort("start_ns"), [])
+    return merged.get_column("start_ns"), merged.get_column("end_ns")
 
 
 def covered_before(seg_starts: pl.Series, seg_ends: pl.Series, at: pl.Series) -> pl.Series:

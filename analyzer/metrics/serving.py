@@ -19,8 +19,8 @@ import re
 from typing import Final
 
 import polars as pl
+from gpu_trace_analyzer.metrics.intervals import union_ns
 from gpu_trace_analyzer.metrics.op_families import kernel_families
-from gpu_trace_analyzer.metrics.timeline import union_ns
 from gpu_trace_analyzer.parsers.categories import FAMILIES
 from gpu_trace_analyzer.parsers.schema import TraceTables
 

@@ -31,7 +31,7 @@ import dataclasses
 
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
-from gpu_trace_analyzer.metrics import segments, timeline
+from gpu_trace_analyzer.metrics import intervals, segments, timeline
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Share of launched GPU time that must start inside its own step's GPU annotation for the
@@ -196,7 +196,7 @@ def queued_before_profiling(t: TraceTables) -> pl.DataFrame:
                 "end_ns": pl.Int64,
             }
         )
-    union = timeline.union_ns(queued, ["rank", "device"]).rename({"union_ns": "gpu_ns"})
+    union = intervals.union_ns(queued, ["rank", "device"]).rename({"union_ns": "gpu_ns"})
     counts = queued.group_by("rank", "device").agg(
         pl.len().alias("ops"), pl.col("end_ns").max().alias("end_ns")
     )
@@ -234,7 +234,7 @@ def step_accounting(t: TraceTables) -> pl.DataFrame:
         return _empty_accounting()
     ops = gpu_ops(t)
     own = ops.filter(pl.col("step").is_not_null())
-    busy = timeline.union_ns(own.select("rank", "step", "start_ns", "end_ns"), ["rank", "step"])
+    busy = intervals.union_ns(own.select("rank", "step", "start_ns", "end_ns"), ["rank", "step"])
     extent = own.group_by("rank", "step").agg(
         pl.len().alias("gpu_ops"),
         pl.col("start_ns").min().alias("gpu_start_ns"),

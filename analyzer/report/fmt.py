@@ -1,11 +1,20 @@
 """Number formatting at the edge: ns to ms/us/s, bytes to KB/MB/GB, shares to percent.
 
-The only place where internal units (ns, bytes) become display units.
+The only place where internal units (ns, bytes) become display units, for the sections and
+for the rules alike. Byte amounts are shown in decimal units (``KB``/``MB``/``GB``: steps of
+10^3, as bandwidths in GB/s are); the choice is written down in `parsers.schema`. Rules that
+put sizes in table columns divide by `KB`, `MB` or `GB` from here and title the column so.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Final
+
+#: Bytes per display unit (decimal).
+KB: Final = 1_000
+MB: Final = 1_000_000
+GB: Final = 1_000_000_000
 
 
 def duration(ns: float | int | None) -> str:
@@ -42,7 +51,7 @@ def size(num_bytes: float | int | None) -> str:
     if num_bytes is None:
         return "n/a"
     value = float(num_bytes)
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+    for unit, scale in (("GB", GB), ("MB", MB), ("KB", KB)):
         if abs(value) >= scale:
             return f"{value / scale:.1f} {unit}"
     return f"{value:.0f} B"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from gpu_trace_analyzer.engine import finding_to_json
+from gpu_trace_analyzer.findings import finding_to_json
 from gpu_trace_analyzer.report.model import (
     Block,
     Cell,

@@ -4,6 +4,11 @@ Rules read the one workload profile (`analyzer.metrics.workload`) through these 
 that "use FlashAttention" is not said where FlashAttention runs, "CUDA graphs" not where
 graphs replay the kernels, "torch.compile" not where Inductor produced them, and nothing on an
 inference trace speaks of gradients or micro-batches.
+
+Why here, in `analyzer.metrics`: the wording is a function of the workload profile (itself a
+metric) and of the trace's metadata, and several rules share it. Rules may import the
+analyzer's model and metrics but never each other, so shared wording cannot live in `rules/`;
+it is not report formatting either (renderers never see the profile).
 """
 
 from __future__ import annotations
