@@ -23,6 +23,7 @@ from typing import Final, Literal
 
 import polars as pl
 
+from analyzer.metrics.collectives import comms_by_launching_op
 from parsers.categories import family_of
 from parsers.schema import TraceTables
 
@@ -242,7 +243,8 @@ def _collectives(t: TraceTables) -> tuple[str, ...]:
     """Collective kinds, most GPU time first: from the comms table, else from kernel names."""
     if t.comms.height:
         by = (
-            t.comms.group_by(pl.col("collective").cast(pl.String))
+            comms_by_launching_op(t)
+            .group_by(pl.col("collective").cast(pl.String))
             .agg(pl.col("dur_ns").sum())
             .sort(["dur_ns", "collective"], descending=[True, False])
         )
