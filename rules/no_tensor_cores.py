@@ -27,6 +27,8 @@ from analyzer import devices
 from analyzer.context import AnalysisContext
 from analyzer.findings import EvidenceTable, Finding, Severity
 from analyzer.metrics import timeline
+from analyzer.metrics.launch import kernel_launch_ops
+from analyzer.metrics.op_families import conv_launched
 from analyzer.metrics.roofline import launch_external_ids
 from parsers.schema import DeviceInfo, TraceTables
 from rules import _advice
@@ -179,10 +181,10 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
     """
     kernels = timeline.in_windows(
         t.kernels.select("rank", "device", "name", "category", "start_ns", "dur_ns").with_columns(
-            launch_external_ids(t)["external_id"]
+            launch_external_ids(t)["external_id"], conv_launched(kernel_launch_ops(t))
         ),
         timeline.analysis_windows(t, "steps"),
-    ).select("rank", "device", "name", "category", "dur_ns", "external_id")
+    ).select("rank", "device", "name", "category", "dur_ns", "external_id", "conv_op")
     names = kernels.get_column("name").unique().drop_nulls()
     classes = pl.Series([kernel_class(n) for n in names.cast(pl.String).to_list()], dtype=pl.String)
     kernels = kernels.with_columns(
@@ -198,15 +200,22 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
         flagged = kernels.join(
             fp32_ops, on=["rank", "external_id"], how="left", maintain_order="left"
         ).with_columns(pl.col("_fp32_op").fill_null(False))
+    # Same basis as the op families: an fp32 GEMM-named kernel (cuDNN's sgemm engines)
+    # launched by a convolution op is an fp32 convolution.
     return flagged.with_columns(
-        pl.when(by_op).then(pl.lit(FP32_GEMM)).otherwise(pl.col("class")).alias("class"),
+        pl.when(pl.col("conv_op") & ((pl.col("class") == FP32_GEMM) | by_op))
+        .then(pl.lit(FP32_CONV))
+        .when(by_op)
+        .then(pl.lit(FP32_GEMM))
+        .otherwise(pl.col("class"))
+        .alias("class"),
         pl.when(by_op)
         .then(pl.lit("op input type"))
         .when(pl.col("class").is_not_null())
         .then(pl.lit("kernel name"))
         .otherwise(pl.lit(None, dtype=pl.String))
         .alias("basis"),
-    ).drop("_fp32_op")
+    ).drop("_fp32_op", "conv_op")
 
 
 def _fp32_matrix_ops(t: TraceTables) -> pl.DataFrame:

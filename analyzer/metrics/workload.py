@@ -37,6 +37,19 @@ _TRAINING_OP_PATTERN: Final = (
     r"^autograd::engine::evaluate_function|Backward[0-9]*$|^Optimizer\.(step|zero_grad)#"
 )
 
+#: NVTX ranges that PyTorch itself records: ops under ``emit_nvtx``, FSDP's hooks.
+_NVTX_OP_PATTERN: Final = r"^(aten|c10d|FSDP)::"
+#: NVTX range names that show a training step (user ranges and FSDP's backward hooks).
+_NVTX_TRAINING_PATTERN: Final = (
+    r"(?i)backward|optimizer|^train|_train|train_step|zero_grad|^FSDP::(pre|post)_backward"
+)
+
+
+def nvtx_count(ops: pl.DataFrame) -> int:
+    """How many of ``ops`` are NVTX ranges."""
+    return int((ops["kind"] == "nvtx").sum())
+
+
 #: (framework, regex over CPU-op / annotation / Python-frame names).
 _FRAMEWORKS: Final[tuple[tuple[str, str], ...]] = (
     ("Hugging Face pipelines", r"(^|/)transformers/pipelines/"),
@@ -153,13 +166,28 @@ def workload_profile(t: TraceTables) -> WorkloadProfile:
     if graphs:
         graph_api = "HIP graphs" if graph_calls[0].startswith("hip") else "CUDA graphs"
     stack = _stack(t)
-    cpu_ops = t.ops.filter(pl.col("kind") == "cpu_op")
+    # Nsight NVTX ranges are CPU ops too: aten ops recorded with ``emit_nvtx``, ``FSDP::*``.
+    cpu_ops = t.ops.filter(pl.col("kind").is_in(["cpu_op", "nvtx"]))
+    nvtx = cpu_ops.filter(pl.col("kind") == "nvtx")["name"].unique().drop_nulls().cast(pl.String)
+    framework_ranges = nvtx.filter(nvtx.str.contains(_NVTX_OP_PATTERN))
     if cpu_ops.height == 0:
         mode: Mode = "unknown"
         evidence: tuple[str, ...] = ("no CPU ops recorded",)
+    elif (
+        cpu_ops.height == nvtx_count(cpu_ops)
+        and not framework_ranges.len()
+        and not (nvtx.filter(nvtx.str.contains(_NVTX_TRAINING_PATTERN)).len())
+    ):
+        # Only user NVTX ranges: their absence of backward names says nothing.
+        mode, evidence = "unknown", ("only user NVTX ranges recorded (no emit_nvtx op ranges)",)
     else:
         names = cpu_ops["name"].unique().drop_nulls().cast(pl.String)
-        training = names.filter(names.str.contains(_TRAINING_OP_PATTERN))
+        training = pl.concat(
+            [
+                names.filter(names.str.contains(_TRAINING_OP_PATTERN)),
+                nvtx.filter(nvtx.str.contains(_NVTX_TRAINING_PATTERN)),
+            ]
+        ).unique()
         if training.len():
             shown = ", ".join(sorted(training.to_list())[:3])
             mode, evidence = "training", (f"backward/optimizer ops: {shown}",)
