@@ -301,3 +301,28 @@ def _collective_of(name: str) -> str:
         if re.search(pattern, name, re.IGNORECASE):
             return kind
     return "other"
+
+
+#: Serving-step annotations of decode-only steps: vLLM ``execute_32_context_0(...)_generation_32``,
+#: SGLang ``step[DECODE bs=32]`` / ``forward_decode``.
+_DECODE_STEP: Final = re.compile(
+    r"^execute_(\d+_)?context_0\b.*_generation_[1-9]|\bDECODE\b|(^|[^a-z])forward_decode\b"
+)
+#: Steps that process prompt tokens: vLLM ``execute_..._context_N`` with N > 0, SGLang
+#: ``EXTEND``/``PREFILL``/``MIXED``.
+_PREFILL_STEP: Final = re.compile(
+    r"^execute_(\d+_)?context_[1-9]|\b(PREFILL|EXTEND|MIXED)\b|(^|[^a-z])forward_(extend|prefill)\b"
+)
+
+
+def serving_decode(t: TraceTables) -> str | None:
+    """The serving-step annotation showing that every served step in the trace is decode
+    (one token per sequence: small-M GEMMs), else None (prefill or mixed steps, or no engine
+    annotation). Graph-capture runs (``capture_32_DECODE``) are not served steps."""
+    ops = t.ops.filter(pl.col("kind").is_in(["user_annotation", "python_function"]))
+    names = ops["name"].unique().drop_nulls().cast(pl.String).to_list() if ops.height else []
+    served = [n for n in names if not n.startswith("capture_")]
+    decode = [n for n in served if _DECODE_STEP.search(n)]
+    if not decode or any(_PREFILL_STEP.search(n) for n in served):
+        return None
+    return str(sorted(decode)[0])
