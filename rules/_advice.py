@@ -8,8 +8,8 @@ inference trace speaks of gradients or micro-batches.
 
 from __future__ import annotations
 
-from analyzer.context import AnalysisContext
-from analyzer.metrics.workload import WorkloadProfile, workload_profile
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 
 
 def profile(ctx: AnalysisContext) -> WorkloadProfile:

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import timeline
-from analyzer.metrics.host_blocking import copies_with_callers
-from analyzer.metrics.workload import WorkloadProfile
-from rules import _advice
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics.host_blocking import copies_with_callers
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules.base import register
 
 #: Copy directions, in report order; memsets and host-to-host copies are not GPU copies.
 _DIRECTIONS = ("HtoD", "DtoH", "DtoD", "PtoP")

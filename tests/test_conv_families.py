@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics.op_families import family_time
-from analyzer.trace import load
-from parsers.categories import family_of
-from rules.no_tensor_cores import NoTensorCores, NoTensorCoresConfig
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.op_families import family_time
+from gpu_trace_analyzer.parsers.categories import family_of
+from gpu_trace_analyzer.rules.no_tensor_cores import NoTensorCores, NoTensorCoresConfig
+from gpu_trace_analyzer.trace import load
 
 _TRACE = "hta/ns_resolution_trace"
 _CONV_OPS = re.compile(r"^aten::(cudnn_convolution\w*|convolution_backward\w*)$")

@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 
 from conftest import shared_trace
-
-from analyzer.cli import main
+from gpu_trace_analyzer.cli import main
 
 _VLLM = "tracelens/inference__vllm_decode_full__graph_execution.json.gz"
 

@@ -15,12 +15,11 @@ import json
 import polars as pl
 import pytest
 from conftest import shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics.roofline import roofline
-from analyzer.metrics.workload import serving_decode
-from analyzer.trace import load
-from parsers.categories import category_of
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.roofline import roofline
+from gpu_trace_analyzer.metrics.workload import serving_decode
+from gpu_trace_analyzer.parsers.categories import category_of
+from gpu_trace_analyzer.trace import load
 
 _VLLM = "tracelens/inference__vllm_decode_full__graph_execution.json.gz"
 _B200_PREFILL = "tracelens/b200__eager_trace.json.gz"

@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 from conftest import shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from analyzer.metrics.workload import workload_profile
-from analyzer.trace import load
-from rules.copy_bound import CopyBound, CopyBoundConfig
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.metrics.workload import workload_profile
+from gpu_trace_analyzer.rules.copy_bound import CopyBound, CopyBoundConfig
+from gpu_trace_analyzer.trace import load
 
 _NSYS = "nsys/h100_2gpu_1s.sqlite"
 

@@ -11,10 +11,9 @@ import gzip
 import json
 
 from conftest import shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.trace import load
-from rules.memory_headroom import MemoryHeadroom, MemoryHeadroomConfig
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.rules.memory_headroom import MemoryHeadroom, MemoryHeadroomConfig
+from gpu_trace_analyzer.trace import load
 
 _OWLV2 = "tracelens/mi300__google_owlv2-large-patch14-ensemble__1016001.json.gz"
 

@@ -16,10 +16,9 @@ from typing import Final
 
 import msgspec
 import polars as pl
-
-from parsers.kineto_link import DTYPE_BYTES
-from parsers.kineto_link import normalize_collective as _parser_normalize
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.kineto_link import DTYPE_BYTES
+from gpu_trace_analyzer.parsers.kineto_link import normalize_collective as _parser_normalize
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Launching ops that name a collective: ``nccl:all_to_all``, ``c10d::alltoall_base_``.
 _NCCL_OP: Final = r"^nccl:"

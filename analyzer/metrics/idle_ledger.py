@@ -35,10 +35,9 @@ from __future__ import annotations
 from typing import Final
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics import host_blocking, pystacks, segments, steps, timeline
-from analyzer.metrics.segments import Segments
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics import host_blocking, pystacks, segments, steps, timeline
+from gpu_trace_analyzer.metrics.segments import Segments
 
 CAUSES: Final = (
     "queued_boundary",
