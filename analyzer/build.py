@@ -13,6 +13,7 @@ import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.devices import resolve
 from gpu_trace_analyzer.findings import Finding, SkippedRule, order_findings
+from gpu_trace_analyzer.metrics import timeline
 from gpu_trace_analyzer.metrics.graphs import graph_replay
 from gpu_trace_analyzer.metrics.op_families import op_families
 from gpu_trace_analyzer.metrics.timeline import kernel_devices
@@ -106,7 +107,7 @@ def config_lines(ctx: AnalysisContext) -> list[list[Inline]]:
         second.append(f"{label} ({unique} profiled step{plural}{per})")
     span = _span_ns(ctx)
     if span:
-        second.append(("" if not second else " · ") + f"span {fmt.duration(span)}")
+        second.append(("" if not second else " · ") + _span_text(ctx, span))
     versions = version_labels(meta.versions)
     if versions:
         second.append(("" if not second else " · ") + ", ".join(versions[:5]))
@@ -166,6 +167,25 @@ def version_labels(versions: Mapping[str, str]) -> list[str]:
         label = "RCCL" if key == "nccl_version" and rocm else _VERSION_LABELS.get(key, key)
         labels.append(f"{label} {value}")
     return labels
+
+
+def _span_text(ctx: AnalysisContext, span: int) -> str:
+    """The trace span, and the analysis window every share is of when it differs (a trace
+    that records CPU work before and after its GPU work: 19.1 ms of trace, 10.7 ms window)."""
+    text = f"trace span {fmt.duration(span)}"
+    windows = ctx.metric("timeline.breakdown", timeline.breakdown)
+    if windows.height == 0:
+        return text
+    lengths = (windows["window_end_ns"] - windows["window_start_ns"]).to_list()
+    window = max((int(n) for n in lengths if n is not None), default=0)
+    if window <= 0 or fmt.duration(window) == fmt.duration(span):
+        return text
+    basis = (
+        "profiled steps"
+        if (windows["window_basis"] == "steps").all()
+        else "first to last GPU event"
+    )
+    return f"{text} · analysis window {fmt.duration(window)} ({basis})"
 
 
 def _span_ns(ctx: AnalysisContext) -> int | None:

@@ -28,8 +28,9 @@ _CANONICAL: Final[dict[str, str]] = {
     "barrier": "barrier",
     "wait": "wait",
 }
-#: Library prefixes of profiler record names (``nccl:all_reduce``).
-_PREFIXES: Final = ("nccl:", "rccl:")
+#: Library prefixes of profiler record and op names (``nccl:all_reduce``,
+#: ``c10d::alltoall_base_``).
+_PREFIXES: Final = ("c10d::", "nccl:", "rccl:")
 #: Variant suffixes of PyTorch's collective names (``all_gather_into_tensor_coalesced``,
 #: ``all_to_all_single``).
 _SUFFIXES: Final = ("_coalesced", "_tensor", "_into", "_base", "_single")

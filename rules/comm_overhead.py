@@ -25,7 +25,7 @@ from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import timeline
-from gpu_trace_analyzer.metrics.collectives import normalize_collective
+from gpu_trace_analyzer.metrics.collectives import comms_by_launching_op
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile
 from gpu_trace_analyzer.parsers.schema import TraceTables
 from gpu_trace_analyzer.report import fmt
@@ -181,11 +181,17 @@ def collective_table(
         ],
         rows=rows,
     )
+    total_ns = int(mine["rank_time_ns"].sum() or 0)
     stats: dict[str, float | int | str] = {
         "collective_source": "comms",
         "collective_calls": int(on_rank.height),
         "latency_basis": basis,
     }
+    for r in grouped.iter_rows(named=True):
+        if total_ns > 0:
+            stats[f"time_pct_{r['collective']}"] = round(
+                100.0 * int(r["rank_time_ns"] or 0) / total_ns, 1
+            )
     sized = on_rank.filter(pl.col("bytes").fill_null(0) > 0)
     if sized.height:
         stats["collective_bytes"] = int(sized["bytes"].sum())
@@ -221,12 +227,10 @@ def _normalized_comms(ctx: AnalysisContext) -> pl.DataFrame:
 
 
 def _normalize_comms(t: TraceTables) -> pl.DataFrame:
-    raw = pl.col("collective").cast(pl.String).fill_null("")
-    distinct = t.comms.select(raw.unique()).to_series().to_list()
-    canonical = {name: normalize_collective(name) for name in distinct}
     return (
-        t.comms.with_columns(
-            raw.replace_strict(canonical, return_dtype=pl.String).alias("collective"),
+        comms_by_launching_op(t)
+        .with_columns(
+            pl.col("collective").fill_null(""),
             pl.col("pg_name").cast(pl.String).fill_null(""),
         )
         .filter(~pl.col("collective").is_in(_NO_PAYLOAD))
@@ -318,6 +322,17 @@ def _finding(
     )
 
 
+def _shares(stats: dict[str, float | int | str], kinds: tuple[str, ...]) -> dict[str, float]:
+    """Share (%) of communication time per collective, from the evidence (``time_pct_*``);
+    without per-collective times, the profile's most-time-first order with no shares."""
+    shares = {
+        key.removeprefix("time_pct_"): float(value)
+        for key, value in stats.items()
+        if key.startswith("time_pct_") and isinstance(value, int | float)
+    }
+    return shares or dict.fromkeys(kinds, 0.0)
+
+
 def _recommendation(
     cfg: CommOverheadConfig,
     exposed_of_comm: float,
@@ -325,59 +340,91 @@ def _recommendation(
     profile: WorkloadProfile | None = None,
     library: str = "NCCL",
 ) -> str:
-    """Advice from what the numbers show (exposure, message size, volume) and from what runs:
-    DDP/FSDP advice only where they run, all-to-all advice where all-to-all dominates,
-    nothing about gradients on inference traces, RCCL named on ROCm."""
+    """Advice per collective type, most time first, in the parallelism that runs it: TorchRec
+    or MoE advice for all-to-all, FSDP prefetch for all-gather/reduce-scatter, DDP bucketing,
+    ``no_sync`` and compression hooks only for the all-reduce share of a DDP run, nothing
+    about gradients on inference traces, RCCL named on ROCm."""
     wrapper = profile.data_parallel if profile is not None else "DDP"
     training = profile is None or profile.is_training
     kinds = profile.collectives if profile is not None else ()
-    parts = []
-    if kinds and kinds[0] == "all_to_all":
+    torchrec = profile is not None and profile.uses("TorchRec")
+    shares = _shares(stats, kinds)
+    exposed = exposed_of_comm >= 50.0
+    parts: list[str] = []
+    for kind, pct in shares.items():
+        if pct and pct < 10.0 and parts:
+            continue
+        share = f" ({pct:.0f}% of communication time)" if pct else ""
+        label = {"allgather": "all-gather", "reduce_scatter": "reduce-scatter"}.get(kind, kind)
+        if kind == "all_to_all" and torchrec:
+            parts.append(
+                f"all-to-all{share} is TorchRec's sparse input and embedding distribution: "
+                "pipeline it behind compute with `TrainPipelineSparseDist` (the next batch's "
+                "input distribution overlaps this batch's forward/backward), revisit the "
+                "sharding plan (fewer table-wise shards across nodes, row/column-wise sharding "
+                "of the largest tables) to cut the bytes exchanged, and quantize the embedding "
+                "comms (`QCommsConfig` with fp16/bf16 forward and backward precision)"
+            )
+        elif kind == "all_to_all":
+            parts.append(
+                f"all-to-all{share} (MoE token dispatch or sharded embeddings): overlap it "
+                "with expert or dense compute, keep the exchange inside a node (place experts "
+                "or embedding shards so most traffic stays on NVLink/xGMI), and cut the bytes "
+                "per token (capacity factor, fp8/bf16 dispatch)"
+            )
+        elif kind in ("allgather", "reduce_scatter") and wrapper == "FSDP":
+            parts.append(
+                f"{label}{share} is FSDP's parameter gather / gradient "
+                "reduction: prefetch so it overlaps compute (`forward_prefetch=True`, "
+                "`backward_prefetch=BACKWARD_PRE`) and keep `limit_all_gathers=True` so "
+                "prefetching does not exhaust memory"
+            )
+        elif kind in ("allgather", "reduce_scatter"):
+            parts.append(
+                f"{label}{share}: issue it asynchronously (`async_op=True`) on "
+                "its own stream and wait only where the result is used, and gather fewer or "
+                "lower-precision bytes"
+            )
+        elif kind == "allreduce" and training and wrapper == "DDP":
+            overlap = (
+                "keep DDP's bucketed all-reduce running during backward (no host syncs or "
+                "`find_unused_parameters` in the step), "
+                if exposed
+                else ""
+            )
+            parts.append(
+                f"all-reduce{share} is DDP's gradient reduction: {overlap}communicate less "
+                "often with gradient accumulation (`model.no_sync()` on all but the last "
+                "micro-batch), or send less with a compression hook (`bf16_compress_hook`, "
+                "PowerSGD)"
+            )
+        elif kind == "allreduce" and training and wrapper is None:
+            parts.append(
+                f"all-reduce{share}: communicate less often: accumulate gradients locally over "
+                "several micro-batches and all-reduce once, or all-reduce them in bf16"
+            )
+        elif kind == "allreduce" and not training and exposed:
+            parts.append(
+                f"all-reduce{share}: tensor-parallel all-reduces sit on the critical path of "
+                "every layer; use the engine's fused/custom all-reduce, or a smaller "
+                "tensor-parallel degree when the model fits on fewer GPUs"
+            )
+        elif kind == "allreduce" and training and wrapper == "FSDP" and exposed:
+            parts.append(
+                f"all-reduce{share}: set FSDP `backward_prefetch=BACKWARD_PRE` and "
+                "`forward_prefetch=True` so gradient reduction overlaps backward"
+            )
+    if exposed and not parts:
         parts.append(
-            "all-to-all dominates (MoE token dispatch or sharded embeddings): overlap it with "
-            "expert or dense compute, keep the exchange inside a node (place experts or "
-            "embedding shards so most traffic stays on NVLink/xGMI), and cut the bytes per "
-            "token (capacity factor, fp8/bf16 dispatch)"
+            f"overlap {library} collectives with compute: issue them asynchronously on a "
+            "separate stream and wait only where the result is needed"
         )
-    if exposed_of_comm >= 50.0:
-        if training and wrapper == "DDP":
-            parts.append(
-                "overlap communication with compute: keep DDP's bucketed all-reduce running "
-                "during backward (no host syncs or `find_unused_parameters` in the step)"
-            )
-        elif training and wrapper == "FSDP":
-            parts.append(
-                "overlap communication with compute: set FSDP `backward_prefetch=BACKWARD_PRE` "
-                "and `forward_prefetch=True`"
-            )
-        elif not training:
-            parts.append(
-                "overlap communication with compute: tensor-parallel all-reduces sit on the "
-                "critical path of every layer; use the engine's fused/custom all-reduce, or a "
-                "smaller tensor-parallel degree when the model fits on fewer GPUs"
-            )
-        else:
-            parts.append(
-                f"overlap {library} collectives with compute: issue them asynchronously on a "
-                "separate stream and wait only where the result is needed"
-            )
     median = stats.get("median_message_bytes")
     if isinstance(median, int) and 0 < median < cfg.small_message_bytes:
         bucket = "raise DDP `bucket_cap_mb` or " if training and wrapper == "DDP" else ""
         parts.append(
             f"messages are small (median {median:,} bytes): {bucket}coalesce collectives so "
             "each call moves more data"
-        )
-    if training and wrapper == "DDP":
-        parts.append(
-            "communicate less often with gradient accumulation (`model.no_sync()` on all but "
-            "the last micro-batch), or send less with a compression hook "
-            "(`bf16_compress_hook`, PowerSGD)"
-        )
-    elif training and wrapper is None and kinds[:1] != ("all_to_all",):
-        parts.append(
-            "communicate less often: accumulate gradients locally over several micro-batches "
-            "and all-reduce once, or all-reduce them in bf16"
         )
     if not parts:
         parts.append(f"check the {library} topology and algorithm ({library}_DEBUG=INFO)")

@@ -63,6 +63,18 @@ _LOW_INFERENCE = (
     "`gpu_memory_utilization`, SGLang `--mem-fraction-static`) so more sequences run at once; "
     "a second model replica on the same GPU is another use."
 )
+#: Inference with no serving engine seen: no engine flags.
+_LOW_MODEL = (
+    "The device has memory to spare: run more inputs per forward pass (batch requests or "
+    "frames together); a second model replica on the same GPU is another use."
+)
+#: Hugging Face pipelines (no serving engine): the pipeline's own batching knob.
+_LOW_PIPELINE = (
+    "The device has memory to spare: run more inputs per forward pass: pass `batch_size` to "
+    "the pipeline (`pipeline(..., batch_size=8)`, or `pipe(inputs, batch_size=8)`) with a list "
+    "or dataset of inputs instead of one input per call, raising it until peak memory "
+    "approaches about 80-85% of the device."
+)
 _LOW_TITLE_INFERENCE = "Device memory headroom unused"
 
 
@@ -170,10 +182,13 @@ def _trace_peaks(tables: TraceTables) -> pl.DataFrame:
     Old traces (2021) carry only each event's signed ``Bytes``: their running sum is what was
     allocated since profiling began, a lower bound of the peak (``exact`` False).
     """
-    mem = tables.memory.filter(pl.col("device") >= 0)
+    mem, moved = _on_kernel_device(tables, tables.memory.filter(pl.col("device") >= 0))
     totals = {
         (d.rank, d.device): d.total_mem_bytes for d in tables.meta.devices if d.total_mem_bytes
     }
+    for (rank, source), target in moved.items():  # the same GPU under its kernels' number
+        if (rank, target) not in totals and (rank, source) in totals:
+            totals[(rank, target)] = totals[(rank, source)]
     if mem.height == 0 or not totals:
         return _empty()
     keys = ["rank", "device"]
@@ -212,6 +227,41 @@ def _trace_peaks(tables: TraceTables) -> pl.DataFrame:
         .select(list(_SCHEMA))
         .cast(_SCHEMA)
     )
+
+
+def _on_kernel_device(
+    tables: TraceTables, mem: pl.DataFrame
+) -> tuple[pl.DataFrame, dict[tuple[int, int], int]]:
+    """`[memory]` events renumbered onto the device the rank's kernels ran on, and the
+    renumbering ((rank, memory device) -> kernel device).
+
+    The allocator numbers devices as the process sees them (``Device Id`` 0 under
+    ``CUDA_VISIBLE_DEVICES=2``) while kernels carry the physical index (2): when a rank ran
+    kernels on one device and its memory events name one other device, they are the same GPU.
+    """
+    if mem.height == 0 or tables.kernels.height == 0:
+        return mem, {}
+    kernel_dev = tables.kernels.group_by("rank").agg(pl.col("device").unique().alias("_kdev"))
+    mem_dev = mem.group_by("rank").agg(pl.col("device").unique().alias("_mdev"))
+    single = (
+        kernel_dev.join(mem_dev, on="rank")
+        .filter((pl.col("_kdev").list.len() == 1) & (pl.col("_mdev").list.len() == 1))
+        .select(
+            "rank",
+            pl.col("_mdev").list.first().alias("_from"),
+            pl.col("_kdev").list.first().cast(pl.Int32).alias("_to"),
+        )
+        .filter(pl.col("_from") != pl.col("_to"))
+    )
+    if single.height == 0:
+        return mem, {}
+    moved = {(int(r), int(f)): int(d) for r, f, d in single.iter_rows()}
+    renumbered = (
+        mem.join(single.drop("_from"), on="rank", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_to", "device").cast(mem.schema["device"]).alias("device"))
+        .drop("_to")
+    )
+    return renumbered, moved
 
 
 def _counter_peaks(tables: TraceTables) -> pl.DataFrame:
@@ -323,9 +373,13 @@ def _advice_for(high: bool, training: bool, profile: WorkloadProfile | None) -> 
     """The recommendation for the workload: training, serving engine, other inference."""
     if training:
         return _HIGH if high else _LOW
+    engine = profile.serving_engine if profile is not None else None
+    if not high and engine is None and profile is not None:
+        if profile.uses("Hugging Face pipelines"):
+            return _LOW_PIPELINE
+        return _LOW_MODEL
     if not high:
         return _LOW_INFERENCE
-    engine = profile.serving_engine if profile is not None else None
     return _HIGH_SERVING.format(engine=engine) if engine else _HIGH_INFERENCE
 
 

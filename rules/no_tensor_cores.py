@@ -28,6 +28,8 @@ from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
 from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import intervals, timeline
 from gpu_trace_analyzer.metrics.host_blocking import window_scope
+from gpu_trace_analyzer.metrics.launch import kernel_launch_ops
+from gpu_trace_analyzer.metrics.op_families import conv_launched
 from gpu_trace_analyzer.metrics.roofline import launch_external_ids
 from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceTables
 from gpu_trace_analyzer.rules.base import RuleConfig, register
@@ -178,10 +180,10 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
     """
     kernels = intervals.in_windows(
         t.kernels.select("rank", "device", "name", "category", "start_ns", "dur_ns").with_columns(
-            launch_external_ids(t)["external_id"]
+            launch_external_ids(t)["external_id"], conv_launched(kernel_launch_ops(t))
         ),
         timeline.analysis_windows(t, "steps"),
-    ).select("rank", "device", "name", "category", "dur_ns", "external_id")
+    ).select("rank", "device", "name", "category", "dur_ns", "external_id", "conv_op")
     names = kernels.get_column("name").unique().drop_nulls()
     classes = pl.Series([kernel_class(n) for n in names.cast(pl.String).to_list()], dtype=pl.String)
     kernels = kernels.with_columns(
@@ -197,15 +199,22 @@ def classified_kernels(t: TraceTables) -> pl.DataFrame:
         flagged = kernels.join(
             fp32_ops, on=["rank", "external_id"], how="left", maintain_order="left"
         ).with_columns(pl.col("_fp32_op").fill_null(False))
+    # Same basis as the op families: an fp32 GEMM-named kernel (cuDNN's sgemm engines)
+    # launched by a convolution op is an fp32 convolution.
     return flagged.with_columns(
-        pl.when(by_op).then(pl.lit(FP32_GEMM)).otherwise(pl.col("class")).alias("class"),
+        pl.when(pl.col("conv_op") & ((pl.col("class") == FP32_GEMM) | by_op))
+        .then(pl.lit(FP32_CONV))
+        .when(by_op)
+        .then(pl.lit(FP32_GEMM))
+        .otherwise(pl.col("class"))
+        .alias("class"),
         pl.when(by_op)
         .then(pl.lit("op input type"))
         .when(pl.col("class").is_not_null())
         .then(pl.lit("kernel name"))
         .otherwise(pl.lit(None, dtype=pl.String))
         .alias("basis"),
-    ).drop("_fp32_op")
+    ).drop("_fp32_op", "conv_op")
 
 
 def _fp32_matrix_ops(t: TraceTables) -> pl.DataFrame:

@@ -148,7 +148,13 @@ def test_comm_advice_follows_the_profile() -> None:
     assert "DDP" not in text and "gradient" not in text and "tensor-parallel" in text
     a2a = WorkloadProfile("training", frameworks=("TorchRec",), collectives=("all_to_all",))
     text = comm_advice(cfg, 80.0, stats, a2a, "NCCL")
-    assert text.startswith("All-to-all dominates") and "DDP" not in text
+    assert text.startswith("All-to-all is TorchRec's") and "DDP" not in text
+    assert "TrainPipelineSparseDist" in text
+    fsdp = WorkloadProfile("training", frameworks=("FSDP",), collectives=("allgather",))
+    shares: dict[str, float | int | str] = {"time_pct_allgather": 70.0, "time_pct_allreduce": 30.0}
+    text = comm_advice(cfg, 80.0, shares, fsdp, "NCCL")
+    assert text.startswith("All-gather (70% of communication time) is FSDP's")
+    assert "limit_all_gathers" in text and "no_sync" not in text
 
 
 def _rocm_gemms(tmp_path: Path, m: int, n: int, k: int, efficiency: float) -> Path:

@@ -1,6 +1,10 @@
 """GPU time by op family: what dominates the run, the first thing a report says.
 
-Each kernel's family comes from its name (`parsers.categories.family_of`), except kernels of
+Each kernel's family comes from its launching op first, its name (`parsers.categories.family_of`)
+only when no op says more: a GEMM-named kernel (cuDNN's ``sgemm`` / ``implicit_gemm`` engines)
+launched by a convolution op (``aten::cudnn_convolution``, ``aten::convolution_backward``,
+``miopen_*convolution``) is convolution work; so are kernels of those ops that no name row
+matches. Further exceptions: kernels of
 an unfused attention chain (`analyzer.metrics.attention`), which are ``attention_unfused``
 whatever their names, GEMMs launched from an MoE op (expert GEMMs, ``moe``), and elementwise
 kernels launched inside ``Optimizer.step`` (foreach updates, ``optimizer``). Memory
@@ -22,6 +26,16 @@ from gpu_trace_analyzer.metrics.attention import UnfusedAttention, unfused_atten
 from gpu_trace_analyzer.metrics.launch import kernel_launch_ops
 from gpu_trace_analyzer.parsers.categories import FAMILIES, families
 from gpu_trace_analyzer.parsers.schema import TraceTables
+
+#: CPU ops that launch convolution work, whatever their kernels are called.
+CONV_OP_PATTERN = (
+    r"^aten::(cudnn_convolution\w*|miopen_\w*convolution\w*|convolution_backward\w*"
+    r"|_convolution\w*|convolution|conv\d?d\w*|conv_transpose\d?d\w*|mkldnn_convolution\w*"
+    r"|_slow_conv\w*|slow_conv\w*|thnn_conv\w*|cudnn_convolution_transpose\w*)$"
+)
+#: Name families that a convolution op's kernel is counted as convolution from (layout
+#: transposes, copies and elementwise kernels of a conv op keep their own family).
+_CONV_OVERRIDABLE = ("gemm", "conv", "other")
 
 #: Columns of `FamilyTime.table`.
 FAMILY_COLUMNS = ("family", "label", "gpu_ns", "share_pct", "calls", "top_ops")
@@ -110,10 +124,26 @@ def inside_ops(t: TraceTables, launch: pl.DataFrame, pattern: str) -> pl.Series:
     return pl.int_range(t.kernels.height, eager=True).is_in(hits["_row"].implode()).alias("inside")
 
 
+def conv_launched(launch: pl.DataFrame) -> pl.Series:
+    """Per kernel (`kernel_launch_ops` order): launched by a convolution op."""
+    return (
+        launch["launch_op_name"]
+        .cast(pl.String)
+        .str.contains(CONV_OP_PATTERN)
+        .fill_null(False)
+        .alias("conv_op")
+    )
+
+
 def family_time(t: TraceTables, top_ops: int = 2) -> FamilyTime:
     """GPU time per family over kernels and memory operations, largest first."""
     launch = kernel_launch_ops(t)
     fam = kernel_families(t)
+    # The launching op decides first: a convolution op's GEMM-named kernels are convolution.
+    by_conv_op = conv_launched(launch) & fam.is_in(_CONV_OVERRIDABLE)
+    if by_conv_op.any():
+        fam = pl.select(pl.when(by_conv_op).then(pl.lit("conv")).otherwise(fam)).to_series()
+        fam = fam.alias("family")
     # Elementwise foreach kernels launched by an optimizer step are the optimizer's update.
     in_step = inside_ops(t, launch, r"^Optimizer\.step#")
     if in_step.any():

@@ -22,6 +22,13 @@ Classification
     clipped. Kernels no modeled op claims are classified from their name category and marked
     ``basis = "heuristic"``: gemm/attention/conv count as compute-bound, elementwise/
     reduction/norm/copy as memory-bound, the rest (communication, other) as unclassified.
+    Except in decode: when every served step the trace annotates is decode
+    (`analyzer.metrics.workload.serving_decode`), name-only GEMM and MoE-expert kernels are
+    *unclassified*, not compute-bound. A decode GEMM has M = the batch's sequence count (32
+    rows against a 2880 x 201088 weight: ~32 FLOP/byte, far left of an H100/MI300X ridge of
+    ~250), so it is usually memory-bound, but without its shapes the intensity is unknown;
+    calling it either way would be a guess, and the compute-bound default inverted the
+    headline split on vLLM decode traces. The reason is in ``RooflineSummary.unclassified_note``.
     On a device the database does not know, every kernel is heuristic and no roof applies.
 
 Use `roofline(ctx)` (cached on the analysis context). Shares in `RooflineSummary` are
@@ -42,6 +49,7 @@ from gpu_trace_analyzer.metrics.intervals import join_within_rank
 from gpu_trace_analyzer.metrics.perf_model import KEY_COLUMNS, may_have_cost, op_costs
 from gpu_trace_analyzer.metrics.steps import without_queued
 from gpu_trace_analyzer.metrics.timeline import as_strings, kernel_devices, per_tables
+from gpu_trace_analyzer.metrics.workload import serving_decode
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
 METRIC_NAME: Final = "roofline"
@@ -89,6 +97,10 @@ class RooflineSummary:
     tensor_peak_tflops: float | None = None
     tensor_pct_of_peak: float | None = None
     unknown_devices: tuple[str, ...] = ()
+    unclassified_note: str = ""
+    """Why name-only GEMM kernels are unclassified here (decode steps), else empty."""
+    decode_step: str = ""
+    """The decode-step annotation the note rests on (empty when none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +157,29 @@ def compute(tables: TraceTables, options: AnalysisOptions) -> Roofline:
     instances = _op_instances(linked)
     classified = _classify_instances(instances, devices)
     per_kernel = _kernel_rows(linked, classified, devices, used)
+    decode = serving_decode(tables)
+    note = ""
+    if decode is not None:
+        name_only_gemm = (pl.col("basis") == "heuristic") & (pl.col("category") == "gemm")
+        if per_kernel.select(name_only_gemm.any()).item():
+            per_kernel = per_kernel.with_columns(
+                pl.when(name_only_gemm)
+                .then(pl.lit("unclassified"))
+                .otherwise(pl.col("bound"))
+                .alias("bound")
+            )
+            note = (
+                "every served step is decode: its GEMM and MoE-expert "
+                "kernels multiply one token per sequence (small M), usually memory-bound, but "
+                "without recorded shapes their intensity is unknown, so kernels classified by "
+                "name only are left unclassified rather than called compute-bound"
+            )
     groups = _op_groups(per_kernel)
-    summary = _summary(per_kernel, groups, devices, used)
+    summary = replace(
+        _summary(per_kernel, groups, devices, used),
+        unclassified_note=note,
+        decode_step=decode or "" if note else "",
+    )
     return Roofline(_as_strings(per_kernel), groups, summary, devices)
 
 

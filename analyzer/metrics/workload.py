@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import polars as pl
+from gpu_trace_analyzer.metrics.collectives import comms_by_launching_op
 from gpu_trace_analyzer.parsers.categories import family_of
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
@@ -34,6 +35,19 @@ _GRAPH_LAUNCH_PATTERN: Final = r"^(cuda|hip)GraphLaunch"
 _TRAINING_OP_PATTERN: Final = (
     r"^autograd::engine::evaluate_function|Backward[0-9]*$|^Optimizer\.(step|zero_grad)#"
 )
+
+#: NVTX ranges that PyTorch itself records: ops under ``emit_nvtx``, FSDP's hooks.
+_NVTX_OP_PATTERN: Final = r"^(aten|c10d|FSDP)::"
+#: NVTX range names that show a training step (user ranges and FSDP's backward hooks).
+_NVTX_TRAINING_PATTERN: Final = (
+    r"(?i)backward|optimizer|^train|_train|train_step|zero_grad|^FSDP::(pre|post)_backward"
+)
+
+
+def nvtx_count(ops: pl.DataFrame) -> int:
+    """How many of ``ops`` are NVTX ranges."""
+    return int((ops["kind"] == "nvtx").sum())
+
 
 #: (framework, regex over CPU-op / annotation / Python-frame names).
 _FRAMEWORKS: Final[tuple[tuple[str, str], ...]] = (
@@ -151,13 +165,28 @@ def workload_profile(t: TraceTables) -> WorkloadProfile:
     if graphs:
         graph_api = "HIP graphs" if graph_calls[0].startswith("hip") else "CUDA graphs"
     stack = _stack(t)
-    cpu_ops = t.ops.filter(pl.col("kind") == "cpu_op")
+    # Nsight NVTX ranges are CPU ops too: aten ops recorded with ``emit_nvtx``, ``FSDP::*``.
+    cpu_ops = t.ops.filter(pl.col("kind").is_in(["cpu_op", "nvtx"]))
+    nvtx = cpu_ops.filter(pl.col("kind") == "nvtx")["name"].unique().drop_nulls().cast(pl.String)
+    framework_ranges = nvtx.filter(nvtx.str.contains(_NVTX_OP_PATTERN))
     if cpu_ops.height == 0:
         mode: Mode = "unknown"
         evidence: tuple[str, ...] = ("no CPU ops recorded",)
+    elif (
+        cpu_ops.height == nvtx_count(cpu_ops)
+        and not framework_ranges.len()
+        and not (nvtx.filter(nvtx.str.contains(_NVTX_TRAINING_PATTERN)).len())
+    ):
+        # Only user NVTX ranges: their absence of backward names says nothing.
+        mode, evidence = "unknown", ("only user NVTX ranges recorded (no emit_nvtx op ranges)",)
     else:
         names = cpu_ops["name"].unique().drop_nulls().cast(pl.String)
-        training = names.filter(names.str.contains(_TRAINING_OP_PATTERN))
+        training = pl.concat(
+            [
+                names.filter(names.str.contains(_TRAINING_OP_PATTERN)),
+                nvtx.filter(nvtx.str.contains(_NVTX_TRAINING_PATTERN)),
+            ]
+        ).unique()
         if training.len():
             shown = ", ".join(sorted(training.to_list())[:3])
             mode, evidence = "training", (f"backward/optimizer ops: {shown}",)
@@ -241,7 +270,8 @@ def _collectives(t: TraceTables) -> tuple[str, ...]:
     """Collective kinds, most GPU time first: from the comms table, else from kernel names."""
     if t.comms.height:
         by = (
-            t.comms.group_by(pl.col("collective").cast(pl.String))
+            comms_by_launching_op(t)
+            .group_by(pl.col("collective").cast(pl.String))
             .agg(pl.col("dur_ns").sum())
             .sort(["dur_ns", "collective"], descending=[True, False])
         )
@@ -270,3 +300,28 @@ def _collective_of(name: str) -> str:
         if re.search(pattern, name, re.IGNORECASE):
             return kind
     return "other"
+
+
+#: Serving-step annotations of decode-only steps: vLLM ``execute_32_context_0(...)_generation_32``,
+#: SGLang ``step[DECODE bs=32]`` / ``forward_decode``.
+_DECODE_STEP: Final = re.compile(
+    r"^execute_(\d+_)?context_0\b.*_generation_[1-9]|\bDECODE\b|(^|[^a-z])forward_decode\b"
+)
+#: Steps that process prompt tokens: vLLM ``execute_..._context_N`` with N > 0, SGLang
+#: ``EXTEND``/``PREFILL``/``MIXED``.
+_PREFILL_STEP: Final = re.compile(
+    r"^execute_(\d+_)?context_[1-9]|\b(PREFILL|EXTEND|MIXED)\b|(^|[^a-z])forward_(extend|prefill)\b"
+)
+
+
+def serving_decode(t: TraceTables) -> str | None:
+    """The serving-step annotation showing that every served step in the trace is decode
+    (one token per sequence: small-M GEMMs), else None (prefill or mixed steps, or no engine
+    annotation). Graph-capture runs (``capture_32_DECODE``) are not served steps."""
+    ops = t.ops.filter(pl.col("kind").is_in(["user_annotation", "python_function"]))
+    names = ops["name"].unique().drop_nulls().cast(pl.String).to_list() if ops.height else []
+    served = [n for n in names if not n.startswith("capture_")]
+    decode = [n for n in served if _DECODE_STEP.search(n)]
+    if not decode or any(_PREFILL_STEP.search(n) for n in served):
+        return None
+    return str(sorted(decode)[0])

@@ -110,6 +110,8 @@ def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     note = "modeled from shapes and device peaks"
     if s.heuristic_share > 0:
         note = f"{fmt.pct(100.0 * s.heuristic_share)} of kernel time classified by name only"
+    if s.unclassified_note:
+        note += "; decode steps: name-only GEMM/MoE kernels left unclassified (no shapes)"
     if s.unknown_devices:
         note += "; device unknown: pass --device for a roofline"
     rows.append(

@@ -69,6 +69,14 @@ def _intro(summary: RooflineSummary, ctx: AnalysisContext) -> Paragraph:
         "kernels count as compute-bound, elementwise, reduction, norm and copy kernels as "
         "memory-bound).",
     ]
+    if summary.unclassified_note:
+        parts.extend(
+            [
+                " Except here (step ",
+                Code(summary.decode_step[:100]),
+                "): " + summary.unclassified_note + ".",
+            ]
+        )
     has_shapes = ctx.tables.ops.filter(pl.col("input_dims").is_not_null()).height > 0
     if not has_shapes:
         parts.append(
@@ -91,7 +99,14 @@ def _bound_table(s: RooflineSummary) -> Table:
             fmt.pct(100 * s.heuristic_memory_bound_share),
             fmt.pct(100 * s.memory_bound_share),
         ],
-        ["unclassified (communication, other)", "", "", fmt.pct(100 * s.unclassified_share)],
+        [
+            "unclassified (communication, other"
+            + (", name-only decode GEMMs" if s.unclassified_note else "")
+            + ")",
+            "",
+            "",
+            fmt.pct(100 * s.unclassified_share),
+        ],
     ]
     return Table(
         ["GPU time", "modeled", "heuristic", "total"],

@@ -30,7 +30,9 @@ def build(ctx: AnalysisContext, charts: bool = False) -> Section | None:
         Paragraph.of(
             f"GPU time by op family over {fmt.ms(fam.total_ns, 2)} ms of kernels and memory "
             "operations (sum of durations; overlapping streams count in full). Families come "
-            "from kernel names; unfused attention from the shapes of the ops that launched it."
+            "from the launching op where it decides (a convolution op's GEMM-named kernels are "
+            "convolution), else from kernel names; unfused attention from the shapes of the "
+            "ops that launched it."
         ),
         family_table(fam),
     ]

@@ -1,0 +1,265 @@
+"""copy-bound: memory copies take a large share of the GPU's busy time.
+
+A GPU that is "busy" copying is not computing: when host-to-device parameter copies (FSDP or
+DeepSpeed CPU offload, tensors rebuilt on the host every step) fill most of the busy time, the
+job runs at the speed of the PCIe/host path, and no kernel or sync change helps. Per (rank,
+device) inside the analysis window: copy time is the union of memcpy intervals (memsets are
+not copies), busy time the union of kernels, copies and memsets
+(`analyzer.metrics.timeline.breakdown`). The rule fires when copies reach
+``warning_busy_pct`` of busy time and ``min_window_pct`` of the window; it reports, per
+direction (HtoD, DtoH, DtoD, PtoP), bytes, GPU time and achieved GB/s (bytes / summed copy
+durations), and the CPU op and enclosing annotation or NVTX range that issued the copies
+(``aten::copy_`` under ``FSDP::pre_forward (...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
+from gpu_trace_analyzer.metrics import intervals, timeline
+from gpu_trace_analyzer.metrics.host_blocking import copies_with_callers
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile
+from gpu_trace_analyzer.rules.base import register
+
+#: Copy directions, in report order; memsets and host-to-host copies are not GPU copies.
+_DIRECTIONS = ("HtoD", "DtoH", "DtoD", "PtoP")
+
+
+@dataclass(frozen=True, slots=True)
+class CopyBoundConfig:
+    """Thresholds of copy-bound."""
+
+    warning_busy_pct: float = 30.0
+    """Copy share of GPU busy time at which the rule fires (a warning)."""
+    critical_busy_pct: float = 60.0
+    """Copy share of GPU busy time at which the finding becomes critical."""
+    min_window_pct: float = 5.0
+    """Copy time as a share of the window under which nothing is reported: a mostly idle
+    GPU whose few busy moments are copies has an idle problem, not a copy problem."""
+    top_sources: int = 5
+    """How many issuing ops / ranges the evidence table lists."""
+
+
+@register
+class CopyBound:
+    """Memory copies dominate GPU busy time: GB/s per direction and who issues them."""
+
+    id: ClassVar[str] = "copy-bound"
+    title: ClassVar[str] = "Memory copies take most of the GPU's busy time"
+    description: ClassVar[str] = (
+        "Memcpy time over 30% of GPU busy time (critical over 60%): bytes, time and GB/s "
+        "per direction, the op or NVTX range issuing the copies, advice by context."
+    )
+    needs: ClassVar[frozenset[str]] = frozenset({"memops"})
+    Config: ClassVar[type[CopyBoundConfig]] = CopyBoundConfig
+
+    def check(self, ctx: AnalysisContext, cfg: CopyBoundConfig) -> Iterable[Finding]:
+        """One finding for the device with the most copy time, when copies dominate."""
+        copies = copies_with_callers(ctx).filter(pl.col("kind").cast(pl.String).is_in(_DIRECTIONS))
+        if copies.height == 0:
+            return
+        per_device = _copy_shares(ctx, copies)
+        over = per_device.filter(
+            (pl.col("copy_busy_pct") >= cfg.warning_busy_pct)
+            & (pl.col("copy_window_pct") >= cfg.min_window_pct)
+        )
+        if over.height == 0:
+            return
+        worst = over.sort(["copy_ns", "rank"], descending=[True, False]).row(0, named=True)
+        mine = copies.filter(
+            (pl.col("rank") == worst["rank"]) & (pl.col("device") == worst["device"])
+        )
+        yield _finding(cfg, worst, mine, over.height, _advice.profile(ctx))
+
+
+def _copy_shares(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame:
+    """Per (rank, device): copy union (ns), busy time, span, and the copy shares (%)."""
+    breakdown = ctx.metric("timeline.breakdown", timeline.breakdown)
+    clipped = copies.select(
+        "rank",
+        "device",
+        pl.max_horizontal("start_ns", "window_start_ns").alias("start_ns"),
+        pl.min_horizontal(pl.col("start_ns") + pl.col("dur_ns"), "window_end_ns").alias("end_ns"),
+    ).filter(pl.col("end_ns") > pl.col("start_ns"))
+    union = intervals.union_ns(clipped, ["rank", "device"]).rename({"union_ns": "copy_ns"})
+    return (
+        breakdown.join(union, on=["rank", "device"], how="inner")
+        .filter(pl.col("busy_ns") > 0)
+        .with_columns(
+            (100.0 * pl.col("copy_ns") / pl.col("busy_ns")).alias("copy_busy_pct"),
+            (100.0 * pl.col("copy_ns") / pl.col("span_ns")).alias("copy_window_pct"),
+        )
+    )
+
+
+def _directions(copies: pl.DataFrame) -> pl.DataFrame:
+    """Per direction: copies, bytes, summed GPU time and GB/s, most time first."""
+    return (
+        copies.group_by(pl.col("kind").cast(pl.String).alias("kind"))
+        .agg(
+            pl.len().alias("copies"),
+            pl.col("bytes").fill_null(0).sum().alias("bytes"),
+            pl.col("dur_ns").sum().alias("gpu_ns"),
+        )
+        .with_columns(
+            pl.when(pl.col("gpu_ns") > 0)
+            .then(pl.col("bytes") / pl.col("gpu_ns"))
+            .otherwise(None)
+            .alias("gbps")
+        )
+        .sort(["gpu_ns", "kind"], descending=[True, False])
+    )
+
+
+def _sources(copies: pl.DataFrame, top: int) -> pl.DataFrame:
+    """Per (direction, issuing op, enclosing range): copies, bytes, GPU time, most first."""
+    return (
+        copies.with_columns(
+            pl.col("kind").cast(pl.String),
+            pl.col("op").fill_null("(not linked to a CPU op)"),
+            pl.col("under").fill_null(""),
+        )
+        .group_by("kind", "op", "under")
+        .agg(
+            pl.len().alias("copies"),
+            pl.col("bytes").fill_null(0).sum().alias("bytes"),
+            pl.col("dur_ns").sum().alias("gpu_ns"),
+        )
+        .sort(["gpu_ns", "kind", "op", "under"], descending=[True, False, False, False])
+        .head(top)
+    )
+
+
+def _finding(
+    cfg: CopyBoundConfig,
+    row: dict[str, Any],
+    copies: pl.DataFrame,
+    devices: int,
+    profile: WorkloadProfile,
+) -> Finding:
+    """The finding for one device: copy share, per-direction bandwidth, issuing ranges."""
+    rank, device = int(row["rank"]), int(row["device"])
+    busy_pct, window_pct = float(row["copy_busy_pct"]), float(row["copy_window_pct"])
+    severity = Severity.CRITICAL if busy_pct >= cfg.critical_busy_pct else Severity.WARNING
+    directions = _directions(copies)
+    sources = _sources(copies, cfg.top_sources)
+    top = directions.row(0, named=True)
+    compute_pct = 100.0 * int(row["compute_ns"]) / int(row["span_ns"]) if row["span_ns"] else 0.0
+    named = sources.filter(~pl.col("op").str.starts_with("(not linked"))
+    issuer = ""
+    if named.height:
+        first = named.row(0, named=True)
+        where = f" under `{first['under']}`" if first["under"] else ""
+        issuer = f" The largest linked source is `{first['op']}`{where}."
+    rate = f" at {top['gbps']:.1f} GB/s" if top["gbps"] else ""
+    summary = (
+        f"Memory copies on rank {rank} device {device} take {busy_pct:.1f}% of the GPU's busy "
+        f"time ({int(row['copy_ns']) / 1e6:.1f} ms, {window_pct:.1f}% of the window) while "
+        f"compute kernels take {compute_pct:.1f}% of the window: the GPU mostly waits on "
+        f"copies. Most is {top['kind']}: {int(top['copies'])} copies, "
+        f"{int(top['bytes']) / 1e9:.2f} GB in {int(top['gpu_ns']) / 1e6:.1f} ms{rate}.{issuer}"
+    )
+    evidence: dict[str, float | int | str] = {
+        "rank": rank,
+        "device": device,
+        "copy_ns": int(row["copy_ns"]),
+        "busy_ns": int(row["busy_ns"]),
+        "compute_ns": int(row["compute_ns"]),
+        "span_ns": int(row["span_ns"]),
+        "copy_busy_pct": round(busy_pct, 2),
+        "copy_window_pct": round(window_pct, 2),
+        "devices_over_threshold": devices,
+        "top_direction": str(top["kind"]),
+    }
+    for r in directions.iter_rows(named=True):
+        evidence[f"{r['kind']}_bytes"] = int(r["bytes"])
+        evidence[f"{r['kind']}_gpu_ns"] = int(r["gpu_ns"])
+        if r["gbps"]:
+            evidence[f"{r['kind']}_gbps"] = round(float(r["gbps"]), 2)
+    if named.height:
+        evidence["top_issuing_op"] = str(named["op"][0])
+        evidence["top_issuing_range"] = str(named["under"][0])
+    table_rows: list[list[str | int | float | None]] = [
+        [
+            str(r["kind"]),
+            int(r["copies"]),
+            round(int(r["bytes"]) / 1e9, 3),
+            round(int(r["gpu_ns"]) / 1e6, 3),
+            None if r["gbps"] is None else round(float(r["gbps"]), 2),
+            "(all)",
+            "",
+        ]
+        for r in directions.iter_rows(named=True)
+    ]
+    table_rows += [
+        [
+            str(r["kind"]),
+            int(r["copies"]),
+            round(int(r["bytes"]) / 1e9, 3),
+            round(int(r["gpu_ns"]) / 1e6, 3),
+            round(int(r["bytes"]) / int(r["gpu_ns"]), 2) if r["gpu_ns"] else None,
+            str(r["op"]),
+            str(r["under"]),
+        ]
+        for r in sources.iter_rows(named=True)
+    ]
+    return Finding(
+        rule_id=CopyBound.id,
+        severity=severity,
+        title=CopyBound.title,
+        summary=summary,
+        evidence=evidence,
+        recommendation=_recommendation(str(top["kind"]), sources, profile),
+        scope=Scope(
+            rank=rank if devices == 1 else None,
+            device=device if devices == 1 else None,
+            start_ns=int(row["window_start_ns"]),
+            end_ns=int(row["window_end_ns"]),
+        ),
+        impact_ns=int(row["copy_ns"]),
+        table=EvidenceTable(
+            columns=["direction", "copies", "GB", "GPU ms", "GB/s", "CPU op", "under"],
+            rows=table_rows,
+        ),
+    )
+
+
+def _recommendation(direction: str, sources: pl.DataFrame, profile: WorkloadProfile) -> str:
+    """Advice by what copies and who issues them: FSDP CPU offload, host tensors, DtoD."""
+    ranges = " ".join(sources["under"].to_list() + sources["op"].to_list())
+    fsdp = "FSDP" in ranges or profile.data_parallel == "FSDP"
+    if direction == "HtoD" and fsdp:
+        text = (
+            "These host-to-device copies are FSDP bringing parameters back from CPU offload "
+            "(`FSDP::pre_forward`): if the sharded parameters fit in GPU memory, drop "
+            "`CPUOffload(offload_params=True)`; otherwise shard over more GPUs so less is "
+            "offloaded, and prefetch (`forward_prefetch=True`"
+            + (", `backward_prefetch=BACKWARD_PRE`" if profile.is_training else "")
+            + ") so the next unit's copy overlaps this unit's compute"
+        )
+    elif direction == "HtoD":
+        text = (
+            "Keep the data on the device: create tensors there (`device=` at construction) "
+            "instead of rebuilding them on the host each step; for inputs that must come "
+            "from the host, copy from pinned memory with `.to(device, non_blocking=True)` on "
+            "a side stream one step ahead so the copy overlaps compute"
+        )
+    elif direction == "DtoH":
+        text = (
+            "Keep results on the GPU: read back only what the host needs, once per step "
+            "(accumulate metrics on the device), into pinned buffers with "
+            "`non_blocking=True` so the copy overlaps the next step's compute"
+        )
+    else:
+        text = (
+            "Avoid device-side copies: drop `.contiguous()`, `.clone()` and dtype/layout "
+            "conversions that materialize copies (keep one layout end to end, use in-place "
+            "ops, preallocate and write into buffers)"
+        )
+    return text + "."
