@@ -13,7 +13,7 @@ import polars as pl
 
 from analyzer.context import AnalysisContext
 from analyzer.devices import resolve
-from analyzer.findings import Finding, SkippedRule, order_findings
+from analyzer.findings import Finding, Severity, SkippedRule, order_findings
 from analyzer.metrics.graphs import graph_replay
 from analyzer.metrics.op_families import op_families
 from analyzer.metrics.timeline import kernel_devices
@@ -181,11 +181,17 @@ def _span_ns(ctx: AnalysisContext) -> int | None:
 
 
 def _verdict(ctx: AnalysisContext, findings: Sequence[Finding]) -> Paragraph | None:
-    """Where the time goes (largest op family first), then the top finding and its fix."""
+    """Where the time goes (largest op family first), then the top actionable finding (a
+    warning or critical one) and its fix. An informational finding never becomes the
+    verdict: without an actionable one the verdict says so."""
     lead = overview.family_sentence(ctx)
-    if not findings:
-        return Paragraph.of(lead) if lead else None
-    top = findings[0]
+    actionable = [f for f in findings if f.severity >= Severity.WARNING]
+    if not actionable:
+        if not findings:
+            return Paragraph.of(lead) if lead else None
+        calm = "No actionable problem found: the findings below are informational."
+        return Paragraph.of(f"{lead} {calm}" if lead else calm)
+    top = actionable[0]
     summary = Paragraph.from_prose(top.summary)
     advice = Paragraph.from_prose(top.recommendation)
     opening: tuple[str, ...] = (lead, " ") if lead else ()
