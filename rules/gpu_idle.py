@@ -197,7 +197,7 @@ def _claimed_table(
     return EvidenceTable(
         columns=["ledger row", "op or Python frame", "GPU idle ms"],
         rows=[
-            [str(r["cause"]), str(r["detail"] or "(none recorded)"), round(r["idle_ns"] / 1e6, 3)]
+            [str(r["cause"]), _row_words(r), round(r["idle_ns"] / 1e6, 3)]
             for r in rows.iter_rows(named=True)
         ],
     )
@@ -222,6 +222,15 @@ def _top_phase(ctx: AnalysisContext, rows: pl.DataFrame, cause: str) -> str | No
         .sort(["idle_ns", "phase"], descending=[True, False])
     )
     return str(phases.item(0, "phase")) if phases.height else None
+
+
+def _row_words(row: dict[str, Any]) -> str:
+    """A claimed ledger row's op or frame, with the region (annotation) it ran in."""
+    detail, phase = row.get("detail"), row.get("phase")
+    words = str(detail or "(none recorded)")
+    if phase and phase != detail:
+        words += f" inside {phase}"
+    return words
 
 
 def _recommendation(

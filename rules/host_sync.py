@@ -196,9 +196,9 @@ def _finding(
     expected = float(row["bubble_pct"]) < cfg.expected_bubble_pct
     if expected:
         summary += (
-            " The CPU waits for GPU results it needs (expected); not a bottleneck: the GPU "
-            "stays busy while the CPU waits, so removing or deferring these calls would not "
-            "change the GPU time."
+            " The CPU waits for GPU results it needs (expected); not a bottleneck: while the "
+            "CPU waits the GPU is busy (or held by another dependency), so removing or "
+            "deferring these calls would not change the GPU time."
         )
     evidence: dict[str, float | int | str] = {
         "rank": rank,
