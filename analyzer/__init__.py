@@ -13,13 +13,13 @@ __version__ = "0.1.0"
 __all__ = ["Analysis", "__version__", "load"]
 
 if TYPE_CHECKING:
-    from analyzer.api import Analysis, load
+    from gpu_trace_analyzer.api import Analysis, load
 
 
 def __getattr__(name: str) -> Any:
     """`load` and `Analysis` from `analyzer.api`, imported when first asked for."""
     if name in ("load", "Analysis"):
-        from analyzer import api
+        from gpu_trace_analyzer import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'analyzer' has no attribute {name!r}")

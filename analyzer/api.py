@@ -1,6 +1,6 @@
 """The library API: `load` a trace, get an `Analysis` (tables, findings, steps, reports).
 
-    from analyzer import load
+    from gpu_trace_analyzer import load
     a = load("trace.json.gz")            # a file, a directory of rank traces, or several paths
     a.findings_frame                       # one row per finding, worst first
     a.kernels                              # a canonical table as a polars frame
@@ -19,19 +19,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
-
-from analyzer.build import build_report
-from analyzer.config import AnalyzerConfig, load_config
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.engine import EngineResult, exit_code_for, run_rules
-from analyzer.executor import ExecutorOptions
-from analyzer.findings import Finding, Severity, SkippedRule, order_findings
-from analyzer.report.chart_files import write_charts
-from analyzer.report.formats import RENDERERS, render
-from analyzer.report.model import Report
-from analyzer.sections import overview
-from parsers.errors import BadConfigError
-from parsers.schema import TABLE_NAMES, TraceMeta, TraceTables
+from gpu_trace_analyzer.build import build_report
+from gpu_trace_analyzer.config import AnalyzerConfig, load_config
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.engine import EngineResult, exit_code_for, run_rules
+from gpu_trace_analyzer.executor import ExecutorOptions
+from gpu_trace_analyzer.findings import Finding, Severity, SkippedRule, order_findings
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceMeta, TraceTables
+from gpu_trace_analyzer.report.chart_files import write_charts
+from gpu_trace_analyzer.report.formats import RENDERERS, render
+from gpu_trace_analyzer.report.model import Report
+from gpu_trace_analyzer.sections import overview
 
 __all__ = ["Analysis", "load"]
 
@@ -90,7 +89,7 @@ def load(
     Raises `parsers.errors.AnalyzerError` subclasses (bad input, unsupported format, bad
     configuration), each with the CLI's exit code in ``exit_code``.
     """
-    from analyzer import trace
+    from gpu_trace_analyzer import trace
 
     inputs = [*_paths(paths), *_paths(dcgm)]
     if not inputs:

@@ -10,20 +10,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.devices import resolve
-from analyzer.findings import Finding, Severity, SkippedRule, order_findings
-from analyzer.metrics.graphs import graph_replay
-from analyzer.metrics.op_families import op_families
-from analyzer.metrics.timeline import kernel_devices
-from analyzer.metrics.workload import workload_profile
-from analyzer.report import fmt
-from analyzer.report.model import Code, Inline, Paragraph, Report, Strong, Table
-from analyzer.sections import overview
-from analyzer.sections.registry import SectionBuilder, registry
-from parsers.errors import BadConfigError
-from parsers.schema import TraceMeta
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.devices import resolve
+from gpu_trace_analyzer.findings import Finding, Severity, SkippedRule, order_findings
+from gpu_trace_analyzer.metrics.graphs import graph_replay
+from gpu_trace_analyzer.metrics.op_families import op_families
+from gpu_trace_analyzer.metrics.timeline import kernel_devices
+from gpu_trace_analyzer.metrics.workload import workload_profile
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import TraceMeta
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.model import Code, Inline, Paragraph, Report, Strong, Table
+from gpu_trace_analyzer.sections import overview
+from gpu_trace_analyzer.sections.registry import SectionBuilder, registry
 
 _SOURCE_NAMES = {
     "kineto": "PyTorch profiler trace",

@@ -29,11 +29,11 @@ os.environ.setdefault(
     "_RJEM_MALLOC_CONF", "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
 )
 
-from analyzer import __version__
-from analyzer.errors import AnalyzerError, BadConfigError
-from analyzer.executor import ExecutorOptions
-from analyzer.report.formats import RENDERERS
-from analyzer.untrusted import one_line
+from gpu_trace_analyzer import __version__
+from gpu_trace_analyzer.errors import AnalyzerError, BadConfigError
+from gpu_trace_analyzer.executor import ExecutorOptions
+from gpu_trace_analyzer.report.formats import RENDERERS
+from gpu_trace_analyzer.untrusted import one_line
 
 INTERNAL_ERROR = 70
 INTERRUPTED = 130
@@ -140,8 +140,8 @@ def _charts_dir(args: argparse.Namespace) -> Path | None:
 
 def run_report(argv: Sequence[str]) -> int:
     """`analyze PATH...`: load through the library API, render; return the exit code."""
-    from analyzer.api import load
-    from analyzer.report.formats import render
+    from gpu_trace_analyzer.api import load
+    from gpu_trace_analyzer.report.formats import render
 
     args = _report_parser().parse_args(argv)
     out_format = _output_format(args)
@@ -167,9 +167,8 @@ def run_report(argv: Sequence[str]) -> int:
     if out_format != "term" or args.output is not None:
         text = render(report, out_format)
     else:
+        from gpu_trace_analyzer.report import terminal  # rich: imported only for this format
         from rich.console import Console
-
-        from analyzer.report import terminal  # rich: imported only for this format
 
         terminal.render_to(Console(), report)
         text = ""
@@ -184,7 +183,7 @@ def _check_outputs(
     inputs: Sequence[Path], output: Path | None, charts: Path | None, *, explicit_charts: bool
 ) -> None:
     """Refuse, before any work, an output path that is, holds or lies inside an input."""
-    from analyzer.outputs import check_output_dir, check_output_file
+    from gpu_trace_analyzer.outputs import check_output_dir, check_output_file
 
     if output is not None:
         check_output_file("-o", output, inputs)
@@ -194,7 +193,7 @@ def _check_outputs(
 
 def _write_output(path: Path, text: str) -> None:
     """Write the report atomically, creating its folder; a failure is one line."""
-    from analyzer.outputs import write_text_atomic
+    from gpu_trace_analyzer.outputs import write_text_atomic
 
     write_text_atomic(path, text)
 
@@ -216,8 +215,8 @@ def _write_stdout(text: str) -> None:
 
 def run_rules_listing(argv: Sequence[str]) -> int:
     """`analyze rules`: every rule with its description and thresholds."""
-    from analyzer.config import load_config
-    from analyzer.engine import rules_listing
+    from gpu_trace_analyzer.config import load_config
+    from gpu_trace_analyzer.engine import rules_listing
 
     p = _ArgumentParser(prog="analyze rules", description="List every rule and its thresholds.")
     p.add_argument("--config", type=Path, help="TOML file with rule thresholds")
@@ -238,16 +237,16 @@ def run_rules_listing(argv: Sequence[str]) -> int:
 
 def run_export(argv: Sequence[str]) -> int:
     """`analyze export TRACE --parquet DIR`: the canonical tables as Parquet files."""
-    from analyzer import parquet
-    from analyzer.api import load
-    from analyzer.config import default_config
+    from gpu_trace_analyzer import parquet
+    from gpu_trace_analyzer.api import load
+    from gpu_trace_analyzer.config import default_config
 
     p = _ArgumentParser(prog="analyze export", description="Write the canonical tables.")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--parquet", type=Path, required=True, help="output directory")
     _add_executor_options(p)
     args = p.parse_args(argv)
-    from analyzer.outputs import check_output_dir
+    from gpu_trace_analyzer.outputs import check_output_dir
 
     check_output_dir("--parquet", args.parquet, args.paths)
     # Thresholds play no part in the tables: the defaults, not ./pyproject.toml's.

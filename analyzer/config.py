@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parsers.errors import BadConfigError
-from rules.all import load_builtin_rules
-from rules.base import Rule
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.rules.all import load_builtin_rules
+from gpu_trace_analyzer.rules.base import Rule
 
 #: Keys allowed directly under ``[tool.analyzer]`` (or at the top of a --config file).
 TOP_LEVEL_KEYS: frozenset[str] = frozenset({"rules"})

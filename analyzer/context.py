@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 T = TypeVar("T")
 

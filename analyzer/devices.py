@@ -22,9 +22,9 @@ from functools import cache
 from importlib import resources
 from typing import Any, Final
 
-from analyzer.context import AnalysisOptions
-from parsers.errors import BadConfigError
-from parsers.schema import DeviceInfo, TraceMeta
+from gpu_trace_analyzer.context import AnalysisOptions
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceMeta
 
 PIPES: Final = ("vector", "tensor")
 DTYPES: Final = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8")
@@ -182,7 +182,11 @@ def _properties(info: DeviceInfo) -> str:
 @cache
 def database() -> tuple[DeviceSpec, ...]:
     """Every device of ``devices.toml``, in file order (the order `match` tries them)."""
-    text = resources.files("analyzer").joinpath("devices.toml").read_text(encoding="utf-8")
+    text = (
+        resources.files(__package__ or "gpu_trace_analyzer")
+        .joinpath("devices.toml")
+        .read_text(encoding="utf-8")
+    )
     rows = tomllib.loads(text)["device"]
     return tuple(_spec_from_row(r) for r in rows)
 

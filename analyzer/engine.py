@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from analyzer.config import AnalyzerConfig, RuleSettings, threshold_docs, thresholds
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity, SkippedRule, order_findings
-from parsers.errors import AnalyzerError, BadConfigError
-from parsers.schema import TABLE_NAMES
-from rules.all import load_builtin_rules
-from rules.base import Rule
+from gpu_trace_analyzer.config import AnalyzerConfig, RuleSettings, threshold_docs, thresholds
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity, SkippedRule, order_findings
+from gpu_trace_analyzer.parsers.errors import AnalyzerError, BadConfigError
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES
+from gpu_trace_analyzer.rules.all import load_builtin_rules
+from gpu_trace_analyzer.rules.base import Rule
 
 #: The JSON Schema (draft 2020-12) of `findings_to_json`'s output.
 FINDINGS_SCHEMA_PATH: Final = Path(__file__).resolve().parent / "report" / "findings_schema.json"
@@ -221,8 +221,8 @@ def _device_spec(ctx: AnalysisContext) -> str | None:
 
 
 def _device_spec_reason(ctx: AnalysisContext) -> str | None:
-    from analyzer.metrics.roofline import resolved_devices
-    from analyzer.metrics.timeline import kernel_devices
+    from gpu_trace_analyzer.metrics.roofline import resolved_devices
+    from gpu_trace_analyzer.metrics.timeline import kernel_devices
 
     found = resolved_devices(ctx.tables, ctx.options)
     used = kernel_devices(ctx.tables).drop_nulls()

@@ -1,6 +1,6 @@
 """Re-export of the exception family (defined in `parsers.errors`, the pipeline's bottom)."""
 
-from parsers.errors import (
+from gpu_trace_analyzer.parsers.errors import (
     AnalyzerError,
     BadConfigError,
     EmptyTraceError,

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from parsers.errors import AnalyzerError, BadConfigError
-from parsers.pool import share_items
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.errors import AnalyzerError, BadConfigError
+from gpu_trace_analyzer.parsers.pool import share_items
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 EXECUTORS: Final = ("local", "ray")
 
@@ -78,7 +78,7 @@ def parse_ranks(files: Sequence[Path], options: ExecutorOptions) -> list[TraceTa
 
 
 def _parse_here(path: Path) -> TraceTables:
-    from parsers.kineto import parse_file
+    from gpu_trace_analyzer.parsers.kineto import parse_file
 
     return parse_file(path, workers=1)
 
@@ -113,7 +113,7 @@ def _ray_module() -> Any:
 
 def _on_ray(files: Sequence[Path], options: ExecutorOptions) -> list[TraceTables]:
     """Parse every rank as a Ray task; read the Parquet they wrote back here."""
-    from analyzer import parquet
+    from gpu_trace_analyzer import parquet
 
     ray = _ray_module()
     started = _start_ray(ray, options.ray_address)
@@ -164,14 +164,14 @@ def _start_ray(ray: Any, address: str | None) -> bool:
 
 def _import_root() -> str:
     """The folder holding the ``parsers`` and ``analyzer`` packages (for Ray's workers)."""
-    import parsers
+    from gpu_trace_analyzer import parsers
 
     return str(Path(parsers.__file__).resolve().parent.parent)
 
 
 def _parquet_task(path: str) -> dict[str, bytes] | _Failure:
     """Ray task: parse one rank file and return its tables as Parquet files' bytes."""
-    from analyzer import parquet
+    from gpu_trace_analyzer import parquet
 
     try:
         tables = _parse_here(Path(path))

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from parsers.errors import BadConfigError
+from gpu_trace_analyzer.parsers.errors import BadConfigError
 
 #: Prefix of the temporary file a report is written to before its rename.
 TEMP_PREFIX = ".analyze-"

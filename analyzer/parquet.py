@@ -13,9 +13,8 @@ from typing import Any
 
 import msgspec
 import polars as pl
-
-from parsers.errors import UnreadableInputError
-from parsers.schema import (
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError
+from gpu_trace_analyzer.parsers.schema import (
     TABLE_NAMES,
     DeviceInfo,
     RankInfo,

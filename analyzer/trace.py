@@ -11,12 +11,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from analyzer.executor import ExecutorOptions
-from parsers import detect, registry
-from parsers.errors import BadConfigError, UnsupportedFormatError
-from parsers.input_kind import check_input
-from parsers.repair import repair
-from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, concat_tables
+from gpu_trace_analyzer.executor import ExecutorOptions
+from gpu_trace_analyzer.parsers import detect, registry
+from gpu_trace_analyzer.parsers.errors import BadConfigError, UnsupportedFormatError
+from gpu_trace_analyzer.parsers.input_kind import check_input
+from gpu_trace_analyzer.parsers.repair import repair
+from gpu_trace_analyzer.parsers.schema import (
+    DeviceInfo,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    concat_tables,
+)
 
 __all__ = ["DeviceInfo", "RankInfo", "TraceMeta", "TraceTables", "load"]
 
@@ -28,7 +34,7 @@ def _parser_for(kind: str) -> Parser:
     if kind == "kineto-dir":
         return registry.parser_for("kineto")
     if kind == "parquet-dir":
-        from analyzer import parquet
+        from gpu_trace_analyzer import parquet
 
         return parquet.read
     return registry.parser_for(kind)
@@ -46,8 +52,8 @@ _KINETO_KINDS = ("kineto", "kineto-dir")
 def _parse_kineto(path: Path, executor: ExecutorOptions) -> TraceTables:
     """A Kineto file (its chunks decoded by ``jobs`` processes, or one per CPU when it is
     large) or a per-rank directory (its ranks parsed by the executor, in parallel)."""
-    from analyzer.executor import parse_ranks
-    from parsers import kineto
+    from gpu_trace_analyzer.executor import parse_ranks
+    from gpu_trace_analyzer.parsers import kineto
 
     return kineto.parse(
         path,
@@ -110,7 +116,7 @@ def _counters_in_window(tables: TraceTables) -> TraceTables:
     When they cannot be matched (dmon text has no absolute time), every sample is kept and
     a warning says why the counter summaries cover the whole dump.
     """
-    from analyzer.metrics import counters
+    from gpu_trace_analyzer.metrics import counters
 
     window = counters.window_for_trace(tables.meta)
     start, end = window if window is not None else (None, None)

@@ -148,7 +148,7 @@ def _wall(m: Measurement) -> float:
 
 
 def _analyze(*args: str) -> list[str]:
-    return [sys.executable, "-m", "analyzer.cli", *args]
+    return [sys.executable, "-m", "gpu_trace_analyzer.cli", *args]
 
 
 def build(mode: str, out: Path, copies: int, ranks: int, source: Path) -> Path:

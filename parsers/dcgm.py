@@ -41,9 +41,7 @@ from typing import BinaryIO, Final
 
 import msgspec
 import polars as pl
-from prometheus_client.parser import text_string_to_metric_families
-
-from parsers.dcgm_fields import (
+from gpu_trace_analyzer.parsers.dcgm_fields import (
     AMBIGUOUS_RATIO_ALIASES,
     BY_ID,
     BY_METRIC,
@@ -51,8 +49,19 @@ from parsers.dcgm_fields import (
     BY_SHORT,
     DcgmField,
 )
-from parsers.errors import EmptyTraceError, UnreadableInputError, UnsupportedFormatError
-from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.parsers.errors import (
+    EmptyTraceError,
+    UnreadableInputError,
+    UnsupportedFormatError,
+)
+from gpu_trace_analyzer.parsers.schema import (
+    DeviceInfo,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    table_from_columns,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 #: dcgmi dmon's default sample interval (``-d``), ms.
 DMON_DEFAULT_INTERVAL_MS: Final = 1000

@@ -15,8 +15,8 @@ import zlib
 from pathlib import Path
 from typing import Final
 
-from parsers import registry
-from parsers.errors import UnreadableInputError, UnsupportedFormatError
+from gpu_trace_analyzer.parsers import registry
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError, UnsupportedFormatError
 
 #: What `sniff` returns: a readable format of `parsers.registry.FORMATS`, or a directory.
 KINDS: Final[tuple[str, ...]] = (

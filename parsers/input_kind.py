@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Final
 
-from parsers.errors import UnreadableInputError
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError
 
 _PIPE_HELP: Final = (
     "is a pipe (as `<(zcat trace.json.gz)` gives), which can be read only once; pass the "

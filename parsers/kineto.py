@@ -26,14 +26,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
-
-from parsers.detect import classify_dir
-from parsers.errors import UnreadableInputError, UnsupportedFormatError
-from parsers.kineto_assemble import read_file
-from parsers.kineto_chunks import CHUNK_BYTES
-from parsers.kineto_link import finish
-from parsers.kineto_meta import FileFacts, clock, devices, facts, rank_from_name
-from parsers.schema import RankInfo, TraceMeta, TraceTables, concat_tables
+from gpu_trace_analyzer.parsers.detect import classify_dir
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError, UnsupportedFormatError
+from gpu_trace_analyzer.parsers.kineto_assemble import read_file
+from gpu_trace_analyzer.parsers.kineto_chunks import CHUNK_BYTES
+from gpu_trace_analyzer.parsers.kineto_link import finish
+from gpu_trace_analyzer.parsers.kineto_meta import FileFacts, clock, devices, facts, rank_from_name
+from gpu_trace_analyzer.parsers.schema import RankInfo, TraceMeta, TraceTables, concat_tables
 
 SOURCE = "kineto"
 

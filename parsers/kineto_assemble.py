@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Final
 
 import polars as pl
-
-from parsers.errors import AnalyzerError
-from parsers.kineto_build import KindFrames, build_kind_frames, merge_kind_frames
-from parsers.kineto_chunks import (
+from gpu_trace_analyzer.parsers.errors import AnalyzerError
+from gpu_trace_analyzer.parsers.kineto_build import KindFrames, build_kind_frames, merge_kind_frames
+from gpu_trace_analyzer.parsers.kineto_chunks import (
     CHUNK_BYTES,
     EventStream,
     NeedWholeFile,
@@ -32,10 +31,10 @@ from parsers.kineto_chunks import (
     SplitError,
     decode_events,
 )
-from parsers.kineto_events import Document
-from parsers.kineto_read import GZIP_MAGIC, read_document, read_warnings
-from parsers.kineto_time import NeedExactTimes
-from parsers.pool import share_items, share_work
+from gpu_trace_analyzer.parsers.kineto_events import Document
+from gpu_trace_analyzer.parsers.kineto_read import GZIP_MAGIC, read_document, read_warnings
+from gpu_trace_analyzer.parsers.kineto_time import NeedExactTimes
+from gpu_trace_analyzer.parsers.pool import share_items, share_work
 
 #: Files whose JSON text is at least this big are decoded by a process pool (when allowed):
 #: below it, starting the workers costs more than it saves.

@@ -29,8 +29,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 import polars as pl
-
-from parsers.kineto_events import (
+from gpu_trace_analyzer.parsers.kineto_events import (
     AnyEvent,
     CommArgs,
     DmaArgs,
@@ -41,7 +40,12 @@ from parsers.kineto_events import (
     RuntimeArgs,
     SyncArgs,
 )
-from parsers.kineto_time import numeric_us_to_ns, raw_text_column, raw_us, us_to_ns
+from gpu_trace_analyzer.parsers.kineto_time import (
+    numeric_us_to_ns,
+    raw_text_column,
+    raw_us,
+    us_to_ns,
+)
 
 #: Event ``cat`` -> our kind, for complete (``ph: X``) events. 2021 names included.
 KIND_BY_CAT: Final[dict[str, str]] = {

@@ -31,16 +31,15 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 import msgspec
-
-from parsers.errors import UnreadableInputError
-from parsers.kineto_events import (
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError
+from gpu_trace_analyzer.parsers.kineto_events import (
     DOCUMENT_DECODER,
     AnyEvent,
     Document,
     Event,
     NumericEvent,
 )
-from parsers.kineto_read import (
+from gpu_trace_analyzer.parsers.kineto_read import (
     GZIP_MAGIC,
     METADATA_DECODER,
     MetadataDocument,

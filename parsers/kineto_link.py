@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import polars as pl
-
-from parsers.categories import categorize
-from parsers.schema import TABLE_NAMES, conform, empty_table
+from gpu_trace_analyzer.parsers.categories import categorize
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, conform, empty_table
 
 _STEP_NAME: Final = r"^ProfilerStep#(\d+)$"
 _MEMCPY_NAME: Final = r"^Memcpy\s+(\w+)"

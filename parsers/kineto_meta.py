@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-
-from parsers.kineto_build import as_int
-from parsers.kineto_events import Document
-from parsers.kineto_time import raw_us
-from parsers.schema import DeviceInfo
+from gpu_trace_analyzer.parsers.kineto_build import as_int
+from gpu_trace_analyzer.parsers.kineto_events import Document
+from gpu_trace_analyzer.parsers.kineto_time import raw_us
+from gpu_trace_analyzer.parsers.schema import DeviceInfo
 
 _RANK_IN_NAME: Final = re.compile(r"rank(?:[-_]|\[)?(\d+)", re.IGNORECASE)
 #: Epoch microseconds are above this (1973); relative timestamps are far below.

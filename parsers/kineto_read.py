@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
-
-from parsers.detect import describe
-from parsers.errors import (
+from gpu_trace_analyzer.parsers.detect import describe
+from gpu_trace_analyzer.parsers.errors import (
     EmptyTraceError,
     UnreadableInputError,
     UnsupportedFormatError,
 )
-from parsers.kineto_events import DOCUMENT_DECODER, EVENT_DECODER, NO_RAW, Document, Event
+from gpu_trace_analyzer.parsers.kineto_events import (
+    DOCUMENT_DECODER,
+    EVENT_DECODER,
+    NO_RAW,
+    Document,
+    Event,
+)
 
 GZIP_MAGIC: Final = b"\x1f\x8b"
 _TRACE_EVENTS_KEY: Final = re.compile(rb'"traceEvents"\s*:\s*\[')
@@ -342,7 +347,9 @@ def salvage_events(body: bytes, *, exact_ends: bool = True) -> tuple[list[Event]
     counted as malformed. ``exact_ends=False`` (a chunk whose cut is itself a guess)
     also requires the first and the last piece to decode, or returns None.
     """
-    from parsers.kineto_chunks import candidates  # kineto_chunks imports this module
+    from gpu_trace_analyzer.parsers.kineto_chunks import (
+        candidates,  # kineto_chunks imports this module
+    )
 
     body = tolerant_bytes(body)
     cuts = sorted(candidates(body))

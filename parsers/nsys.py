@@ -28,14 +28,17 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
-
-from parsers.categories import categorize
-from parsers.errors import EmptyTraceError, UnreadableInputError, UnsupportedFormatError
-from parsers.nsys_counters import read_gpu_metrics
-from parsers.nsys_cpu import enclosing_ops, find_steps, read_nvtx, read_runtime
-from parsers.nsys_db import NsysDb, open_db, string_ids
-from parsers.nsys_gpu import read_kernels, read_memcpy, read_memset, read_syncs
-from parsers.nsys_meta import (
+from gpu_trace_analyzer.parsers.categories import categorize
+from gpu_trace_analyzer.parsers.errors import (
+    EmptyTraceError,
+    UnreadableInputError,
+    UnsupportedFormatError,
+)
+from gpu_trace_analyzer.parsers.nsys_counters import read_gpu_metrics
+from gpu_trace_analyzer.parsers.nsys_cpu import enclosing_ops, find_steps, read_nvtx, read_runtime
+from gpu_trace_analyzer.parsers.nsys_db import NsysDb, open_db, string_ids
+from gpu_trace_analyzer.parsers.nsys_gpu import read_kernels, read_memcpy, read_memset, read_syncs
+from gpu_trace_analyzer.parsers.nsys_meta import (
     assign_ranks,
     device_info,
     gpus,
@@ -46,7 +49,14 @@ from parsers.nsys_meta import (
     with_cpu_rank,
     with_gpu_rank,
 )
-from parsers.schema import SCHEMAS, RankInfo, TraceMeta, TraceTables, conform, validate
+from gpu_trace_analyzer.parsers.schema import (
+    SCHEMAS,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    conform,
+    validate,
+)
 
 SOURCE: Final = "nsys"
 REPORT_SUFFIXES: Final = (".nsys-rep", ".qdrep")

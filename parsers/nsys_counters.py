@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import polars as pl
-
-from parsers.nsys_db import NsysDb
+from gpu_trace_analyzer.parsers.nsys_db import NsysDb
 
 SAMPLES_TABLE: Final = "GPU_METRICS"
 NAMES_TABLE: Final = "TARGET_INFO_GPU_METRICS"

@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
-
-from parsers.nsys_db import PID_SQL, TID_SQL, NsysDb
+from gpu_trace_analyzer.parsers.nsys_db import PID_SQL, TID_SQL, NsysDb
 
 RUNTIME_TABLE: Final = "CUPTI_ACTIVITY_KIND_RUNTIME"
 DRIVER_TABLE: Final = "CUPTI_ACTIVITY_KIND_DRIVER"

@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
-
-from parsers.errors import UnreadableInputError, UnsupportedFormatError
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError, UnsupportedFormatError
 
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _HEADER_BYTES: Final = 100

@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from typing import Final
 
 import polars as pl
-
-from parsers.nsys_db import PID_SQL, NsysDb, enum_names
+from gpu_trace_analyzer.parsers.nsys_db import PID_SQL, NsysDb, enum_names
 
 KERNEL_TABLE: Final = "CUPTI_ACTIVITY_KIND_KERNEL"
 MEMCPY_TABLE: Final = "CUPTI_ACTIVITY_KIND_MEMCPY"

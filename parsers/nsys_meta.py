@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import polars as pl
-
-from parsers.nsys_db import NsysDb, first_table, key_values
-from parsers.schema import DeviceInfo
+from gpu_trace_analyzer.parsers.nsys_db import NsysDb, first_table, key_values
+from gpu_trace_analyzer.parsers.schema import DeviceInfo
 
 _I64 = pl.Int64()
 _EXPORT_META: Final = ("META_DATA_EXPORT", "EXPORT_META_DATA")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from parsers.errors import UnsupportedFormatError
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.errors import UnsupportedFormatError
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 Parser = Callable[[Path], TraceTables]
 Sniffer = Callable[[bytes, Path], bool]
@@ -125,22 +125,33 @@ def _text_matches(pattern: re.Pattern[str], whole: bool = True) -> Sniffer:
 
 #: In sniffing order: the first match decides.
 FORMATS: Final[tuple[InputFormat, ...]] = (
-    InputFormat("nsys-sqlite", lambda h, p: h.startswith(SQLITE_MAGIC), "parsers.nsys:parse"),
+    InputFormat(
+        "nsys-sqlite",
+        lambda h, p: h.startswith(SQLITE_MAGIC),
+        "gpu_trace_analyzer.parsers.nsys:parse",
+    ),
     InputFormat(
         "chakra-et",
         _chakra,
         unsupported="a Chakra execution trace (ExecutionTraceObserver), not a Kineto trace",
     ),
-    InputFormat("kineto", _kineto, "parsers.kineto:parse"),
-    InputFormat("dcgm-promjson", _promjson, "parsers.dcgm:parse", "metrics"),
-    InputFormat("nsys-rep", _nsys_rep, "parsers.nsys:parse"),
+    InputFormat("kineto", _kineto, "gpu_trace_analyzer.parsers.kineto:parse"),
+    InputFormat("dcgm-promjson", _promjson, "gpu_trace_analyzer.parsers.dcgm:parse", "metrics"),
+    InputFormat("nsys-rep", _nsys_rep, "gpu_trace_analyzer.parsers.nsys:parse"),
     InputFormat(
         "dcgm-listing",
         _text_matches(DMON_LISTING),
         unsupported="a dcgmi dmon field listing (dcgmi dmon -l), not samples",
     ),
-    InputFormat("dcgm-dmon", _text_matches(_DMON_HEADER), "parsers.dcgm:parse", "metrics"),
-    InputFormat("dcgm-prometheus", _text_matches(_PROM_LINE), "parsers.dcgm:parse", "metrics"),
+    InputFormat(
+        "dcgm-dmon", _text_matches(_DMON_HEADER), "gpu_trace_analyzer.parsers.dcgm:parse", "metrics"
+    ),
+    InputFormat(
+        "dcgm-prometheus",
+        _text_matches(_PROM_LINE),
+        "gpu_trace_analyzer.parsers.dcgm:parse",
+        "metrics",
+    ),
     InputFormat(
         "rocprof-csv",
         _text_matches(_ROCPROF_COLUMNS, whole=False),
@@ -148,7 +159,10 @@ FORMATS: Final[tuple[InputFormat, ...]] = (
         "ROCm run with torch.profiler and pass its Kineto trace",
     ),
     InputFormat(
-        "dcgm-csv", _text_matches(_CSV_DCGM_HEADER, whole=False), "parsers.dcgm:parse", "metrics"
+        "dcgm-csv",
+        _text_matches(_CSV_DCGM_HEADER, whole=False),
+        "gpu_trace_analyzer.parsers.dcgm:parse",
+        "metrics",
     ),
 )
 

@@ -16,8 +16,7 @@ import re
 from typing import Final
 
 import polars as pl
-
-from parsers.schema import TABLE_NAMES, TraceTables
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceTables
 
 UNNAMED: Final = "(unnamed)"
 #: An innermost list (one shape) with 19 or more digits: only such a shape's element count

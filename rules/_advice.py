@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from analyzer.context import AnalysisContext
-from analyzer.metrics.workload import WorkloadProfile, workload_profile
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 
 
 def profile(ctx: AnalysisContext) -> WorkloadProfile:

@@ -4,6 +4,6 @@
 
 from __future__ import annotations
 
-from analyzer.metrics.host_blocking import copies_with_callers, window_scope
+from gpu_trace_analyzer.metrics.host_blocking import copies_with_callers, window_scope
 
 __all__ = ["copies_with_callers", "window_scope"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import rules
-from rules.base import Rule, registry
+from gpu_trace_analyzer import rules
+from gpu_trace_analyzer.rules.base import Rule, registry
 
 _NOT_RULES = frozenset({"all", "base"})
 
@@ -15,5 +15,5 @@ def load_builtin_rules() -> dict[str, type[Rule]]:
     """Import the built-in rule modules (idempotent) and return the registry."""
     for info in pkgutil.iter_modules(rules.__path__):
         if info.name not in _NOT_RULES and not info.name.startswith("_"):
-            importlib.import_module(f"rules.{info.name}")
+            importlib.import_module(f"{rules.__name__}.{info.name}")
     return registry()

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import host_blocking
-from analyzer.metrics import steps as step_metrics
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import host_blocking
+from gpu_trace_analyzer.metrics import steps as step_metrics
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _MAX_TABLE_ROWS = 10
 

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import timeline
-from analyzer.metrics.workload import WorkloadProfile
-from parsers.schema import TraceTables
-from rules import _advice
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules.base import register
 
 #: Collectives without a payload: markers, not data movement.
 _NO_PAYLOAD = ("wait", "barrier", "")

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import idle_ledger, pystacks, timeline
-from analyzer.metrics.workload import WorkloadProfile, workload_profile
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import idle_ledger, pystacks, timeline
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _LOADER_PATTERN = r"^enumerate\(DataLoader\)"
 _SINGLE_PROCESS = "_SingleProcessDataLoaderIter"

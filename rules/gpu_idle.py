@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import idle_ledger, pystacks, timeline
-from analyzer.metrics.workload import WorkloadProfile, workload_profile
-from rules import _advice
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import idle_ledger, pystacks, timeline
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules.base import register
 
 #: The ledger rows no dedicated rule explains: this finding claims them.
 CAUSES = ("dependency_wait", "queued_boundary", "cpu_work", "other")

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import host_blocking, idle_ledger, timeline
-from analyzer.metrics.workload import WorkloadProfile, workload_profile
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import host_blocking, idle_ledger, timeline
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
+from gpu_trace_analyzer.rules.base import register
 
 #: The ledger rows this finding claims.
 CAUSES = ("sync_wait", "blocking_copy")

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
-from analyzer import devices
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.metrics import timeline
-from parsers.schema import TraceTables
-from rules import _advice
-from rules._common import window_scope
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer import devices
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules._common import window_scope
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _KEYS = ["rank", "device"]
 _GRID = ["grid_x", "grid_y", "grid_z"]

@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.metrics import timeline
-from parsers.schema import DeviceInfo, TraceTables
-from rules._common import window_scope
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceTables
+from gpu_trace_analyzer.rules._common import window_scope
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _LIBRARY = ("gemm", "conv", "attention")
 _TOP_KERNELS = 8

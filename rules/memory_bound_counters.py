@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import counters
-from rules import _advice
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import counters
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules.base import register
 
 _RECOMMENDATION = (
     "Memory bandwidth, not math, limits these GPUs: move fewer bytes per FLOP. Fuse chains of "

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import roofline as roofline_metric
-from analyzer.metrics.op_families import attention_of, op_families
-from analyzer.metrics.perf_model import is_gemm_name
-from rules import _advice
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import roofline as roofline_metric
+from gpu_trace_analyzer.metrics.op_families import attention_of, op_families
+from gpu_trace_analyzer.metrics.perf_model import is_gemm_name
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _TABLE_ROWS = 8
 _NAME_CHARS = 100

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import counters, timeline
-from analyzer.metrics.workload import WorkloadProfile, workload_profile
-from parsers.schema import TraceTables
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import counters, timeline
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules.base import register
 
 _MIB = 1024 * 1024
 _GIB = 1024 * _MIB

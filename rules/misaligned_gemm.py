@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import roofline as roofline_metric
-from analyzer.metrics.perf_model import is_gemm_name
-from rules.base import RuleConfig, register
-from rules.small_batch import attention_gemm_shapes, gemm_dims
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import roofline as roofline_metric
+from gpu_trace_analyzer.metrics.perf_model import is_gemm_name
+from gpu_trace_analyzer.rules.base import RuleConfig, register
+from gpu_trace_analyzer.rules.small_batch import attention_gemm_shapes, gemm_dims
 
 _TABLE_ROWS = 8
 

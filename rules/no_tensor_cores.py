@@ -22,16 +22,15 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 import polars as pl
-
-from analyzer import devices
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.metrics import timeline
-from analyzer.metrics.roofline import launch_external_ids
-from parsers.schema import DeviceInfo, TraceTables
-from rules import _advice
-from rules._common import window_scope
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer import devices
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics.roofline import launch_external_ids
+from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceTables
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules._common import window_scope
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 TENSOR = "tensor core"
 FP32_GEMM = "fp32 GEMM"

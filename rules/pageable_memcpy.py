@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics.host_blocking import copies_with_callers, first_step_outliers, rank_windows
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics.host_blocking import (
+    copies_with_callers,
+    first_step_outliers,
+    rank_windows,
+)
+from gpu_trace_analyzer.rules.base import register
 
 
 @dataclass(frozen=True, slots=True)

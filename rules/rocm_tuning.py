@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.metrics import roofline as roofline_metric
-from analyzer.metrics.op_families import op_families
-from analyzer.metrics.perf_model import is_gemm_name
-from rules import _advice
-from rules.base import RuleConfig, register
-from rules.small_batch import gemm_dims
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
+from gpu_trace_analyzer.metrics import roofline as roofline_metric
+from gpu_trace_analyzer.metrics.op_families import op_families
+from gpu_trace_analyzer.metrics.perf_model import is_gemm_name
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules.base import RuleConfig, register
+from gpu_trace_analyzer.rules.small_batch import gemm_dims
 
 _ROWS = 6
 #: Output tile edge used to judge whether a GEMM can fill every CU.

@@ -26,15 +26,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.devices import DeviceSpec
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import roofline as roofline_metric
-from analyzer.metrics.op_families import attention_of
-from analyzer.metrics.perf_model import is_gemm_name
-from rules import _advice
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.devices import DeviceSpec
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import roofline as roofline_metric
+from gpu_trace_analyzer.metrics.op_families import attention_of
+from gpu_trace_analyzer.metrics.perf_model import is_gemm_name
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _TABLE_ROWS = 8
 

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import steps as step_metrics
-from analyzer.metrics import timeline
-from analyzer.metrics.collectives import normalize_collective
-from analyzer.metrics.workload import workload_profile
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import steps as step_metrics
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics.collectives import normalize_collective
+from gpu_trace_analyzer.metrics.workload import workload_profile
+from gpu_trace_analyzer.rules.base import register
 
 #: What the table compares across ranks, with the label it gets in the summary.
 _COMPARED = {

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics import counters
-from rules.base import register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import counters
+from gpu_trace_analyzer.rules.base import register
 
 _GROUPS = ("power", "thermal", "hw_slowdown")
 _RECOMMENDATIONS = {

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from analyzer.metrics.op_families import attention_of, op_families
-from rules import _advice
-from rules.base import RuleConfig, register
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics.op_families import attention_of, op_families
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.rules.base import RuleConfig, register
 
 _TABLE_ROWS = 6
 

@@ -79,7 +79,7 @@ _LAST_SCRATCH: list[Path] = []
 def run_cli(argv: Sequence[str | os.PathLike[str]]) -> Run:
     """`analyze ARGV` in this process, stdout and stderr captured, with a private
     temporary folder (``tempfile.tempdir`` and ``TMPDIR``) whose leftovers `leaked` lists."""
-    from analyzer.cli import main
+    from gpu_trace_analyzer.cli import main
 
     scratch = Path(tempfile.mkdtemp(prefix="hostile-scratch-"))
     _LAST_SCRATCH[:] = [scratch]

@@ -12,12 +12,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import REPO, SAMPLES, shared_trace
-
-from analyzer import Analysis, load
-from analyzer.cli import main
-from analyzer.errors import BadConfigError
-from analyzer.report.model import Chart
-from parsers.schema import TABLE_NAMES
+from gpu_trace_analyzer import Analysis, load
+from gpu_trace_analyzer.cli import main
+from gpu_trace_analyzer.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES
+from gpu_trace_analyzer.report.model import Chart
 
 TRAIN = SAMPLES / "synthetic_train.json.gz"
 DCGM = SAMPLES / "dcgm" / "compute_bound.dmon.txt"

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, SAMPLES
-
-from parsers.kineto import parse
+from gpu_trace_analyzer.parsers.kineto import parse
 
 sys.path.insert(0, str(REPO / "bench"))
 import build_trace

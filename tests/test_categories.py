@@ -14,9 +14,8 @@ from functools import cache
 import polars as pl
 import pytest
 from conftest import TRACES, needs_shared
-
-from parsers import categories
-from parsers.categories import (
+from gpu_trace_analyzer.parsers import categories
+from gpu_trace_analyzer.parsers.categories import (
     CATEGORIES,
     FAMILIES,
     categorize,

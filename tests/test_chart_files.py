@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-from analyzer.report import chart_files
-from analyzer.report.formats import RENDERERS, render, renderer
-from analyzer.report.model import Chart, Image, Paragraph, Report, Section, Table
+from gpu_trace_analyzer.report import chart_files
+from gpu_trace_analyzer.report.formats import RENDERERS, render, renderer
+from gpu_trace_analyzer.report.model import Chart, Image, Paragraph, Report, Section, Table
 
 SPEC = {
     "$schema": "https://vega.github.io/schema/vega-lite/v5.json",

@@ -12,9 +12,8 @@ from typing import Any
 
 import polars as pl
 import pytest
-
-from analyzer.devices import match
-from analyzer.report.charts import X_TITLE, Y_TITLE, roofline_chart, write_chart
+from gpu_trace_analyzer.devices import match
+from gpu_trace_analyzer.report.charts import X_TITLE, Y_TITLE, roofline_chart, write_chart
 
 HBM_TB_PER_S = 3.35
 

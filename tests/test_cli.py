@@ -9,8 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import SAMPLES, TRACES, needs_shared
-
-from analyzer.cli import main
+from gpu_trace_analyzer.cli import main
 
 DOCUMENTED_EXIT_CODES = {0, 3, 4, 5}
 
@@ -154,7 +153,7 @@ def test_console_script_entry_exits_with_main_code_and_flushes_the_report(
     import subprocess
     import sys
 
-    run = [sys.executable, "-c", "from analyzer.cli import entry; entry()"]
+    run = [sys.executable, "-c", "from gpu_trace_analyzer.cli import entry; entry()"]
     sample = str(SAMPLES / "synthetic_train.json.gz")
     ok = subprocess.run([*run, sample], capture_output=True, text=True, check=False)
     assert ok.returncode == main([sample, "--format", "md"])

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 from conftest import SAMPLES
-
-from analyzer.cli import main
-from analyzer.trace import load
+from gpu_trace_analyzer.cli import main
+from gpu_trace_analyzer.trace import load
 
 TRACE = SAMPLES / "synthetic_train.json.gz"
 

@@ -6,10 +6,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
-from analyzer.config import default_config, load_config, threshold_docs, thresholds
-from parsers.errors import BadConfigError
-from rules.gpu_idle import GpuIdleConfig
+from gpu_trace_analyzer.config import default_config, load_config, threshold_docs, thresholds
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.rules.gpu_idle import GpuIdleConfig
 
 
 def _write(path: Path, text: str) -> Path:
@@ -150,7 +149,7 @@ def test_threshold_docs_from_docstrings_comments_and_metadata() -> None:
 
 
 def test_every_threshold_of_my_rules_is_documented() -> None:
-    from rules import (
+    from gpu_trace_analyzer.rules import (
         comm_overhead,
         gpu_idle,
         host_sync,

@@ -15,20 +15,19 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import SAMPLES, shared_trace
-
-from analyzer.config import default_config
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.engine import run_rules
-from analyzer.findings import Finding, Severity
-from parsers import dcgm
-from parsers.schema import DeviceInfo, TraceMeta, TraceTables, table_from_columns
-from rules.all import load_builtin_rules
-from rules.energy import Energy
-from rules.gpu_imbalance import GpuImbalance
-from rules.low_sm_activity import LowSmActivity
-from rules.memory_bound_counters import MemoryBoundCounters
-from rules.memory_headroom import MemoryHeadroom
-from rules.throttling import Throttling
+from gpu_trace_analyzer.config import default_config
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.engine import run_rules
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers import dcgm
+from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.rules.all import load_builtin_rules
+from gpu_trace_analyzer.rules.energy import Energy
+from gpu_trace_analyzer.rules.gpu_imbalance import GpuImbalance
+from gpu_trace_analyzer.rules.low_sm_activity import LowSmActivity
+from gpu_trace_analyzer.rules.memory_bound_counters import MemoryBoundCounters
+from gpu_trace_analyzer.rules.memory_headroom import MemoryHeadroom
+from gpu_trace_analyzer.rules.throttling import Throttling
 
 SCENARIOS = ("compute_bound", "memory_bound", "host_bound", "throttled", "imbalanced_8gpu")
 RULES: dict[str, Any] = {

@@ -16,14 +16,13 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import SAMPLES, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics import counters as c
-from analyzer.report.chart_files import write_charts
-from analyzer.report.model import Chart, Image, Paragraph, Report, Section, Table
-from analyzer.sections import counters as section
-from parsers import dcgm
-from parsers.schema import RankInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics import counters as c
+from gpu_trace_analyzer.parsers import dcgm
+from gpu_trace_analyzer.parsers.schema import RankInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.report.chart_files import write_charts
+from gpu_trace_analyzer.report.model import Chart, Image, Paragraph, Report, Section, Table
+from gpu_trace_analyzer.sections import counters as section
 
 SCENARIOS = ("compute_bound", "memory_bound", "host_bound", "throttled", "imbalanced_8gpu")
 

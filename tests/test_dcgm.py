@@ -17,16 +17,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import SAMPLES, shared_trace
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from parsers import dcgm, dcgm_fields
-from parsers.errors import (
+from gpu_trace_analyzer.parsers import dcgm, dcgm_fields
+from gpu_trace_analyzer.parsers.errors import (
     AnalyzerError,
     EmptyTraceError,
     UnreadableInputError,
     UnsupportedFormatError,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 EXPORTER = "dcgm/exporter"
 PROM_FILES = (

@@ -13,10 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import needs_shared, shared_trace
-
-from parsers import registry
-from parsers.detect import KINDS, UNKNOWN, classify_dir, describe, sniff
-from parsers.errors import UnreadableInputError, UnsupportedFormatError
+from gpu_trace_analyzer.parsers import registry
+from gpu_trace_analyzer.parsers.detect import KINDS, UNKNOWN, classify_dir, describe, sniff
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError, UnsupportedFormatError
 
 REAL_FILES = (
     ("hta/amd_trace/mi250_minitoy_train_ROCm6_2_kineto.json.gz", "kineto"),
@@ -239,7 +238,7 @@ def test_rocprof_csv_is_named_not_taken_for_dcgm(tmp_path: Path, text: str) -> N
 def test_rocprof_csv_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from analyzer.cli import main
+    from gpu_trace_analyzer.cli import main
 
     path = tmp_path / "results.csv"
     path.write_text(ROCPROF_V1)

@@ -18,11 +18,18 @@ from typing import Any
 import msgspec
 import pytest
 from conftest import TRACES, needs_shared
-
-from analyzer.context import AnalysisOptions
-from analyzer.devices import DTYPES, PIPES, database, match, resolve, resolve_missing, user_spec
-from parsers.errors import BadConfigError
-from parsers.schema import DeviceInfo, TraceMeta
+from gpu_trace_analyzer.context import AnalysisOptions
+from gpu_trace_analyzer.devices import (
+    DTYPES,
+    PIPES,
+    database,
+    match,
+    resolve,
+    resolve_missing,
+    user_spec,
+)
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceMeta
 
 TERA = 1e12
 GIGA = 1e9
@@ -127,7 +134,11 @@ def test_issue_device_list_is_in_the_database() -> None:
 
 
 def test_every_row_cites_a_source_and_says_whether_confirmed() -> None:
-    text = resources.files("analyzer").joinpath("devices.toml").read_text(encoding="utf-8")
+    text = (
+        resources.files(__package__ or "gpu_trace_analyzer")
+        .joinpath("devices.toml")
+        .read_text(encoding="utf-8")
+    )
     rows = tomllib.loads(text)["device"]
     assert len(rows) == len(database())
     for row in rows:

@@ -13,22 +13,26 @@ import jsonschema
 import pytest
 import synthetic
 from conftest import shared_trace
-
-import rules.base
-from analyzer.config import load_config
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.engine import (
+from gpu_trace_analyzer.config import load_config
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.engine import (
     EngineResult,
     exit_code_for,
     findings_to_json,
     rules_listing,
     run_rules,
 )
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity, SkippedRule
-from parsers import kineto
-from parsers.errors import BadConfigError
-from parsers.schema import DeviceInfo, RankInfo, TraceMeta, TraceTables, table_from_columns
-from rules.all import load_builtin_rules
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity, SkippedRule
+from gpu_trace_analyzer.parsers import kineto
+from gpu_trace_analyzer.parsers.errors import BadConfigError
+from gpu_trace_analyzer.parsers.schema import (
+    DeviceInfo,
+    RankInfo,
+    TraceMeta,
+    TraceTables,
+    table_from_columns,
+)
+from gpu_trace_analyzer.rules.all import load_builtin_rules
 
 SCHEMA_PATH = (
     Path(__file__).resolve().parent.parent / "analyzer" / "report" / "findings_schema.json"

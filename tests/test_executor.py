@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, TRACES, needs_shared, shared_trace
-
-from analyzer.cli import main
-from analyzer.executor import ExecutorOptions, parse_ranks
-from analyzer.trace import load
-from parsers import kineto
-from parsers.errors import BadConfigError, EmptyTraceError
-from parsers.schema import TABLE_NAMES, TraceTables
+from gpu_trace_analyzer.cli import main
+from gpu_trace_analyzer.executor import ExecutorOptions, parse_ranks
+from gpu_trace_analyzer.parsers import kineto
+from gpu_trace_analyzer.parsers.errors import BadConfigError, EmptyTraceError
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceTables
+from gpu_trace_analyzer.trace import load
 
 
 def assert_same(expected: TraceTables, got: TraceTables) -> None:
@@ -99,7 +98,7 @@ def test_cli_jobs_one_gives_the_same_report(
 def local_ray() -> Iterator[object]:
     """One local Ray for the Ray tests of this module, shut down after them."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
-    from analyzer.executor import _start_ray
+    from gpu_trace_analyzer.executor import _start_ray
 
     _start_ray(ray, None)
     yield ray

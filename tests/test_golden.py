@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES
-
-from analyzer.cli import main
+from gpu_trace_analyzer.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
 

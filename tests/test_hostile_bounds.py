@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
+from gpu_trace_analyzer.parsers import dcgm, kineto_assemble, kineto_chunks, nsys_db
+from gpu_trace_analyzer.parsers.kineto import parse_file
 from hostile_support import check_run, dump_json, load_json_trace, run_cli
-
-from parsers import dcgm, kineto_assemble, kineto_chunks, nsys_db
-from parsers.kineto import parse_file
 
 # --- DCGM: decompression bombs stay within the cap ---------------------------------------
 
@@ -210,7 +209,7 @@ SPECIAL: dict[str, Callable[[Path], str]] = {
 def test_special_files_are_refused_at_once(name: str, tmp_path: Path) -> None:
     path = SPECIAL[name](tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-c", "from analyzer.cli import entry; entry()", path],
+        [sys.executable, "-c", "from gpu_trace_analyzer.cli import entry; entry()", path],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -223,7 +222,7 @@ def test_special_files_are_refused_at_once(name: str, tmp_path: Path) -> None:
 def test_process_substitution_says_what_to_do(tmp_path: Path) -> None:
     """``analyze <(zcat trace.json.gz)`` names a /dev/fd pipe: the message says what to do."""
     script = (
-        f'exec {sys.executable} -c "from analyzer.cli import entry; entry()" '
+        f'exec {sys.executable} -c "from gpu_trace_analyzer.cli import entry; entry()" '
         f"<(zcat {SAMPLES / 'synthetic_train.json.gz'})"
     )
     proc = subprocess.run(

@@ -170,7 +170,7 @@ def test_output_under_a_file(tmp_path: Path) -> None:
 def test_stdout_closed_or_full(redirect: str) -> None:
     """stdout closed (``>&-``) or full (``>/dev/full``): one line, exit 2-5, or 0."""
     trace = SAMPLES / "synthetic_train.json.gz"
-    code = "from analyzer.cli import entry; entry()"
+    code = "from gpu_trace_analyzer.cli import entry; entry()"
     args = [sys.executable, "-c", code, str(trace), "--format", "md"]
     if redirect == "full" and not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")

@@ -63,7 +63,7 @@ def test_ctrl_c_ends_every_worker_quietly(delay_s: float, rank_dir: Path, tmp_pa
         [
             sys.executable,
             "-c",
-            "from analyzer.cli import entry; entry()",
+            "from gpu_trace_analyzer.cli import entry; entry()",
             str(rank_dir),
             "--jobs",
             "2",

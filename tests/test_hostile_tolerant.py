@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES
+from gpu_trace_analyzer.parsers.kineto import parse_file
 from hostile_support import check_run, dump_json, load_json_trace
-
-from parsers.kineto import parse_file
 
 
 def _plain(tmp: Path) -> bytes:

@@ -41,9 +41,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import REFERENCE, TRACES
-
-from analyzer.metrics.timeline import union_ns
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.metrics.timeline import union_ns
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 # reference folder -> trace path relative to ../shared/traces
 CASES = {
@@ -164,7 +163,7 @@ def hta_temporal_breakdown(t: TraceTables) -> dict[int, dict[str, float]]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_temporal_breakdown_matches_hta(case: str) -> None:
-    from parsers import kineto
+    from gpu_trace_analyzer.parsers import kineto
 
     reference = _reference(case)
     ours = hta_temporal_breakdown(kineto.parse(_trace_path(CASES[case])))
@@ -233,7 +232,7 @@ _IDLE_NOT_REPRODUCED = {"critical_path__alexnet", "critical_path__simple_add"}
     ],
 )
 def test_idle_time_breakdown_matches_hta(case: str) -> None:
-    from parsers import kineto
+    from gpu_trace_analyzer.parsers import kineto
 
     path = REFERENCE / "hta" / case / "idle_time_breakdown_0.csv"
     if not path.exists():

@@ -10,13 +10,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import TRACES, needs_shared
-
-from analyzer.config import default_config
-from analyzer.context import AnalysisContext
-from analyzer.engine import run_rules
-from analyzer.metrics import idle_ledger, timeline
-from analyzer.trace import load
-from parsers.errors import AnalyzerError
+from gpu_trace_analyzer.config import default_config
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.engine import run_rules
+from gpu_trace_analyzer.metrics import idle_ledger, timeline
+from gpu_trace_analyzer.parsers.errors import AnalyzerError
+from gpu_trace_analyzer.trace import load
 
 
 def _real_traces() -> list[Path]:

@@ -20,18 +20,17 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import TRACES, needs_shared, shared_trace
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from parsers.errors import (
+from gpu_trace_analyzer.parsers.errors import (
     AnalyzerError,
     EmptyTraceError,
     UnreadableInputError,
     UnsupportedFormatError,
 )
-from parsers.kineto import parse
-from parsers.kineto_link import collective_from_kernel, normalize_collective
-from parsers.schema import TABLE_NAMES, TraceTables
+from gpu_trace_analyzer.parsers.kineto import parse
+from gpu_trace_analyzer.parsers.kineto_link import collective_from_kernel, normalize_collective
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceTables
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 # Every Kineto trace under ../shared/traces (the Chakra execution trace and the memory
 # timeline are not Kineto traces; they are error cases below).

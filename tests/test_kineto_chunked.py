@@ -20,13 +20,12 @@ from typing import Any
 
 import pytest
 from conftest import TRACES, needs_shared, shared_trace
+from gpu_trace_analyzer.parsers.errors import AnalyzerError
+from gpu_trace_analyzer.parsers.kineto import parse_file
+from gpu_trace_analyzer.parsers.kineto_assemble import read_chunked
+from gpu_trace_analyzer.parsers.kineto_chunks import EventStream, candidates
+from gpu_trace_analyzer.parsers.schema import TABLE_NAMES, TraceTables
 from test_kineto import KINETO_FILES
-
-from parsers.errors import AnalyzerError
-from parsers.kineto import parse_file
-from parsers.kineto_assemble import read_chunked
-from parsers.kineto_chunks import EventStream, candidates
-from parsers.schema import TABLE_NAMES, TraceTables
 
 #: Each real trace is cut into about six chunks (more would only make this file slower).
 _CHUNKS = 6
@@ -106,7 +105,7 @@ def test_full_temporary_folder_falls_back_to_the_serial_read(
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("parsers.pool.tempfile.TemporaryDirectory", full)
+    monkeypatch.setattr("gpu_trace_analyzer.parsers.pool.tempfile.TemporaryDirectory", full)
     assert_same(parse_file(path, whole=True), parse_file(path, chunk_bytes=64 << 10, workers=2))
 
 

@@ -31,19 +31,18 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import REFERENCE, SAMPLES, shared_trace
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from parsers.errors import (
+from gpu_trace_analyzer.parsers.errors import (
     AnalyzerError,
     EmptyTraceError,
     UnreadableInputError,
     UnsupportedFormatError,
 )
-from parsers.nsys import parse
-from parsers.nsys_counters import metric_name
-from parsers.nsys_cpu import enclosing_ops, find_steps
-from parsers.nsys_meta import assign_ranks, with_cpu_rank, with_gpu_rank
+from gpu_trace_analyzer.parsers.nsys import parse
+from gpu_trace_analyzer.parsers.nsys_counters import metric_name
+from gpu_trace_analyzer.parsers.nsys_cpu import enclosing_ops, find_steps
+from gpu_trace_analyzer.parsers.nsys_meta import assign_ranks, with_cpu_rank, with_gpu_rank
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 NSYS_DIR = "nsys"
 WITH_REFERENCE = ("h100_2gpu_1s", "mock")

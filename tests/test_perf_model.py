@@ -17,8 +17,7 @@ import msgspec
 import polars as pl
 import pytest
 from conftest import shared_trace
-
-from analyzer.metrics.perf_model import (
+from gpu_trace_analyzer.metrics.perf_model import (
     KEY_COLUMNS,
     MODELED_OPS,
     OpCost,
@@ -27,7 +26,7 @@ from analyzer.metrics.perf_model import (
     model_ops,
     op_costs,
 )
-from parsers import kineto
+from gpu_trace_analyzer.parsers import kineto
 
 TL = "tracelens"
 H100_BERT = f"{TL}/h100__gaunernst_bert-small-uncased__1016001.json.gz"

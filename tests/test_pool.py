@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from parsers.pool import process_pool, share_items, share_work
+from gpu_trace_analyzer.parsers.pool import process_pool, share_items, share_work
 
 
 def _tagged(item: int) -> tuple[int, int]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import REPO
-
-from rules.all import load_builtin_rules
+from gpu_trace_analyzer.rules.all import load_builtin_rules
 
 
 def _rule_table() -> dict[str, str]:

@@ -6,10 +6,9 @@ import json
 import re
 
 import pytest
-
-from analyzer.findings import EvidenceTable, Finding, Scope, Severity, SkippedRule
-from analyzer.report import json_report, markdown, terminal
-from analyzer.report.model import Code, Image, Paragraph, Report, Section, Strong, Table
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity, SkippedRule
+from gpu_trace_analyzer.report import json_report, markdown, terminal
+from gpu_trace_analyzer.report.model import Code, Image, Paragraph, Report, Section, Strong, Table
 
 HOSTILE = "<script>alert(1)</script> | `x` *bold* _u_ [link](http://e.com) # h"
 
@@ -118,7 +117,7 @@ def test_every_renderer_handles_an_empty_report(render: object) -> None:
 
 
 def test_version_labels_are_readable() -> None:
-    from analyzer.build import version_labels
+    from gpu_trace_analyzer.build import version_labels
 
     labels = version_labels(
         {

@@ -11,14 +11,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import needs_shared, shared_trace
-
-from analyzer.cli import main
-from analyzer.config import default_config
-from analyzer.context import AnalysisContext
-from analyzer.engine import run_rules
-from analyzer.findings import Finding, Severity
-from analyzer.metrics import idle_ledger
-from analyzer.trace import load
+from gpu_trace_analyzer.cli import main
+from gpu_trace_analyzer.config import default_config
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.engine import run_rules
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.metrics import idle_ledger
+from gpu_trace_analyzer.trace import load
 
 SGLANG = "tracelens/inference__sglang_decode__sglang_Qwen3-8B_decode.json.gz"
 TCOMPILE = "tracelens/torch_compile_triton__trace.json.gz"

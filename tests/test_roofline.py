@@ -18,12 +18,9 @@ import msgspec
 import polars as pl
 import pytest
 from conftest import shared_trace
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.devices import match
-from analyzer.metrics.roofline import (
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.devices import match
+from gpu_trace_analyzer.metrics.roofline import (
     OpTree,
     Roofline,
     _with_prev_end,
@@ -31,10 +28,12 @@ from analyzer.metrics.roofline import (
     compute,
     roofline,
 )
-from analyzer.report.chart_files import draw
-from analyzer.report.model import Chart, Image, Table
-from analyzer.sections import roofline as roofline_section
-from parsers.schema import DeviceInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.parsers.schema import DeviceInfo, TraceMeta, TraceTables, table_from_columns
+from gpu_trace_analyzer.report.chart_files import draw
+from gpu_trace_analyzer.report.model import Chart, Image, Table
+from gpu_trace_analyzer.sections import roofline as roofline_section
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 H100_BERT = "tracelens/h100__gaunernst_bert-small-uncased__1016001.json.gz"
 MI300_BERT = "tracelens/mi300__gaunernst_bert-small-uncased__1016001.json.gz"
@@ -279,7 +278,7 @@ def _ns(us: float) -> int:
 
 @cache
 def _bert() -> Roofline:
-    from parsers.kineto import parse
+    from gpu_trace_analyzer.parsers.kineto import parse
 
     return compute(parse(shared_trace(H100_BERT)), AnalysisOptions())
 
@@ -346,7 +345,7 @@ def _group_by_shapes(r: Roofline, op: str, shapes: str) -> dict[str, Any]:
 
 
 def test_mi300_kernels_on_an_undescribed_device_index() -> None:
-    from parsers.kineto import parse
+    from gpu_trace_analyzer.parsers.kineto import parse
 
     raw = _raw_events(MI300_BERT)
     devices = {e["args"]["device"] for e in raw if e.get("cat") == "kernel"}
@@ -359,7 +358,7 @@ def test_mi300_kernels_on_an_undescribed_device_index() -> None:
 
 
 def test_section_on_bert_has_modeled_ops_and_a_chart(tmp_path: Path) -> None:
-    from parsers.kineto import parse
+    from gpu_trace_analyzer.parsers.kineto import parse
 
     ctx = AnalysisContext(parse(shared_trace(H100_BERT)))
     charts_dir = tmp_path / "report_files"
@@ -385,7 +384,7 @@ def test_section_on_bert_has_modeled_ops_and_a_chart(tmp_path: Path) -> None:
 
 
 def test_report_markdown_shows_the_roofline(tmp_path: Path) -> None:
-    from analyzer.cli import main
+    from gpu_trace_analyzer.cli import main
 
     out = tmp_path / "report.md"
     code = main([str(shared_trace(H100_BERT)), "-o", str(out)])

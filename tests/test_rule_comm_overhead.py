@@ -24,12 +24,11 @@ import polars as pl
 import pytest
 import synthetic
 from conftest import REFERENCE, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers import kineto
-from parsers.schema import TraceTables, empty_table
-from rules.comm_overhead import (
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers import kineto
+from gpu_trace_analyzer.parsers.schema import TraceTables, empty_table
+from gpu_trace_analyzer.rules.comm_overhead import (
     CommOverhead,
     CommOverheadConfig,
     bus_factor,

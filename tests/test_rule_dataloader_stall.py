@@ -11,11 +11,10 @@ import msgspec
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers.kineto import parse
-from rules.dataloader_stall import DataloaderStall
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers.kineto import parse
+from gpu_trace_analyzer.rules.dataloader_stall import DataloaderStall
 
 WORKERS_0 = "tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz"
 WORKERS_4 = "tb_plugin/resnet50_num_workers_4__worker0.1623212756351.pt.trace.json.gz"

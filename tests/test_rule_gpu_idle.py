@@ -20,13 +20,12 @@ import pytest
 import scenarios_steps
 import synthetic
 from conftest import shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from analyzer.metrics import idle_ledger
-from parsers import kineto
-from parsers.schema import TraceTables
-from rules.gpu_idle import GpuIdle, GpuIdleConfig
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.metrics import idle_ledger
+from gpu_trace_analyzer.parsers import kineto
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules.gpu_idle import GpuIdle, GpuIdleConfig
 
 WORKERS_0 = "tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz"
 WORKERS_4 = "tb_plugin/resnet50_num_workers_4__worker0.1623212756351.pt.trace.json.gz"

@@ -16,15 +16,14 @@ import polars as pl
 import pytest
 import synthetic
 from conftest import REFERENCE, shared_trace
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.metrics.host_blocking import with_containing_ops as _with_containing_ops
+from gpu_trace_analyzer.parsers import kineto, nsys
+from gpu_trace_analyzer.parsers.schema import TraceMeta, TraceTables
+from gpu_trace_analyzer.rules.host_sync import HostSync, HostSyncConfig, sync_calls
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from analyzer.metrics.host_blocking import with_containing_ops as _with_containing_ops
-from parsers import kineto, nsys
-from parsers.schema import TraceMeta, TraceTables
-from rules.host_sync import HostSync, HostSyncConfig, sync_calls
 
 SYNC_NAMES = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy")
 

@@ -13,11 +13,10 @@ import polars as pl
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers.kineto import merge_ranks, parse
-from rules.idle_sms import IdleSms, kernel_efficiency, sm_efficiency_segments
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers.kineto import merge_ranks, parse
+from gpu_trace_analyzer.rules.idle_sms import IdleSms, kernel_efficiency, sm_efficiency_segments
 
 H100_SMS = 132
 

@@ -13,12 +13,11 @@ import msgspec
 import pytest
 import synthetic
 from conftest import shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers import kineto
-from parsers.schema import TraceTables
-from rules.launch_bound import LaunchBound, LaunchBoundConfig
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers import kineto
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules.launch_bound import LaunchBound, LaunchBoundConfig
 
 ANNOTATED = "hta/with_gpu_user_annotation/step_based_trace_2543932.json.gz"
 NORMALIZATION = "tracelens/perf_model__normalization__normalization_layer_test.json.gz"
@@ -111,8 +110,8 @@ def test_thresholds_on_the_gaps_and_the_launch_cost(
 def test_no_graph_advice_when_graphs_already_run(
     launch_trace: tuple[TraceTables, Any],
 ) -> None:
-    from analyzer.metrics.workload import WorkloadProfile
-    from rules.launch_bound import _recommendation
+    from gpu_trace_analyzer.metrics.workload import WorkloadProfile
+    from gpu_trace_analyzer.rules.launch_bound import _recommendation
 
     ctx = AnalysisContext(launch_trace[0])
     with_graphs = _recommendation(ctx, WorkloadProfile("inference", graph_launches=12))

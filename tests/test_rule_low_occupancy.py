@@ -19,12 +19,16 @@ import polars as pl
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers.kineto import parse
-from parsers.schema import DeviceInfo
-from rules.low_occupancy import LowOccupancy, kernels_in_window, limiter, occupancy_known
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers.kineto import parse
+from gpu_trace_analyzer.parsers.schema import DeviceInfo
+from gpu_trace_analyzer.rules.low_occupancy import (
+    LowOccupancy,
+    kernels_in_window,
+    limiter,
+    occupancy_known,
+)
 
 WORKERS_0 = "tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz"
 MI300_BERT = "tracelens/mi300__gaunernst_bert-small-uncased__1016001.json.gz"
@@ -198,11 +202,10 @@ def test_scenarios_without_low_occupancy_are_silent(tmp_path: Path, scenario: st
 def test_skipped_with_reason_when_no_kernel_records_occupancy() -> None:
     """ROCm kernels carry no occupancy: the engine lists the rule as skipped, saying why."""
     from conftest import shared_trace
-
-    from analyzer.config import default_config
-    from analyzer.context import AnalysisContext
-    from analyzer.engine import run_rules
-    from parsers import kineto
+    from gpu_trace_analyzer.config import default_config
+    from gpu_trace_analyzer.context import AnalysisContext
+    from gpu_trace_analyzer.engine import run_rules
+    from gpu_trace_analyzer.parsers import kineto
 
     path = shared_trace("tracelens/mi300__gaunernst_bert-small-uncased__1016001.json.gz")
     tables = kineto.parse(path)

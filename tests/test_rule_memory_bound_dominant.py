@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers.kineto import parse
-from rules.memory_bound_dominant import MemoryBoundDominant
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers.kineto import parse
+from gpu_trace_analyzer.rules.memory_bound_dominant import MemoryBoundDominant
 
 H100_BYTES_PER_NS = 3350.0  # 3.35 TB/s
 MI210_GPU_ONLY = "tracelens/mi210__gpu_only_trace__gpu_only_trace.json.gz"

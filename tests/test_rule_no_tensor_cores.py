@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers.kineto import parse
-from rules.no_tensor_cores import (
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers.kineto import parse
+from gpu_trace_analyzer.rules.no_tensor_cores import (
     FP32_CONV,
     FP32_GEMM,
     FP32_GEMV,

@@ -17,12 +17,15 @@ import msgspec
 import pytest
 import synthetic
 from conftest import REFERENCE, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers import kineto, nsys
-from parsers.schema import TraceTables
-from rules.pageable_memcpy import PageableMemcpy, PageableMemcpyConfig, pageable_copies
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers import kineto, nsys
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules.pageable_memcpy import (
+    PageableMemcpy,
+    PageableMemcpyConfig,
+    pageable_copies,
+)
 
 PAGEABLE_HTOD = "Memcpy HtoD (Pageable -> Device)"
 WORKERS_0 = "tb_plugin/resnet50_num_workers_0__worker0.1623143089861.pt.trace.json.gz"

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers.kineto import parse
-from rules.small_batch import SmallBatch, gemm_dims
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers.kineto import parse
+from gpu_trace_analyzer.rules.small_batch import SmallBatch, gemm_dims
 
 H100_BF16_TFLOPS = 989.4
 H100_TB_S = 3.35

@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 import synthetic
 from conftest import shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers import kineto, nsys
-from parsers.schema import TraceTables
-from rules.small_memcpy import SmallMemcpy, SmallMemcpyConfig
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers import kineto, nsys
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules.small_memcpy import SmallMemcpy, SmallMemcpyConfig
 
 SMALL = 65_536
 

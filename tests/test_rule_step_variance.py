@@ -14,12 +14,11 @@ import msgspec
 import pytest
 import synthetic
 from conftest import needs_shared, shared_trace
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers.kineto import parse
+from gpu_trace_analyzer.rules.step_variance import StepVariance
 from raw_steps import own_steps
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers.kineto import parse
-from rules.step_variance import StepVariance
 
 WORKERS_4 = "tb_plugin/resnet50_num_workers_4__worker0.1623212756351.pt.trace.json.gz"
 NS_RESOLUTION = "hta/ns_resolution_trace/rank-0.Apr_03_18_51_38.1102.pt.trace.json.gz"

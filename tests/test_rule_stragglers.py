@@ -16,12 +16,11 @@ import msgspec
 import pytest
 import synthetic
 from conftest import shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding, Severity
-from parsers import kineto
-from parsers.schema import TraceTables
-from rules.stragglers import Stragglers, StragglersConfig, rank_table
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.parsers import kineto
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.rules.stragglers import Stragglers, StragglersConfig, rank_table
 
 
 def _check(tables: TraceTables, **overrides: Any) -> list[Finding]:

@@ -12,19 +12,18 @@ import pytest
 import scenarios_workload as sc
 import synthetic
 from conftest import needs_shared, shared_trace
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Finding
-from analyzer.metrics.roofline import roofline
-from analyzer.metrics.workload import WorkloadProfile
-from analyzer.trace import load
-from rules.comm_overhead import CommOverheadConfig
-from rules.comm_overhead import _recommendation as comm_advice
-from rules.memory_bound_dominant import MemoryBoundDominant
-from rules.misaligned_gemm import MisalignedGemm, misaligned_dims
-from rules.rocm_tuning import RocmTuning
-from rules.small_batch import SmallBatch
-from rules.unfused_attention import UnfusedAttention
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Finding
+from gpu_trace_analyzer.metrics.roofline import roofline
+from gpu_trace_analyzer.metrics.workload import WorkloadProfile
+from gpu_trace_analyzer.rules.comm_overhead import CommOverheadConfig
+from gpu_trace_analyzer.rules.comm_overhead import _recommendation as comm_advice
+from gpu_trace_analyzer.rules.memory_bound_dominant import MemoryBoundDominant
+from gpu_trace_analyzer.rules.misaligned_gemm import MisalignedGemm, misaligned_dims
+from gpu_trace_analyzer.rules.rocm_tuning import RocmTuning
+from gpu_trace_analyzer.rules.small_batch import SmallBatch
+from gpu_trace_analyzer.rules.unfused_attention import UnfusedAttention
+from gpu_trace_analyzer.trace import load
 
 
 def _run(rule: Any, path: Path) -> list[Finding]:

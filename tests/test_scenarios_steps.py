@@ -11,15 +11,14 @@ from typing import Any
 import polars as pl
 import pytest
 import scenarios_steps
-
-from analyzer.config import default_config
-from analyzer.context import AnalysisContext
-from analyzer.engine import run_rules
-from analyzer.findings import Finding, Severity
-from analyzer.metrics import idle_ledger, steps, timeline
-from analyzer.sections import idle_ledger as ledger_section
-from analyzer.sections.kernels import kernel_summary
-from parsers import kineto
+from gpu_trace_analyzer.config import default_config
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.engine import run_rules
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.metrics import idle_ledger, steps, timeline
+from gpu_trace_analyzer.parsers import kineto
+from gpu_trace_analyzer.sections import idle_ledger as ledger_section
+from gpu_trace_analyzer.sections.kernels import kernel_summary
 
 
 def _analyze(name: str, tmp_path: Path) -> tuple[AnalysisContext, dict[str, Any], list[Finding]]:

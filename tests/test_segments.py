@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
+from gpu_trace_analyzer.metrics import segments
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from analyzer.metrics import segments
 
 _INTERVALS = st.lists(st.tuples(st.integers(0, 60), st.integers(1, 30)), max_size=10)
 

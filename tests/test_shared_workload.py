@@ -10,16 +10,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import TRACES, needs_shared
-
-from analyzer.build import build_report
-from analyzer.config import load_config
-from analyzer.context import AnalysisContext
-from analyzer.engine import run_rules
-from analyzer.metrics.workload import workload_profile
-from analyzer.report import markdown
-from analyzer.sections.registry import registry as section_registry
-from analyzer.trace import load
-from parsers.categories import families
+from gpu_trace_analyzer.build import build_report
+from gpu_trace_analyzer.config import load_config
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.engine import run_rules
+from gpu_trace_analyzer.metrics.workload import workload_profile
+from gpu_trace_analyzer.parsers.categories import families
+from gpu_trace_analyzer.report import markdown
+from gpu_trace_analyzer.sections.registry import registry as section_registry
+from gpu_trace_analyzer.trace import load
 
 #: Largest uncategorized share (%) of non-communication kernel time.
 MAX_UNCATEGORIZED_PCT = 5.0

@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 import synthetic
 from conftest import SAMPLES, shared_trace
-
-from parsers import kineto
+from gpu_trace_analyzer.parsers import kineto
 
 ALLOWED_CATS = {
     "cpu_op",

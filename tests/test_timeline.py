@@ -6,11 +6,10 @@ from unittest.mock import patch
 
 import polars as pl
 import synthetic
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.parsers.schema import TraceMeta, TraceTables, table_from_columns
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from analyzer.metrics import timeline
-from parsers.schema import TraceMeta, TraceTables, table_from_columns
 
 US = 1_000
 

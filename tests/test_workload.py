@@ -13,19 +13,18 @@ from pathlib import Path
 import pytest
 import scenarios_workload as sc
 from conftest import REFERENCE, needs_shared, shared_trace
-
-from analyzer.build import hip_version, version_labels
-from analyzer.cli import main
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.devices import identify, resolve_one
-from analyzer.metrics.attention import unfused_attention
-from analyzer.metrics.graphs import graph_replay
-from analyzer.metrics.op_families import family_time
-from analyzer.metrics.serving import phase_breakdown
-from analyzer.metrics.workload import workload_profile
-from analyzer.trace import load
-from parsers.schema import DeviceInfo
-from rules import _advice
+from gpu_trace_analyzer.build import hip_version, version_labels
+from gpu_trace_analyzer.cli import main
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.devices import identify, resolve_one
+from gpu_trace_analyzer.metrics.attention import unfused_attention
+from gpu_trace_analyzer.metrics.graphs import graph_replay
+from gpu_trace_analyzer.metrics.op_families import family_time
+from gpu_trace_analyzer.metrics.serving import phase_breakdown
+from gpu_trace_analyzer.metrics.workload import workload_profile
+from gpu_trace_analyzer.parsers.schema import DeviceInfo
+from gpu_trace_analyzer.rules import _advice
+from gpu_trace_analyzer.trace import load
 
 #: Words no inference report may use (issue 12).
 TRAINING_VOCABULARY = re.compile(

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
-
-from analyzer.metrics.launch import kernel_launch_ops
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.metrics.launch import kernel_launch_ops
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Largest inner dimension taken for a head dimension.
 MAX_HEAD_DIM: Final = 256

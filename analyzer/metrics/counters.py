@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
-
-from parsers.dcgm_fields import THROTTLE_REASONS
-from parsers.schema import TraceMeta, TraceTables
+from gpu_trace_analyzer.parsers.dcgm_fields import THROTTLE_REASONS
+from gpu_trace_analyzer.parsers.schema import TraceMeta, TraceTables
 
 # Thresholds of the bound classification. Source: NVIDIA DCGM user guide, "Profiling Metrics"
 # (quoted in FORMATS.md): SM_ACTIVE >= 0.8 is necessary but not sufficient for effective use;

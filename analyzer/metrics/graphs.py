@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 _GRAPH_LAUNCH = r"^(cuda|hip)GraphLaunch"
 

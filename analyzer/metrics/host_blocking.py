@@ -27,12 +27,11 @@ from __future__ import annotations
 from typing import Final
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.findings import Scope
-from analyzer.metrics import pystacks, segments, timeline
-from analyzer.metrics.roofline import OpTree
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.findings import Scope
+from gpu_trace_analyzer.metrics import pystacks, segments, timeline
+from gpu_trace_analyzer.metrics.roofline import OpTree
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Runtime or driver calls that block the host until the device (or a stream/event) is done.
 SYNC_API_PATTERN: Final = (

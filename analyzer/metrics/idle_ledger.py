@@ -49,11 +49,10 @@ from __future__ import annotations
 from typing import Final
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics import host_blocking, pystacks, segments, steps, timeline
-from analyzer.metrics.segments import Segments
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics import host_blocking, pystacks, segments, steps, timeline
+from gpu_trace_analyzer.metrics.segments import Segments
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 CAUSES: Final = (
     "dependency_wait",

@@ -8,9 +8,8 @@ them; this module computes that link once per analysis (``ctx.metric("launch_ops
 from __future__ import annotations
 
 import polars as pl
-
-from analyzer.metrics.roofline import launch_external_ids
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.metrics.roofline import launch_external_ids
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Columns of `kernel_launch_ops`, one row per kernel in table order.
 LAUNCH_COLUMNS = ("launch_op", "launch_op_name", "launch_tid", "launch_start_ns")

@@ -17,12 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics.attention import UnfusedAttention, unfused_attention
-from analyzer.metrics.launch import kernel_launch_ops
-from parsers.categories import FAMILIES, families
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.attention import UnfusedAttention, unfused_attention
+from gpu_trace_analyzer.metrics.launch import kernel_launch_ops
+from gpu_trace_analyzer.parsers.categories import FAMILIES, families
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Columns of `FamilyTime.table`.
 FAMILY_COLUMNS = ("family", "label", "gpu_ns", "share_pct", "calls", "top_ops")

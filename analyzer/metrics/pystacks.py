@@ -13,10 +13,9 @@ import sys
 from dataclasses import dataclass
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics import segments
-from analyzer.metrics.segments import Segments
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics import segments
+from gpu_trace_analyzer.metrics.segments import Segments
 
 #: Frames that are plumbing, not the user's code: builtins, torch itself, module wrappers.
 _PLUMBING = r"^(<built-in|<string>|<frozen |torch/|nn\.Module: |functools\.py|contextlib\.py)"

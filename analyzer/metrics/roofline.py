@@ -36,13 +36,17 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 import polars as pl
-
-from analyzer.context import AnalysisContext, AnalysisOptions
-from analyzer.devices import DeviceSpec, ResolvedDevice, resolve, resolve_missing
-from analyzer.metrics.perf_model import KEY_COLUMNS, may_have_cost, op_costs
-from analyzer.metrics.steps import without_queued
-from analyzer.metrics.timeline import as_strings, join_within_rank, kernel_devices, per_tables
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.context import AnalysisContext, AnalysisOptions
+from gpu_trace_analyzer.devices import DeviceSpec, ResolvedDevice, resolve, resolve_missing
+from gpu_trace_analyzer.metrics.perf_model import KEY_COLUMNS, may_have_cost, op_costs
+from gpu_trace_analyzer.metrics.steps import without_queued
+from gpu_trace_analyzer.metrics.timeline import (
+    as_strings,
+    join_within_rank,
+    kernel_devices,
+    per_tables,
+)
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 METRIC_NAME: Final = "roofline"
 

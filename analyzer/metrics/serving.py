@@ -19,11 +19,10 @@ import re
 from typing import Final
 
 import polars as pl
-
-from analyzer.metrics.op_families import kernel_families
-from analyzer.metrics.timeline import union_ns
-from parsers.categories import FAMILIES
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.metrics.op_families import kernel_families
+from gpu_trace_analyzer.metrics.timeline import union_ns
+from gpu_trace_analyzer.parsers.categories import FAMILIES
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Annotation / frame names that open a phase window: (phase, regex).
 _PHASES: Final[tuple[tuple[str, str], ...]] = (

@@ -30,10 +30,9 @@ from __future__ import annotations
 import dataclasses
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics import segments, timeline
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics import segments, timeline
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Share of launched GPU time that must start inside its own step's GPU annotation for the
 #: annotations to be trusted.
@@ -291,7 +290,7 @@ def _waited(t: TraceTables, ops: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFr
     """Per (rank, step): CPU time in blocking calls (sync APIs and blocking copies, see
     `host_blocking`) while the GPU ran work of earlier steps or work queued before
     profiling."""
-    from analyzer.metrics.host_blocking import (
+    from gpu_trace_analyzer.metrics.host_blocking import (
         ASYNC_MEMCPY_PATTERN,
         SYNC_API_PATTERN,
         SYNC_MEMCPY_PATTERN,

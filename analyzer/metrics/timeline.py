@@ -25,8 +25,7 @@ from functools import wraps
 from typing import Literal, ParamSpec
 
 import polars as pl
-
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 P = ParamSpec("P")
 

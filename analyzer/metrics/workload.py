@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import polars as pl
-
-from parsers.categories import family_of
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.parsers.categories import family_of
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 Mode = Literal["training", "inference", "unknown"]
 

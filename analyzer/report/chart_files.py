@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from analyzer.report.model import Block, Chart, Image, Report, Section
-from analyzer.untrusted import clean_tree
+from gpu_trace_analyzer.report.model import Block, Chart, Image, Report, Section
+from gpu_trace_analyzer.untrusted import clean_tree
 
 #: Pixel scale of PNG files (2: sharp on high-density screens).
 PNG_SCALE = 2

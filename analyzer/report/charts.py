@@ -15,9 +15,8 @@ from typing import Any, Final
 
 import altair as alt
 import polars as pl
-
-from analyzer.devices import DeviceSpec
-from analyzer.report.chart_files import write_files
+from gpu_trace_analyzer.devices import DeviceSpec
+from gpu_trace_analyzer.report.chart_files import write_files
 
 _TERA: Final = 1e12
 

@@ -11,13 +11,13 @@ import importlib
 from collections.abc import Callable
 from typing import Final
 
-from analyzer.report.model import Report
+from gpu_trace_analyzer.report.model import Report
 
 #: Format name (``--format``) to the module rendering it.
 RENDERERS: Final = {
-    "md": "analyzer.report.markdown",
-    "json": "analyzer.report.json_report",
-    "term": "analyzer.report.terminal",
+    "md": "gpu_trace_analyzer.report.markdown",
+    "json": "gpu_trace_analyzer.report.json_report",
+    "term": "gpu_trace_analyzer.report.terminal",
 }
 
 

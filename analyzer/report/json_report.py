@@ -13,10 +13,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-
-from analyzer.engine import finding_to_json
-from analyzer.report.model import Block, Cell, Code, Image, Inline, Paragraph, Report, Strong, Table
-from analyzer.untrusted import clean_tree
+from gpu_trace_analyzer.engine import finding_to_json
+from gpu_trace_analyzer.report.model import (
+    Block,
+    Cell,
+    Code,
+    Image,
+    Inline,
+    Paragraph,
+    Report,
+    Strong,
+    Table,
+)
+from gpu_trace_analyzer.untrusted import clean_tree
 
 EXTENSION = ".json"
 SCHEMA_VERSION = 1

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from analyzer.findings import EvidenceTable, Finding, Severity
-from analyzer.report.model import (
+from gpu_trace_analyzer.findings import EvidenceTable, Finding, Severity
+from gpu_trace_analyzer.report.model import (
     Block,
     Cell,
     Code,
@@ -24,7 +24,7 @@ from analyzer.report.model import (
     Strong,
     Table,
 )
-from analyzer.untrusted import clean, defuse_markdown
+from gpu_trace_analyzer.untrusted import clean, defuse_markdown
 
 EXTENSION = ".md"
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.findings import Finding, SkippedRule
+from gpu_trace_analyzer.findings import Finding, SkippedRule
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,15 +10,24 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.report.model import (
+    Block,
+    Cell,
+    Code,
+    Image,
+    Inline,
+    Paragraph,
+    Report,
+    Strong,
+    Table,
+)
+from gpu_trace_analyzer.untrusted import clean
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.rule import Rule as RichRule
 from rich.table import Table as RichTable
 from rich.text import Text
-
-from analyzer.findings import Finding, Severity
-from analyzer.report.model import Block, Cell, Code, Image, Inline, Paragraph, Report, Strong, Table
-from analyzer.untrusted import clean
 
 _STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "cyan"}
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics import counters
-from analyzer.report import fmt
-from analyzer.report.model import Block, Cell, Chart, Code, Paragraph, Section, Table
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics import counters
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.model import Block, Cell, Chart, Code, Paragraph, Section, Table
 
 #: Charted metrics and their facet labels (unit included).
 CHART_METRICS: Final[dict[str, str]] = {
@@ -226,7 +225,7 @@ def _chart(ctx: AnalysisContext) -> Chart | None:
     points = chart_points(ctx.tables.counters)
     if points.height == 0:
         return None
-    from analyzer.report.counters_chart import counters_chart  # altair: slow import
+    from gpu_trace_analyzer.report.counters_chart import counters_chart  # altair: slow import
 
     spec = counters_chart(points, "DCGM counters per GPU").to_dict()
     return Chart(spec, "DCGM counters over time, per GPU", CHART_STEM)

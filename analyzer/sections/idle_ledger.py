@@ -4,11 +4,10 @@ warning for GPU work queued before profiling."""
 from __future__ import annotations
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics import idle_ledger, steps
-from analyzer.report import fmt
-from analyzer.report.model import Block, Cell, Code, Paragraph, Section, Strong, Table
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics import idle_ledger, steps
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.model import Block, Cell, Code, Paragraph, Section, Strong, Table
 
 #: Devices shown one table each; more are summed in one table per cause.
 MAX_DEVICE_TABLES = 4

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics.steps import without_queued
-from analyzer.report import fmt
-from analyzer.report.model import Cell, Code, Paragraph, Section, Table
-from analyzer.sections.common import short_name
-from parsers.schema import TraceTables
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.steps import without_queued
+from gpu_trace_analyzer.parsers.schema import TraceTables
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.model import Cell, Code, Paragraph, Section, Table
+from gpu_trace_analyzer.sections.common import short_name
 
 TOP_KERNELS = 15
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.report import fmt
-from analyzer.report.model import Cell, Paragraph, Section, Table
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.model import Cell, Paragraph, Section, Table
 
 
 def memops_summary(ctx: AnalysisContext) -> pl.DataFrame:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.metrics import timeline
-from analyzer.metrics.op_families import op_families
-from analyzer.metrics.roofline import roofline
-from analyzer.metrics.steps import step_metrics
-from analyzer.report import fmt
-from analyzer.report.model import Cell, Paragraph, Section, Table
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics.op_families import op_families
+from gpu_trace_analyzer.metrics.roofline import roofline
+from gpu_trace_analyzer.metrics.steps import step_metrics
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.model import Cell, Paragraph, Section, Table
 
 
 def breakdown(ctx: AnalysisContext) -> pl.DataFrame:

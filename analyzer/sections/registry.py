@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from analyzer.context import AnalysisContext
-from analyzer.report.model import Section
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.report.model import Section
 
 #: ``build(ctx, charts)``: the section, or None when the trace lacks its inputs.
 SectionBuilder = Callable[[AnalysisContext, bool], Section | None]
@@ -20,7 +20,7 @@ SectionBuilder = Callable[[AnalysisContext, bool], Section | None]
 def registry() -> list[SectionBuilder]:
     """Where the time goes (shown right after the headline), idle time by cause, roofline,
     DCGM counters, per-rank breakdown, top kernels, memory operations."""
-    from analyzer.sections import (
+    from gpu_trace_analyzer.sections import (
         counters,
         idle_ledger,
         kernels,

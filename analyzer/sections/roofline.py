@@ -7,14 +7,22 @@ from collections.abc import Mapping
 from typing import Final
 
 import polars as pl
-
-from analyzer.context import AnalysisContext
-from analyzer.devices import DeviceSpec, ResolvedDevice
-from analyzer.metrics.roofline import Roofline, RooflineSummary, roofline
-from analyzer.metrics.timeline import kernel_devices
-from analyzer.report import fmt
-from analyzer.report.model import Block, Cell, Chart, Code, Paragraph, Section, Strong, Table
-from analyzer.sections.common import short_name
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.devices import DeviceSpec, ResolvedDevice
+from gpu_trace_analyzer.metrics.roofline import Roofline, RooflineSummary, roofline
+from gpu_trace_analyzer.metrics.timeline import kernel_devices
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.model import (
+    Block,
+    Cell,
+    Chart,
+    Code,
+    Paragraph,
+    Section,
+    Strong,
+    Table,
+)
+from gpu_trace_analyzer.sections.common import short_name
 
 TOP_OPS: Final = 15
 _ORIGINS: Final = {
@@ -255,7 +263,7 @@ def _chart_blocks(result: Roofline) -> list[Block]:
     modeled = result.ops.filter(pl.col("basis") == "modeled") if result.ops.height else None
     if modeled is None or modeled.height == 0:
         return blocks
-    from analyzer.report import charts  # altair takes 0.2 s to import: only when drawing
+    from gpu_trace_analyzer.report import charts  # altair takes 0.2 s to import: only when drawing
 
     for key in sorted(set(modeled["device_key"].drop_nulls().to_list())):
         spec = specs.get(key)

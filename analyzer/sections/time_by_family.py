@@ -7,14 +7,14 @@ attention (from shapes) and how much was replayed from CUDA/HIP graphs.
 
 from __future__ import annotations
 
-from analyzer.context import AnalysisContext
-from analyzer.metrics.graphs import graph_replay
-from analyzer.metrics.op_families import FamilyTime, attention_of, op_families
-from analyzer.metrics.serving import phase_breakdown
-from analyzer.metrics.workload import workload_profile
-from analyzer.report import fmt
-from analyzer.report.model import Block, Cell, Code, Paragraph, Section, Table
-from analyzer.sections.common import short_name
+from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.metrics.graphs import graph_replay
+from gpu_trace_analyzer.metrics.op_families import FamilyTime, attention_of, op_families
+from gpu_trace_analyzer.metrics.serving import phase_breakdown
+from gpu_trace_analyzer.metrics.workload import workload_profile
+from gpu_trace_analyzer.report import fmt
+from gpu_trace_analyzer.report.model import Block, Cell, Code, Paragraph, Section, Table
+from gpu_trace_analyzer.sections.common import short_name
 
 #: Families shown; the rest are summed in one "other families" row.
 MAX_ROWS = 10
