@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.devices import resolve
-from gpu_trace_analyzer.findings import Finding, SkippedRule, order_findings
+from gpu_trace_analyzer.findings import Finding, Severity, SkippedRule, order_findings
 from gpu_trace_analyzer.metrics import timeline
 from gpu_trace_analyzer.metrics.graphs import graph_replay
 from gpu_trace_analyzer.metrics.op_families import op_families
@@ -200,11 +200,17 @@ def _span_ns(ctx: AnalysisContext) -> int | None:
 
 
 def _verdict(ctx: AnalysisContext, findings: Sequence[Finding]) -> Paragraph | None:
-    """Where the time goes (largest op family first), then the top finding and its fix."""
+    """Where the time goes (largest op family first), then the top actionable finding (a
+    warning or critical one) and its fix. An informational finding never becomes the
+    verdict: without an actionable one the verdict says so."""
     lead = overview.family_sentence(ctx)
-    if not findings:
-        return Paragraph.of(lead) if lead else None
-    top = findings[0]
+    actionable = [f for f in findings if f.severity >= Severity.WARNING]
+    if not actionable:
+        if not findings:
+            return Paragraph.of(lead) if lead else None
+        calm = "No actionable problem found: the findings below are informational."
+        return Paragraph.of(f"{lead} {calm}" if lead else calm)
+    top = actionable[0]
     summary = Paragraph.from_prose(top.summary)
     advice = Paragraph.from_prose(top.recommendation)
     opening: tuple[str, ...] = (lead, " ") if lead else ()

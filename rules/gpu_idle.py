@@ -6,8 +6,14 @@ operation on the device (`analyzer.metrics.timeline.breakdown`). Its causes are 
 ledger's (`analyzer.metrics.idle_ledger`), one cause per idle nanosecond. This finding states
 the idle share and the split; the rows that a dedicated rule explains (host syncs and
 blocking copies: host-sync; the DataLoader: dataloader-stall; launch overhead:
-launch-bound) are cited and left to them. It claims the rest: CPU work in a named op or
-Python frame, the boundary after work queued before profiling, and "other".
+launch-bound) are cited and left to them. It claims the rest: the GPU held by a dependency
+(launched work not yet started), CPU work in a named op or Python frame, the boundary after
+work queued before profiling, and "other".
+
+Idle spent holding launched work behind a dependency outside the trace (a capture that
+started mid-pipeline) is a property of the capture window, not of the profiled work: it
+raises the finding to a warning at most, and the finding states the profiled work's own GPU
+time instead.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import idle_ledger, pystacks, timeline
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 from gpu_trace_analyzer.rules.base import register
 
 #: The ledger rows no dedicated rule explains: this finding claims them.
-CAUSES = ("queued_boundary", "cpu_work", "other")
+CAUSES = ("dependency_wait", "queued_boundary", "cpu_work", "other")
 #: Which finding explains each of the other rows.
 _EXPLAINED_BY = {
     "sync_wait": "host-sync",
@@ -121,14 +128,27 @@ def _finding(
     own = rows.filter(pl.col("cause").is_in(list(CAUSES)))
     own_pct = float(own["window_pct"].sum()) if own.height else 0.0
     evidence["idle_claimed_pct"] = round(own_pct, 2)
-    severity = _severity(own_pct, cfg)
+    held = rows.filter(pl.col("cause") == "dependency_wait")
+    held_pct = float(held["window_pct"].sum()) if held.height else 0.0
+    severity = _severity(own_pct, cfg, held_pct)
+    held_ns = int(held["idle_ns"].sum()) if held.height else 0
+    mid_pipeline = held_ns > 0 and (
+        idle_ledger.held_at_capture_start_ns(ctx, rank, device) >= 0.5 * held_ns
+    )
+    evidence["mid_pipeline"] = int(mid_pipeline)
+    if held_pct >= 0.5 * idle_pct and mid_pipeline:
+        summary += (
+            f" The capture started mid-pipeline: the GPU held launched work that had not "
+            f"started for {float(held['idle_ns'].sum()) / 1e6:.1f} ms; the profiled work's "
+            f"own GPU time is {int(worst['busy_ns']) / 1e6:.1f} ms."
+        )
     return Finding(
         rule_id=GpuIdle.id,
         severity=severity,
         title=GpuIdle.title,
         summary=summary,
         evidence=evidence,
-        recommendation=_recommendation(ctx, rows, profile),
+        recommendation=_recommendation(ctx, rows, profile, mid_pipeline),
         scope=Scope(
             rank=scope_rank,
             device=device if over.height == 1 else None,
@@ -140,11 +160,12 @@ def _finding(
     )
 
 
-def _severity(own_pct: float, cfg: GpuIdleConfig) -> Severity:
+def _severity(own_pct: float, cfg: GpuIdleConfig, held_pct: float = 0.0) -> Severity:
     """By the share of the window in the rows this finding claims (its own share): idle
     that another finding explains raises that finding, not this one, which is then an
-    informational summary."""
-    if own_pct >= cfg.critical_idle_pct:
+    informational summary. The share held by a dependency outside the trace (``held_pct``)
+    is a property of the capture window: it alone never makes the finding critical."""
+    if own_pct - held_pct >= cfg.critical_idle_pct:
         return Severity.CRITICAL
     return Severity.WARNING if own_pct >= cfg.warning_idle_pct else Severity.INFO
 
@@ -175,13 +196,45 @@ def _claimed_table(
     return EvidenceTable(
         columns=["ledger row", "op or Python frame", "GPU idle ms"],
         rows=[
-            [str(r["cause"]), str(r["detail"] or "(none recorded)"), round(r["idle_ns"] / 1e6, 3)]
+            [str(r["cause"]), _row_words(r), round(r["idle_ns"] / 1e6, 3)]
             for r in rows.iter_rows(named=True)
         ],
     )
 
 
-def _recommendation(ctx: AnalysisContext, rows: pl.DataFrame, profile: WorkloadProfile) -> str:
+def _top_phase(ctx: AnalysisContext, rows: pl.DataFrame, cause: str) -> str | None:
+    """The outermost op or annotation (``## backward ##``) holding most of the lead cause's
+    idle time on the device of ``rows`` (null when none is recorded)."""
+    if rows.height == 0:
+        return None
+    rank, device = int(rows.item(0, "rank")), int(rows.item(0, "device"))
+    phases = (
+        idle_ledger.ledger(ctx)
+        .filter(
+            (pl.col("rank") == rank)
+            & (pl.col("device") == device)
+            & (pl.col("cause") == cause)
+            & pl.col("phase").is_not_null()
+        )
+        .group_by("phase")
+        .agg(pl.col("idle_ns").sum())
+        .sort(["idle_ns", "phase"], descending=[True, False])
+    )
+    return str(phases.item(0, "phase")) if phases.height else None
+
+
+def _row_words(row: dict[str, Any]) -> str:
+    """A claimed ledger row's op or frame, with the region (annotation) it ran in."""
+    detail, phase = row.get("detail"), row.get("phase")
+    words = str(detail or "(none recorded)")
+    if phase and phase != detail:
+        words += f" inside {phase}"
+    return words
+
+
+def _recommendation(
+    ctx: AnalysisContext, rows: pl.DataFrame, profile: WorkloadProfile, mid_pipeline: bool
+) -> str:
     """Advice for the largest ledger row: this finding's own, or a pointer to the finding
     that explains it."""
     if rows.height == 0:
@@ -193,6 +246,31 @@ def _recommendation(ctx: AnalysisContext, rows: pl.DataFrame, profile: WorkloadP
             f"Most idle time is {idle_ledger.CAUSE_LABELS[cause]}: see the "
             f"`{_EXPLAINED_BY[cause]}` finding for the call sites and the fix."
         )
+    if cause == "dependency_wait" and not mid_pipeline:
+        return (
+            "Most idle time is the GPU holding launched work that had not started: kernels "
+            "waited on a cross-stream/event dependency (a collective or copy on another "
+            "stream that had not run yet), not on the host call running meanwhile. Find "
+            "the held launches (launch-to-start delay) in the trace viewer and reorder or "
+            "overlap what they wait on: issue the collective earlier, or give independent "
+            "work to the waiting stream."
+        )
+    if cause == "dependency_wait":
+        waits = timeline.table_name_matches(ctx.tables, "runtime", r"StreamWaitEvent")
+        event = (
+            " (the trace records `*StreamWaitEvent` calls before the held launches)"
+            if ctx.tables.runtime.filter(waits).height
+            else ""
+        )
+        return (
+            "The capture started mid-pipeline: most idle time is the GPU holding launched "
+            "work that had not started, waiting on a cross-stream/event dependency on work "
+            f"outside the trace{event} or on work queued before profiling. The host call "
+            "running meanwhile (a blocking copy or sync queued behind that work) did not "
+            "cause it, so making that call asynchronous changes nothing. Judge the profiled "
+            "work by its own GPU time, and capture a window that starts once the pipeline "
+            "is full (several steps after warm-up) to measure the steady state."
+        )
     if cause == "queued_boundary":
         return (
             "The first profiled step waited for GPU work queued before profiling started: "
@@ -203,33 +281,32 @@ def _recommendation(ctx: AnalysisContext, rows: pl.DataFrame, profile: WorkloadP
     where = "Python frame" if stacks else "CPU op"
     brief = int(lead["brief_ns"] or 0) >= 0.5 * int(lead["idle_ns"])
     if cause == "cpu_work" and detail and brief:
-        graphs = (
-            "CUDA/HIP graphs already run here: capture the eager regions left outside them"
-            if profile.uses_graphs
-            else "capture the step in CUDA/HIP graphs (`torch.compile(mode='reduce-overhead')`)"
-        )
         return (
             "The GPU waits between kernels while the CPU issues them: most of this idle time "
             f"is in gaps under 1 ms inside the {where} `{detail}`, so Python and framework "
-            f"overhead between launches sets the pace. Cut host work per kernel: {graphs}, "
-            "fuse small ops with `torch.compile`, and give each kernel more work."
+            "overhead between launches sets the pace. "
+            f"{_advice.per_kernel_overhead_fix(ctx, str(detail))}."
         )
+    phase = _top_phase(ctx, rows, cause)
+    inside = f" (inside `{phase}`)" if phase and phase != detail else ""
     if cause == "cpu_work" and detail:
         host = "between device steps" if not profile.is_training else "in the training step"
+        fix = _advice.host_work_fix(ctx, str(detail), phase)
         return (
-            f"The GPU waits for host-side work {host}, most of it in the {where} `{detail}`: "
-            "move that work off the critical path (precompute it, run it on a background "
-            "thread or in DataLoader workers, or do it on the GPU) and queue GPU work ahead "
-            "of it so it overlaps."
+            f"The GPU waits for host-side work {host}, most of it in the {where} "
+            f"`{detail}`{inside}: {fix}."
         )
-    if stacks:
+    if not stacks:
         return (
-            "The GPU waits while no recorded op or user Python frame runs on the main "
-            "thread: the time goes to another thread or process, or to the interpreter "
-            "between ops; look at the Python frames around the longest gaps in the trace."
+            f"The GPU waits for host work that the trace does not record{inside}: recorded "
+            "CPU ops cover less than half of those gaps, so no op can be named. Record "
+            "Python stacks (`torch.profiler.profile(with_stack=True)`) or sample the process "
+            "with py-spy to find the code; "
+            + (_advice.host_work_fix(ctx, "", phase) if phase else "then move it out of the step")
+            + "."
         )
     return (
-        "The GPU waits while no recorded op runs on the main thread: record Python stacks "
-        "(`torch.profiler.profile(with_stack=True)`) or sample the process with py-spy to "
-        "find the code, then move it out of the step or overlap it with queued GPU work."
+        "The GPU waits while no recorded op or user Python frame runs on the main "
+        "thread: the time goes to another thread or process, or to the interpreter "
+        "between ops; look at the Python frames around the longest gaps in the trace."
     )

@@ -10,6 +10,10 @@ Blocking costs GPU time only when the GPU runs dry while the CPU waits: that is 
 ledger's ``sync_wait`` and ``blocking_copy`` rows (`analyzer.metrics.idle_ledger`), the idle
 time *inside* the calls, which this finding claims and its severity follows. What happens on
 the CPU after a call returns is charged to what ran then, not to the call.
+
+When the GPU idles under 1% of the window inside the calls (`expected_bubble_pct`), the CPU
+is waiting for results it needs while the GPU computes them: removing or deferring the calls
+would not change GPU time, so the finding is informational and says so, with no fix.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class HostSyncConfig:
     info_blocked_pct: float = 5.0
     """Also report (as info) calls that block the CPU this share of the window while the
     GPU stays busy (they cost nothing yet, but cap how far ahead the CPU can queue)."""
+    expected_bubble_pct: float = 1.0
+    """Below this share of the window idled inside the calls, the CPU waits for GPU results
+    it needs while the GPU stays busy (expected): informational, no fix advised."""
     top_sites: int = 8
     """How many call sites the evidence table lists."""
 
@@ -172,6 +179,26 @@ def _finding(
         f"those calls ({float(row['bubble_pct']):.1f}% of the window). The longest-blocking "
         f"site is {where}: {int(top['total_ns']) / 1e6:.2f} ms in {int(top['calls'])} call(s)."
     )
+    pageable = calls.filter(pl.col("pageable"))
+    if pageable.height:
+        summary += (
+            f" {pageable.height} of the copy calls touch pageable host memory: their "
+            f"{int(pageable['dur_ns'].sum()) / 1e6:.2f} ms of CPU-blocked time is the "
+            "`pageable-memcpy` finding's cost (see it), counted here only for the ranking."
+        )
+    cold = host_blocking.first_step_outliers(ctx).filter(pl.col("rank") == rank)
+    if cold.height:
+        summary += (
+            f" {int(cold['idle_ns'].sum()) / 1e6:.2f} ms of the GPU idle inside the calls is "
+            "in one-time first-step call(s), a cold-start cost (see `cold-start`)."
+        )
+    expected = float(row["bubble_pct"]) < cfg.expected_bubble_pct
+    if expected:
+        summary += (
+            " The CPU waits for GPU results it needs (expected); not a bottleneck: while the "
+            "CPU waits the GPU is busy (or held by another dependency), so removing or "
+            "deferring these calls would not change the GPU time."
+        )
     evidence: dict[str, float | int | str] = {
         "rank": rank,
         "sync_calls": sync_n,
@@ -196,7 +223,7 @@ def _finding(
         title=HostSync.title,
         summary=summary,
         evidence=evidence,
-        recommendation=_recommendation(sites, profile),
+        recommendation=_EXPECTED_ADVICE if expected else _recommendation(sites, profile),
         scope=Scope(
             rank=rank,
             start_ns=int(calls.select(pl.col("start_ns").min()).item()),
@@ -269,6 +296,11 @@ def _sites(ctx: AnalysisContext, calls: pl.DataFrame, rank: int) -> pl.DataFrame
     )
 
 
+_EXPECTED_ADVICE = (
+    "Nothing to fix here: these calls read results the program needs while the GPU is busy "
+    "computing them. Revisit them only if another finding shows the CPU must run further "
+    "ahead to keep the GPU fed."
+)
 _ITEM_OPS = r"aten::(item|_local_scalar_dense|is_nonzero)"
 _NONZERO_OPS = r"aten::(nonzero|masked_select|unique|_unique2|index|repeat_interleave)"
 _COPY_OPS = r"aten::(to|_to_copy|copy_|cpu)"

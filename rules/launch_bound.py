@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
+from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import idle_ledger, intervals, timeline
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 from gpu_trace_analyzer.rules.base import register
@@ -257,7 +258,7 @@ def _finding(
             "graph_launches": profile.graph_launches,
             **idle_ledger.claim_evidence(ctx, CAUSES, rank),
         },
-        recommendation=_recommendation(profile),
+        recommendation=_recommendation(ctx, profile),
         scope=Scope(
             rank=rank,
             device=device,
@@ -298,15 +299,29 @@ def _table(ctx: AnalysisContext, rank: int, device: int, cfg: LaunchBoundConfig)
     return EvidenceTable(columns=["kernel", "calls", "median us", "total ms"], rows=rows)
 
 
-def _recommendation(profile: WorkloadProfile) -> str:
-    """Fewer launches: graphs when none run yet, otherwise the eager regions left over."""
+def _recommendation(ctx: AnalysisContext, profile: WorkloadProfile) -> str:
+    """Fewer launches: graphs when none run yet (a serving engine's own settings, never
+    ``torch.compile`` where Inductor already runs), otherwise the eager regions left over."""
     fused = ", use foreach/fused optimizers" if profile.is_training else ""
     more_work = "larger batch" if profile.is_training else "batch more requests per step"
+    if not profile.uses_graphs and (
+        profile.serving_engine or profile.compiled or profile.triton_kernels
+    ):
+        return (
+            f"Cut the number of launches: {_advice.launch_overhead_fix(ctx)}; "
+            f"{_advice.fusion_fix(ctx)}{fused}; and give each kernel more work ({more_work})."
+        )
     if profile.uses_graphs:
         return (
             f"CUDA/HIP graphs already run here ({profile.graph_launches} graph launches): the "
             "remaining short gaps come from eager regions outside the captured graphs; "
-            "capture those regions too (or compile them with `torch.compile`), fuse "
+            "capture those regions too"
+            + (
+                ""
+                if profile.compiled or profile.triton_kernels
+                else " (or compile them with `torch.compile`)"
+            )
+            + ", fuse "
             f"elementwise chains{fused}, and give each kernel more work ({more_work})."
         )
     return (

@@ -11,6 +11,9 @@ window (info for any such copy, as Nsight lists them all): a pageable copy is sy
 so five 704-byte copies that each froze the main thread for 140 ms are critical however
 short their GPU time. The GPU idle time during those calls is the idle ledger's
 ``blocking_copy`` row, which host-sync claims; this finding cites it without claiming it.
+This finding owns the CPU-blocked time of the pageable copy calls (host-sync refers to it).
+A first-step call that is a one-time cost (`host_blocking.first_step_outliers`, reported by
+cold-start) is counted out of the steady-state cost the severity follows.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from gpu_trace_analyzer.metrics.host_blocking import copies_with_callers, rank_windows
+from gpu_trace_analyzer.metrics.host_blocking import (
+    copies_with_callers,
+    first_step_outliers,
+    rank_windows,
+)
 from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.rules.base import register
 
@@ -62,7 +69,9 @@ class PageableMemcpy:
         per_rank = _per_rank(ctx, copies)
         worst = per_rank.sort(["cost_ns", "rank"], descending=[True, False]).row(0, named=True)
         rank = int(worst["rank"])
-        yield _finding(cfg, worst, copies.filter(pl.col("rank") == rank), per_rank.height)
+        cold = first_step_outliers(ctx).filter((pl.col("rank") == rank) & pl.col("pageable"))
+        cold_ns = int(cold["excess_ns"].sum()) if cold.height else 0
+        yield _finding(cfg, worst, copies.filter(pl.col("rank") == rank), per_rank.height, cold_ns)
 
 
 def pageable_copies(ctx: AnalysisContext) -> pl.DataFrame:
@@ -119,10 +128,17 @@ def _per_rank(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame:
 
 
 def _finding(
-    cfg: PageableMemcpyConfig, row: dict[str, Any], copies: pl.DataFrame, ranks: int
+    cfg: PageableMemcpyConfig,
+    row: dict[str, Any],
+    copies: pl.DataFrame,
+    ranks: int,
+    cold_ns: int = 0,
 ) -> Finding:
-    """The finding for one rank: totals, and a row per direction and launching op."""
-    cost_pct = float(row["cost_pct"])
+    """The finding for one rank: totals, and a row per direction and launching op;
+    ``cold_ns`` is the one-time first-step part of the blocked time (cold-start's)."""
+    window_ns = int(row["window_ns"] or 0)
+    steady_ns = int(row["api_ns"] or 0) - cold_ns
+    cost_pct = 100.0 * steady_ns / window_ns if window_ns else float(row["cost_pct"])
     if cost_pct >= cfg.critical_time_pct:
         severity = Severity.CRITICAL
     elif cost_pct >= cfg.warning_time_pct:
@@ -136,9 +152,16 @@ def _finding(
     summary = (
         f"Rank {rank} makes {n} {'/'.join(directions) or 'host-device'} copies from or to "
         f"pageable host memory ({fmt.size(total_bytes)}) that blocked the CPU "
-        f"{api_ns / 1e6:.2f} ms ({cost_pct:.2f}% of the window); their own GPU copy time is "
+        f"{api_ns / 1e6:.2f} ms ({float(row['cost_pct']):.2f}% of the window); their own GPU "
+        "copy time is "
         f"{gpu_ns / 1e6:.2f} ms."
     )
+    if cold_ns:
+        summary += (
+            f" {cold_ns / 1e6:.2f} ms of the blocked time is a one-time cost of the first "
+            f"step (see `cold-start`); the steady-state cost is {steady_ns / 1e6:.2f} ms "
+            f"({cost_pct:.2f}% of the window)."
+        )
     return Finding(
         rule_id=PageableMemcpy.id,
         severity=severity,
@@ -152,6 +175,7 @@ def _finding(
             "gpu_copy_ns": gpu_ns,
             "cpu_blocked_ns": api_ns,
             "cpu_blocked_pct": round(cost_pct, 3),
+            "cold_start_blocked_ns": cold_ns,
             "api_ns": api_ns,
             "ledger_cited": "blocking_copy",
             "window_ns": int(row["window_ns"] or 0),

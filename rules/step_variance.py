@@ -103,7 +103,8 @@ class StepVariance:
                     culprits,
                     per_rank.height,
                 )
-                + _slow_steps_clause(slow_steps),
+                + _slow_steps_clause(slow_steps)
+                + _excluded_clause(stats, measured, rank),
                 evidence={
                     **_evidence(worst, slowest, culprits, over.height, steps.height),
                     "slow_steps": ", ".join(str(s) for s in slow_steps),
@@ -138,6 +139,22 @@ def own_step_times(ctx: AnalysisContext) -> pl.DataFrame:
         .with_columns(pl.col("step_ns").alias("dur_ns"))
         .join(loader, on=["rank", "step"], how="left")
         .with_columns(pl.col("dataloader_ns").fill_null(0))
+    )
+
+
+def _excluded_clause(stats: pl.DataFrame, measured: pl.DataFrame, rank: int) -> str:
+    """Which of the rank's profiled steps the variation leaves out, and why (empty when it
+    keeps them all)."""
+    left_out = stats.filter(pl.col("rank") == rank).join(
+        measured.select("rank", "step"), on=["rank", "step"], how="anti"
+    )
+    if left_out.height == 0:
+        return ""
+    row = left_out.sort("start_ns").row(0, named=True)
+    return (
+        f" Step {row['step']} ({int(row['dur_ns']) / 1e6:.1f} ms) is left out: it is the "
+        "first profiled step, where one-time warm-up work runs (the `cold-start` rule "
+        "judges it)."
     )
 
 

@@ -8,6 +8,9 @@ from the builder's own records (`synthetic.TraceBuilder`), never from the analyz
 - `real_cold_start`: the first step's own GPU work is slower (autotuning GEMMs).
 - `pageable_stall`: five blocking 704-byte device-to-host copies into pageable memory that
   each freeze the main thread behind a long kernel.
+- `held_by_event_wait`: kernels launched behind a ``cudaStreamWaitEvent`` on work the trace
+  does not hold; a small blocking copy queued behind them waits for them (SGLang's overlap
+  scheduler captured mid-pipeline): the idle is the dependency's, not the copy's.
 - `overlapping_causes`: a `.item()`-style sync inside the DataLoader: idle time that a naive
   host-sync rule and a naive DataLoader rule would both claim.
 
@@ -21,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from synthetic import H100, TraceBuilder
+from synthetic import COMM_STREAM, COMPUTE_STREAM, H100, TraceBuilder
 
 Interval = tuple[int, int]
 LAUNCH_GAP_NS = 30_000
+PENDING_SLACK_NS = 50_000
 
 
 # ----------------------------------------------------------------------------- reference ledger
@@ -62,13 +66,16 @@ def ledger(
 ) -> dict[str, int]:
     """Idle ns per cause: each idle ns to the first of ``causes`` (in order) covering it;
     the name ``launch_overhead`` (intervals ignored) stands for interior gaps shorter than
-    30 us. The rest is ``other``; causes with no time are left out."""
+    30 us, and ``dependency_wait`` holds only in gaps of 30 us or more. The rest is
+    ``other``; causes with no time are left out."""
     out: dict[str, int] = {}
     for gs, ge, interior in idle:
         remaining = [(gs, ge)]
         for name, intervals in causes:
             if name == "launch_overhead":
                 hit = [(gs, ge)] if interior and ge - gs < LAUNCH_GAP_NS else []
+            elif name == "dependency_wait" and ge - gs < LAUNCH_GAP_NS:
+                hit = []  # microsecond gaps in a full queue are the GPU's own scheduling
             else:
                 hit = merge(list(intervals))
             left: list[Interval] = []
@@ -95,10 +102,12 @@ def builder_ledger(b: TraceBuilder, queued_until: int | None = None) -> dict[str
     """The ledger of a one-device, one-thread builder trace from its own records.
 
     Window: first step start to the later of the last step's end and the last GPU end.
-    Causes, in the analyzer's order: the wait before the first launched GPU op (when work
-    was queued before profiling: ``queued_until``), syncs and reads inside
-    ``aten::_local_scalar_dense``, other blocking copies (``cudaMemcpy``, pageable async),
-    the DataLoader, launch gaps, CPU ops, other.
+    Causes, in the analyzer's order: launched GPU work not yet started more than 50 us
+    after its launch call returned (held by a dependency), the wait before the first
+    launched GPU op (when work was queued before profiling: ``queued_until``), syncs and
+    reads inside ``aten::_local_scalar_dense``, other blocking copies (``cudaMemcpy``,
+    pageable async), the DataLoader, launch gaps, CPU ops (``cpu_op`` events, in gaps they
+    cover at least half of), other.
     """
     busy = [(a.start_ns, a.end_ns) for a in b.gpu]
     lo = b.steps[0].start_ns
@@ -127,17 +136,33 @@ def builder_ledger(b: TraceBuilder, queued_until: int | None = None) -> dict[str
         if "Synchronize" not in c.name and not in_item(c.start_ns, c.end_ns)
     ]
     loader = [(e.start_ns, e.end_ns) for e in b.cpu_events if "DataLoader" in e.name]
-    ops = [(e.start_ns, e.end_ns) for e in b.cpu_events if not e.name.startswith("ProfilerStep")]
+    ops = [(e.start_ns, e.end_ns) for e in b.cpu_events if e.cat == "cpu_op"]
+    idle = gaps(busy, lo, hi)
+    # CPU work only in the gaps that CPU ops (not annotations) cover at least half of.
+    recorded = [
+        (max(s, gs), min(e, ge))
+        for gs, ge, _ in idle
+        if _overlap([(gs, ge)], ops) >= 0.5 * (ge - gs)
+        for s, e in merge(ops)
+        if min(e, ge) > max(s, gs)
+    ]
     boundary = [(lo, queued_until)] if queued_until is not None else []
+    launched = {c.correlation: c.end_ns for c in b.runtime}
+    held = [
+        (launched[a.correlation] + PENDING_SLACK_NS, a.start_ns)
+        for a in b.gpu
+        if a.correlation in launched
+    ]
     return ledger(
-        gaps(busy, lo, hi),
+        idle,
         [
+            ("dependency_wait", held),
             ("queued_boundary", boundary),
             ("sync_wait", sync),
             ("blocking_copy", copy),
             ("dataloader", loader),
             ("launch_overhead", []),
-            ("cpu_work", ops),
+            ("cpu_work", recorded),
         ],
     )
 
@@ -276,6 +301,51 @@ def pageable_stall(
     )
 
 
+def held_by_event_wait(
+    steps: int = 4, held_ns: int = 400_000_000, side_stream: int = COMM_STREAM
+) -> TraceBuilder:
+    """Work held behind an event on work outside the trace: before the first step a
+    ``held_ns`` kernel runs on ``side_stream``; the profiler starts after its launch and
+    does not hold it (neither the call nor the kernel). The first step makes the compute
+    stream wait on it (`cudaEventRecord` + `cudaStreamWaitEvent`), launches three small
+    kernels, then a blocking 256-byte device-to-host `cudaMemcpy` that returns only after
+    those kernels ran, then its own eight 1 ms kernels and a stream sync; later steps are
+    equal steps.
+
+    Truth: ``held_idle_ns`` (idle while launched kernels waited beyond 50 us after their
+    launch call), ``copy_blocked_ns`` (CPU time in the copy), ``own_gpu_busy_ns`` per step,
+    ``ledger``.
+    """
+    b = TraceBuilder(name="held_by_event_wait", description=held_by_event_wait.__doc__ or "")
+    b.kernel("previous_batch_forward", held_ns, (132, 1, 1), stream=side_stream)
+    b.runtime, b.gpu, b.cpu_events = [], [], []  # the profiler starts now
+    for i in range(steps):
+        with b.step():
+            if i == 0:
+                b.wait_stream(COMPUTE_STREAM, side_stream)
+                for name in ("resolve_future_token_ids_kernel", "clamp_position_kernel"):
+                    b.kernel(name, 5_000, (1, 1, 1))
+                with b.op("aten::to"), b.op("aten::copy_"):
+                    b.memcpy("DtoH", 256, 2_000, sync=True)
+            _equal_step(b)
+            b.sync("stream")
+    busy = [(a.start_ns, a.end_ns) for a in b.gpu]
+    lo = b.steps[0].start_ns
+    hi = max(b.steps[-1].end_ns, max(e for _, e in busy))
+    idle = [(s, e) for s, e, _ in gaps(busy, lo, hi)]
+    launched = {c.correlation: c.end_ns for c in b.runtime}
+    held = [(launched[a.correlation] + PENDING_SLACK_NS, a.start_ns) for a in b.gpu]
+    copy = next(c for c in b.runtime if c.name == "cudaMemcpy")
+    own = [sum(a.dur_ns for a in b.gpu if a.step == s.step) for s in b.steps]
+    return _record(
+        b,
+        held_idle_ns=_overlap(idle, held),
+        copy_blocked_ns=copy.end_ns - copy.start_ns,
+        own_gpu_busy_ns=own,
+        ledger=builder_ledger(b),
+    )
+
+
 def overlapping_causes(steps: int = 5, loader_ns: int = 12_000_000) -> TraceBuilder:
     """A `.item()` inside the DataLoader: each step fetches its batch in
     `enumerate(DataLoader)...__next__`, which first reads a device scalar (`aten::item` >
@@ -317,5 +387,6 @@ SCENARIOS = {
     "real_cold_start": real_cold_start,
     "pageable_stall": pageable_stall,
     "overlapping_causes": overlapping_causes,
+    "held_by_event_wait": held_by_event_wait,
 }
 assert H100.name  # the builder's default device: an H100

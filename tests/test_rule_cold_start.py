@@ -78,9 +78,17 @@ def _raw_step_us(rel: str) -> list[float]:
 @needs_shared
 @pytest.mark.parametrize("rel", [WORKERS_0, WORKERS_4])
 def test_silent_on_resnet_traces_whose_first_step_is_warm(rel: str) -> None:
+    """The step as a whole is under the ratio on both; num_workers=4's first step holds one
+    one-time 40 ms pageable input copy (1.5 ms later): an informational call-site finding."""
     steps = _raw_step_us(rel)
     assert steps[0] / statistics.median(steps[1:]) < 1.5
-    assert _run(shared_trace(rel)) == []
+    found = _run(shared_trace(rel))
+    if rel == WORKERS_0:
+        assert found == []
+        return
+    (finding,) = found
+    assert finding.severity is Severity.INFO
+    assert finding.evidence["cold_call_ns"] == 39_996_000  # the review's raw-data figure
 
 
 @needs_shared

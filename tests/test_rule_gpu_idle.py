@@ -61,9 +61,10 @@ def test_fires_on_synthetic_idle_with_generator_truth(
     ledger = idle_ledger.by_cause(AnalysisContext(tables))
     assert dict(zip(ledger["cause"], ledger["idle_ns"], strict=True)) == expected
     # gpu-idle claims only the rows no dedicated rule explains.
-    claimed = sum(expected.get(c, 0) for c in ("queued_boundary", "cpu_work", "other"))
+    own = ("dependency_wait", "queued_boundary", "cpu_work", "other")
+    claimed = sum(expected.get(c, 0) for c in own)
     assert ev["idle_claimed_ns"] == claimed == finding.impact_ns
-    assert ev["ledger_causes"] == "queued_boundary,cpu_work,other"
+    assert ev["ledger_causes"] == ",".join(own)
     assert ev["dominant_cause"] == max(expected, key=lambda c: expected[c])
     own_pct = 100.0 * claimed / window["span_ns"]  # severity follows its own share
     assert finding.severity is (

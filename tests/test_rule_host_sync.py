@@ -97,8 +97,12 @@ def test_fires_on_synthetic_syncs(stalls: tuple[TraceTables, Any]) -> None:
     }
     blocked_ms = [float(str(row[5])) for row in finding.table.rows]
     assert blocked_ms == sorted(blocked_ms, reverse=True)  # ranked by CPU-blocked time
-    assert ".item()" in finding.recommendation
-    assert "torch.cuda.synchronize()" in finding.recommendation
+    if pct < 1.0:  # the GPU barely idles inside the calls: expected waits, no fix
+        assert "(expected); not a bottleneck" in finding.summary
+        assert finding.recommendation.startswith("Nothing to fix here")
+    else:
+        assert ".item()" in finding.recommendation
+        assert "torch.cuda.synchronize()" in finding.recommendation
     assert "training loop" not in finding.recommendation  # no backward/optimizer ops here
 
 

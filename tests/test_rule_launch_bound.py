@@ -107,13 +107,16 @@ def test_thresholds_on_the_gaps_and_the_launch_cost(
     assert _check(tables, warning_busy_to_launch=0.5, warning_gap_pct=gap_pct + 1) == []
 
 
-def test_no_graph_advice_when_graphs_already_run() -> None:
+def test_no_graph_advice_when_graphs_already_run(
+    launch_trace: tuple[TraceTables, Any],
+) -> None:
     from gpu_trace_analyzer.metrics.workload import WorkloadProfile
     from gpu_trace_analyzer.rules.launch_bound import _recommendation
 
-    with_graphs = _recommendation(WorkloadProfile("inference", graph_launches=12))
+    ctx = AnalysisContext(launch_trace[0])
+    with_graphs = _recommendation(ctx, WorkloadProfile("inference", graph_launches=12))
     assert "already run" in with_graphs and "reduce-overhead" not in with_graphs
-    assert "reduce-overhead" in _recommendation(WorkloadProfile("inference"))
+    assert "reduce-overhead" in _recommendation(ctx, WorkloadProfile("inference"))
 
 
 def test_fires_on_real_tiny_kernel_trace() -> None:

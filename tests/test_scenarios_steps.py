@@ -125,3 +125,17 @@ def test_overlapping_causes_are_claimed_once(tmp_path: Path) -> None:
     assert (
         int(rows.filter(pl.col("cause") == "sync_wait")["idle_ns"].sum()) == expect["sync_idle_ns"]
     )
+
+
+def test_work_held_by_an_event_wait_is_not_the_copys(tmp_path: Path) -> None:
+    _, expect, findings = _analyze("held_by_event_wait", tmp_path)
+    ledger = expect["ledger"]
+    assert ledger["dependency_wait"] == expect["held_idle_ns"] > 0.99 * 400_000_000
+    assert ledger["blocking_copy"] < 0.001 * expect["copy_blocked_ns"]
+    host = _rule(findings, "host-sync")
+    assert host is not None and host.severity is Severity.INFO
+    assert host.evidence["idle_claimed_ns"] == ledger["sync_wait"] + ledger["blocking_copy"]
+    idle = _rule(findings, "gpu-idle")
+    assert idle is not None and idle.severity is Severity.WARNING
+    assert "capture started mid-pipeline" in idle.summary
+    assert "cudaStreamWaitEvent" in idle.recommendation or "StreamWaitEvent" in idle.recommendation

@@ -13,6 +13,8 @@ it is not report formatting either (renderers never see the profile).
 
 from __future__ import annotations
 
+import re
+
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 
@@ -43,16 +45,30 @@ def collective_library(ctx: AnalysisContext) -> str:
 
 
 def launch_overhead_fix(ctx: AnalysisContext) -> str:
-    """How to remove launch overhead, leaving out what already runs (empty when all does)."""
+    """How to remove launch overhead, leaving out what already runs (empty when all does):
+    a serving engine's own graph settings (vLLM, SGLang: never ``torch.compile``, which
+    their users do not call), graphs for a model Inductor already compiles, else
+    ``torch.compile``."""
     p = profile(ctx)
     if p.uses_graphs:
         return ""
     engine = p.serving_engine
+    graphs = graphs_name(ctx)
     if engine == "vLLM":
-        return f"enable vLLM's {graphs_name(ctx)} capture (do not pass `enforce_eager=True`)"
+        return (
+            f"let vLLM capture the step in {graphs}: drop `--enforce-eager` "
+            "(`enforce_eager=False`), set `compilation_config` `cudagraph_capture_sizes` to "
+            "cover the batch/token counts this workload runs (prefill token counts are "
+            "often above the default sizes), or use full cudagraph mode (`cudagraph_mode` "
+            "FULL instead of piecewise)"
+        )
     if engine == "SGLang":
-        return f"enable SGLang's {graphs_name(ctx)} capture (do not pass `--disable-cuda-graph`)"
-    if p.compiled:
+        return (
+            f"let SGLang replay the step from {graphs}: do not pass `--disable-cuda-graph`, "
+            "and raise `--cuda-graph-max-bs` (or `--cuda-graph-bs`) to cover the batch sizes "
+            "this workload runs"
+        )
+    if p.compiled or p.triton_kernels:
         return (
             f"capture the compiled model in {graphs_name(ctx)} "
             '(`torch.compile(mode="reduce-overhead")`)'
@@ -65,7 +81,7 @@ def launch_overhead_fix(ctx: AnalysisContext) -> str:
 
 def fusion_fix(ctx: AnalysisContext) -> str:
     """How to fuse memory-bound elementwise/normalization ops, given what already runs."""
-    if profile(ctx).compiled:
+    if profile(ctx).compiled or profile(ctx).triton_kernels:
         return (
             "look at the Inductor kernels that remain memory-bound (`triton_poi`/`triton_red` "
             "in the table) for graph breaks that split fusions (`TORCH_LOGS=graph_breaks`)"
@@ -94,4 +110,84 @@ def batch_advice(ctx: AnalysisContext) -> str:
     return (
         "raise the batch size (more inputs per step); pack variable-length sequences into "
         "full-length rows instead of padding many short ones"
+    )
+
+
+#: Frame packages with their own fix for host-side work the GPU waits on (REVIEW #10).
+_HF_PREPROCESSING = (
+    r"transformers/(image_processing|image_transforms|image_utils|video_utils|pipelines/"
+    r"|processing_utils|feature_extraction)"
+)
+_GROUP_OFFLOAD = r"diffusers/hooks/(group_offloading|hooks\.py)"
+_BACKWARD = r"(?i)backward|autograd"
+_OPTIMIZER = r"(?i)optimizer|Optimizer\.step|_foreach_|shampoo|adam|sgd"
+_DATALOADER = r"DataLoader"
+
+
+def per_kernel_overhead_fix(ctx: AnalysisContext, call_site: str | None) -> str:
+    """How to cut host work per kernel in dispatch-bound eager regions, naming the call
+    site the idle ledger found; ``torch.compile`` only where Inductor does not run yet."""
+    p = profile(ctx)
+    site = f" (the ledger's call site: `{call_site}`)" if call_site else ""
+    hook = (
+        "; that frame is Python overhead of a tensor subclass's `__torch_function__` hook, "
+        "paid on every op it touches, which graph replay removes"
+        if call_site and "__torch_function__" in call_site
+        else ""
+    )
+    graphs = launch_overhead_fix(ctx)
+    if p.uses_graphs:
+        graphs = f"{graphs_name(ctx)} already run here: capture the eager regions left outside them"
+    fuse = (
+        "look for graph breaks that leave eager regions between the compiled ones "
+        "(`TORCH_LOGS=graph_breaks`)"
+        if p.compiled or p.triton_kernels
+        else "fuse small ops with `torch.compile`"
+    )
+    return f"Cut host work per kernel{site}: {graphs}{hook}; {fuse}; give each kernel more work"
+
+
+def host_work_fix(ctx: AnalysisContext, detail: str, phase: str | None) -> str:
+    """How to get host work the GPU waits on off the critical path, fitted to where it runs:
+    the frame's package (Hugging Face preprocessing, diffusers group offloading), then the
+    training phase (backward, optimizer step, data loading), else generic. DataLoader
+    workers are advised only when a DataLoader runs."""
+    where = f"{detail} {phase or ''}"
+    if re.search(_HF_PREPROCESSING, where):
+        return (
+            "this is the Hugging Face pipeline's own preprocessing: use a fast image "
+            "processor (`use_fast=True`), pass `batch_size` (and `num_workers`) to the "
+            "pipeline so preprocessing overlaps the device, or run the preprocessing on "
+            'the GPU (fast processors accept `device="cuda"`)'
+        )
+    if re.search(_GROUP_OFFLOAD, where):
+        return (
+            "this is diffusers' group-offloading hook moving weights: disable "
+            "`enable_group_offload` (keep the module resident) when memory allows, or "
+            "reconfigure it with `use_stream=True` so the transfers overlap compute "
+            "(and a larger `num_blocks_per_group` / `offload_type`)"
+        )
+    if re.search(_OPTIMIZER, where):
+        return (
+            "this is host work of the optimizer step: use the fused or foreach "
+            "implementation on the GPU (`fused=True`), and for preconditioned optimizers "
+            "such as Shampoo compute the preconditioner less often "
+            "(`precondition_frequency`) or distribute it (DistributedShampoo); overlap "
+            "the step with the next iteration's forward where the framework allows"
+        )
+    if re.search(_BACKWARD, where):
+        return (
+            "this is host work inside the backward pass (autograd engine, backward and "
+            "communication hooks, gradient bucketing): record Python stacks to find the "
+            "hook, keep hooks free of host-side tensor work and syncs, and let "
+            "communication hooks launch asynchronously"
+        )
+    if re.search(_DATALOADER, where):
+        return (
+            "this is data loading: use DataLoader workers (`num_workers`, "
+            "`persistent_workers=True`, `pin_memory=True`) and prefetch the next batch"
+        )
+    return (
+        "precompute it, run it on a background thread, or do it on the GPU, and queue GPU "
+        "work ahead of it so it overlaps"
     )

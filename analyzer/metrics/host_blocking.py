@@ -29,7 +29,7 @@ from typing import Final
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import Scope
-from gpu_trace_analyzer.metrics import intervals, pystacks, timeline
+from gpu_trace_analyzer.metrics import intervals, pystacks, segments, timeline
 from gpu_trace_analyzer.metrics.roofline import OpTree
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
@@ -53,13 +53,14 @@ ITEM_OPS: Final = r"^aten::(item|_local_scalar_dense|is_nonzero)$"
 STEP_PATTERN: Final = r"^ProfilerStep#"
 CPU_KINDS: Final = ("cpu_op", "user_annotation")
 NO_OP: Final = "(no CPU op: called directly)"
-_CALL_COLUMNS = ["rank", "pid", "tid", "api", "start_ns", "dur_ns"]
+_CALL_COLUMNS = ["rank", "pid", "tid", "api", "correlation", "start_ns", "dur_ns"]
 
 
 def blocking_calls(ctx: AnalysisContext) -> pl.DataFrame:
     """Sync API calls and blocking copies inside each rank's window (see the module doc).
 
-    Columns: rank, pid, tid, api, kind (sync, copy, read), start_ns, end_ns, dur_ns, op
+    Columns: rank, pid, tid, api, kind (sync, copy, read), pageable (a copy with a pageable
+    host side: pageable-memcpy owns its CPU-blocked time), start_ns, end_ns, dur_ns, op
     (innermost containing CPU op), under (outermost one), frame (innermost user Python
     frame, null without stacks). Computed once per analysis.
     """
@@ -83,14 +84,19 @@ def _blocking_calls(ctx: AnalysisContext) -> pl.DataFrame:
         ],
         how="vertical",
     ).with_columns((pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"))
+    pageable_ids = _pageable_async(
+        ctx, pl.concat([copies.select(_CALL_COLUMNS), pageable.select(_CALL_COLUMNS)])
+    ).select("rank", "correlation", pl.lit(True).alias("pageable"))
+    calls = calls.join(pageable_ids.unique(), on=["rank", "correlation"], how="left")
+    calls = calls.with_columns(pl.col("pageable").fill_null(False))
     windows = rank_windows(ctx)
     calls = calls.join(windows, on="rank", how="inner").filter(
         (pl.col("start_ns") >= pl.col("window_start_ns"))
         & (pl.col("start_ns") < pl.col("window_end_ns"))
     )
-    calls = calls.select("rank", "pid", "tid", "api", "kind", "start_ns", "end_ns", "dur_ns").sort(
-        "rank", "start_ns"
-    )
+    calls = calls.select(
+        "rank", "pid", "tid", "api", "kind", "pageable", "start_ns", "end_ns", "dur_ns"
+    ).sort("rank", "start_ns")
     with_ops = with_containing_ops(ctx, calls.with_row_index("call")).drop("call")
     is_read = pl.col("op").str.contains(ITEM_OPS) | pl.col("under").str.contains(ITEM_OPS)
     with_ops = with_ops.with_columns(
@@ -402,3 +408,88 @@ def window_scope(t: TraceTables, ranks: list[int]) -> Scope:
         start_ns=int(window["window_start_ns"][0]),
         end_ns=int(window["window_end_ns"][0]),
     )
+
+
+#: A first-step blocking call is a one-time (cold-start) cost when it takes at least this
+#: many times the median of the same call site in the later steps...
+COLD_CALL_RATIO: Final = 3.0
+#: ...and at least this much longer.
+COLD_CALL_EXCESS_NS: Final = 5_000_000
+#: Fewest profiled steps a rank needs for a steady-state median of its call sites.
+COLD_CALL_MIN_STEPS: Final = 3
+
+
+def first_step_outliers(ctx: AnalysisContext) -> pl.DataFrame:
+    """Blocking calls of each rank's first profiled step that are one-time costs: a call
+    site (API and innermost CPU op) whose first-step call takes `COLD_CALL_RATIO` times the
+    median of the same site's calls in the later steps and `COLD_CALL_EXCESS_NS` more (the
+    first pageable copy that grows staging buffers, a first sync behind lazy init).
+
+    Columns: rank, step, api, kind, pageable, op, start_ns, end_ns, dur_ns, median_ns (the site's
+    later calls), excess_ns (dur_ns - median_ns), idle_ns (GPU idle inside the call).
+    Computed once per analysis.
+    """
+    return ctx.metric("host_blocking.first_step_outliers", lambda _t: _first_step_outliers(ctx))
+
+
+def _first_step_outliers(ctx: AnalysisContext) -> pl.DataFrame:
+    empty = pl.DataFrame(
+        schema={
+            "rank": pl.Int32,
+            "step": pl.Int64,
+            "api": pl.String,
+            "kind": pl.String,
+            "pageable": pl.Boolean,
+            "op": pl.String,
+            "start_ns": pl.Int64,
+            "end_ns": pl.Int64,
+            "dur_ns": pl.Int64,
+            "median_ns": pl.Int64,
+            "excess_ns": pl.Int64,
+            "idle_ns": pl.Int64,
+        }
+    )
+    calls = blocking_calls(ctx)
+    steps = ctx.tables.steps.select("rank", "step", "start_ns", "end_ns").sort("rank", "start_ns")
+    if calls.height == 0 or steps.height == 0:
+        return empty
+    steps = steps.with_columns(
+        pl.int_range(pl.len()).over("rank").alias("_index"), pl.len().over("rank").alias("_n")
+    ).filter(pl.col("_n") >= COLD_CALL_MIN_STEPS)
+    in_step = calls.join_where(
+        steps.select(
+            pl.col("rank").alias("_rank"),
+            "step",
+            "_index",
+            pl.col("start_ns").alias("_s"),
+            pl.col("end_ns").alias("_e"),
+        ),
+        pl.col("start_ns") >= pl.col("_s"),
+        pl.col("start_ns") < pl.col("_e"),
+    ).filter(pl.col("rank") == pl.col("_rank"))
+    site = ["rank", "api", "op"]
+    later = (
+        in_step.filter(pl.col("_index") > 0)
+        .group_by(site)
+        .agg(pl.col("dur_ns").median().cast(pl.Int64).alias("median_ns"))
+    )
+    first = in_step.filter(pl.col("_index") == 0).join(later, on=site, how="inner")
+    hits = first.filter(
+        (pl.col("dur_ns") >= COLD_CALL_RATIO * pl.col("median_ns"))
+        & (pl.col("dur_ns") - pl.col("median_ns") >= COLD_CALL_EXCESS_NS)
+    )
+    if hits.height == 0:
+        return empty
+    gaps = timeline.idle_gaps(ctx.tables)
+    idle: list[int] = []
+    for r in hits.iter_rows(named=True):
+        mine = gaps.filter(pl.col("rank") == r["rank"])
+        g_s, g_e = segments.merge(mine.get_column("start_ns"), mine.get_column("end_ns"))
+        inside = segments.overlap_ns(
+            g_s, g_e, pl.Series([r["start_ns"]], dtype=pl.Int64), pl.Series([r["end_ns"]])
+        )
+        idle.append(int(inside[0]) if inside.len() else 0)
+    return hits.with_columns(
+        (pl.col("dur_ns") - pl.col("median_ns")).alias("excess_ns"),
+        pl.Series("idle_ns", idle, dtype=pl.Int64),
+    ).select(list(empty.columns))

@@ -4,6 +4,14 @@ Idle time is `analyzer.metrics.timeline`'s: the analysis window's span minus the
 the device's kernels and memory operations (`timeline.idle_gaps`). Each idle stretch goes to
 the first cause, in this order, that holds during it:
 
+0. ``dependency_wait``: the device already held launched work that had not started: a GPU
+   operation whose launching runtime call had returned more than `PENDING_SLACK_NS` (50 us,
+   well above ordinary launch latency) earlier. The stream was held by something else: a
+   cross-stream or event wait (``cudaStreamWaitEvent`` on work outside the trace), or work
+   queued before profiling. Whatever host call runs meanwhile (a blocking copy queued
+   behind that work, a sync) did not cause the idle. Only the part of the pending interval
+   beyond the slack counts, and only where it overlaps an idle gap of 30 us or more (the
+   microsecond gaps between kernels of a full queue are the GPU's own scheduling).
 1. ``queued_boundary``: before the device's first GPU operation launched in the trace, on a
    rank with work queued before profiling (`analyzer.metrics.steps`) that was still running
    inside the window: the GPU finished leftovers of an unprofiled step and waited for the
@@ -22,8 +30,14 @@ the first cause, in this order, that holds during it:
    It sits above CPU work because such a gap always lies inside some CPU op (the one that
    was launching).
 7. ``cpu_work``: the main thread was running a Python frame (when the trace has stacks:
-   the innermost user frame is the detail) or a CPU op (the outermost op below the step).
-8. ``other``: nothing recorded on the main thread explains it.
+   the innermost user frame is the detail) or a CPU op (the outermost ``cpu_op`` below the
+   step; annotations such as ``## backward ##`` only label a region), and recorded activity
+   (CPU ops, Python calls) covers at least `RECORDED_SHARE` (50%) of the idle gap.
+8. ``other``: host work not recorded in the trace (nothing on the main thread, or only an
+   annotation over a gap that recorded activity covers less than half of).
+
+Rows of ``cpu_work`` and ``other`` also carry ``phase``: the outermost op or annotation of
+the main thread then (``## backward ##``, ``Optimizer.step#Shampoo.step``), for advice.
 
 The rows of each device sum to its idle time exactly. Findings that talk about idle time
 cite these rows (evidence ``ledger_causes`` and ``idle_claimed_ns``) and never claim a
@@ -38,8 +52,10 @@ import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics import host_blocking, pystacks, segments, steps, timeline
 from gpu_trace_analyzer.metrics.segments import Segments
+from gpu_trace_analyzer.parsers.schema import TraceTables
 
 CAUSES: Final = (
+    "dependency_wait",
     "queued_boundary",
     "sync_wait",
     "blocking_copy",
@@ -51,6 +67,10 @@ CAUSES: Final = (
 )
 #: What the report calls each cause.
 CAUSE_LABELS: Final = {
+    "dependency_wait": (
+        "GPU waiting on a dependency (launched work not yet started: cross-stream/event "
+        "wait, or work queued before profiling)"
+    ),
     "queued_boundary": "waiting for profiled work after work queued before profiling",
     "sync_wait": "CPU in a host synchronization (sync call, .item())",
     "blocking_copy": "CPU in a blocking copy",
@@ -58,12 +78,19 @@ CAUSE_LABELS: Final = {
     "comm_wait": "CPU waiting on a collective",
     "launch_overhead": "launch overhead (gaps under 30 us between GPU ops)",
     "cpu_work": "CPU work in a named op or Python frame",
-    "other": "other (nothing recorded on the main thread)",
+    "other": "other (host work not recorded in the trace)",
 }
 LAUNCH_GAP_NS: Final = timeline.KERNEL_WAIT_THRESHOLD_NS
+#: Launched work counts as held back (``dependency_wait``) only this long after its launch
+#: call returned: ordinary launch latency (a few to tens of microseconds) is not a wait.
+PENDING_SLACK_NS: Final = 50_000
 #: Gaps under this are "brief": CPU work that interleaves with launches (dispatch-bound
 #: eager execution) rather than a block of host work between device steps.
 BRIEF_GAP_NS: Final = 1_000_000
+#: CPU work is charged to a named op or frame only when recorded activity on the main
+#: thread (CPU ops, Python calls; not annotations, which only label a region) covers at
+#: least this share of the idle gap; otherwise the host work was not recorded ("other").
+RECORDED_SHARE: Final = 0.5
 DATALOADER_PATTERN: Final = r"enumerate\(DataLoader\)|DataLoader.*__next__"
 COMM_PATTERN: Final = (
     r"^(c10d::|nccl:|gloo:|record_param_comms|ProcessGroup|torch\.distributed|"
@@ -75,7 +102,8 @@ def ledger(ctx: AnalysisContext) -> pl.DataFrame:
     """Per (rank, device, cause, detail): ``idle_ns``. Rows of a device sum to its idle time.
 
     ``detail`` names what ran (op, Python frame or API; null when nothing is known);
-    ``brief_ns`` is the part of ``idle_ns`` in gaps under 1 ms (`BRIEF_GAP_NS`).
+    ``brief_ns`` is the part of ``idle_ns`` in gaps under 1 ms (`BRIEF_GAP_NS`); ``phase``
+    (``cpu_work`` and ``other`` rows) the outermost op or annotation running then.
     Computed once per analysis.
     """
     return ctx.metric("idle_ledger", lambda _t: _ledger(ctx))
@@ -171,6 +199,7 @@ _EMPTY = {
     "detail": pl.String,
     "idle_ns": pl.Int64,
     "brief_ns": pl.Int64,
+    "phase": pl.String,
 }
 
 
@@ -196,6 +225,7 @@ def _ledger(ctx: AnalysisContext) -> pl.DataFrame:
         .filter(pl.col("end_ns") > pl.col("window_start_ns"))
         .select("rank", "device")
     )
+    held_back = pending(t)
     parts: list[pl.DataFrame] = []
     for (rank,), rank_gaps in gaps.sort("rank", "device", "start_ns").group_by(
         ["rank"], maintain_order=True
@@ -207,13 +237,17 @@ def _ledger(ctx: AnalysisContext) -> pl.DataFrame:
             if queued.filter((pl.col("rank") == rank) & (pl.col("device") == device)).height:
                 hit = first_launched.filter((pl.col("rank") == rank) & (pl.col("device") == device))
                 boundary = int(hit.item(0, "first_launched_ns")) if hit.height else None
+            held = held_back.filter((pl.col("rank") == rank) & (pl.col("device") == device))
+            d_s, d_e = segments.merge(held.get_column("start_ns"), held.get_column("end_ns"))
+            zero = pl.Series([0] * d_s.len(), dtype=pl.Int64)
+            with_pending = {"dependency_wait": ((d_s, d_e, zero), []), **causes}
             parts.append(
                 _device_ledger(
                     int(rank),
                     int(device),
                     dev_gaps,
                     window,
-                    causes,
+                    with_pending,
                     boundary,
                 )
             )
@@ -221,6 +255,72 @@ def _ledger(ctx: AnalysisContext) -> pl.DataFrame:
 
 
 Labelled = tuple[Segments, list[str]]
+
+
+def pending(t: TraceTables) -> pl.DataFrame:
+    """Per GPU operation launched in the trace: the interval it was launched but held back,
+    ``[launch call end + PENDING_SLACK_NS, start)`` (rank, device, start_ns, end_ns; only
+    the non-empty ones), cut at the launch of any op on another stream of the device that
+    the host launched later and that started no later (the work it waited on, issued by
+    the host: from then on the host, not an outside dependency, held it)."""
+    keys = ["rank", "correlation"]
+    calls = (
+        t.runtime.lazy()
+        .filter(pl.col("correlation").is_not_null())
+        .group_by(keys)
+        .agg((pl.col("start_ns") + pl.col("dur_ns")).min().alias("launched_ns"))
+        .collect()
+    )
+    ops = timeline.gpu_intervals(t).filter(pl.col("correlation").is_not_null())
+    if calls.height == 0 or ops.height == 0:
+        return pl.DataFrame(
+            schema={"rank": pl.Int32, "device": pl.Int32, "start_ns": pl.Int64, "end_ns": pl.Int64}
+        )
+    joined = ops.join(calls, on=keys, how="inner")
+    held_from = pl.col("launched_ns") + PENDING_SLACK_NS
+    held = joined.filter(pl.col("start_ns") > held_from).with_row_index("_held")
+    if held.height == 0:
+        return held.select(
+            pl.col("rank").cast(pl.Int32),
+            pl.col("device").cast(pl.Int32),
+            pl.col("start_ns").cast(pl.Int64),
+            pl.col("end_ns").cast(pl.Int64),
+        )
+    # Held behind work the host launched later (a collective on another stream that the
+    # op waits on, issued after it): from that launch on, the host is what it waited for.
+    later = joined.select(
+        pl.col("rank").alias("_rank"),
+        pl.col("device").alias("_device"),
+        pl.col("stream").alias("_stream"),
+        pl.col("launched_ns").alias("_launched"),
+        pl.col("start_ns").alias("_start"),
+    )
+    blockers = (
+        held.select("_held", "rank", "device", "stream", "launched_ns", "start_ns")
+        .join_where(
+            later,
+            pl.col("_launched") > pl.col("launched_ns"),
+            pl.col("_launched") < pl.col("start_ns"),
+            pl.col("_start") <= pl.col("start_ns"),
+        )
+        .filter(
+            (pl.col("_rank") == pl.col("rank"))
+            & (pl.col("_device") == pl.col("device"))
+            & (pl.col("_stream") != pl.col("stream"))
+        )
+        .group_by("_held")
+        .agg(pl.col("_launched").min().alias("_host_ns"))
+    )
+    return (
+        held.join(blockers, on="_held", how="left")
+        .select(
+            pl.col("rank").cast(pl.Int32),
+            pl.col("device").cast(pl.Int32),
+            held_from.cast(pl.Int64).alias("start_ns"),
+            pl.min_horizontal("start_ns", "_host_ns").cast(pl.Int64).alias("end_ns"),
+        )
+        .filter(pl.col("end_ns") > pl.col("start_ns"))
+    )
 
 
 def _rank_causes(ctx: AnalysisContext, rank: int, gaps: pl.DataFrame) -> dict[str, Labelled]:
@@ -246,8 +346,25 @@ def _rank_causes(ctx: AnalysisContext, rank: int, gaps: pl.DataFrame) -> dict[st
     out["dataloader"] = _labelled(loader.with_columns(names.alias("label")), g_s, g_e, "outer")
     out["comm_wait"] = _labelled(comm.with_columns(names.alias("label")), g_s, g_e, "inner")
     out["cpu_frame"] = _frames(ctx, rank, g_s, g_e)
-    out["cpu_op"] = _labelled(ops.with_columns(names.alias("label")), g_s, g_e, "outer")
+    work = ops.filter(pl.col("kind") != "user_annotation")
+    out["cpu_op"] = _labelled(work.with_columns(names.alias("label")), g_s, g_e, "outer")
+    out["phase"] = _labelled(ops.with_columns(names.alias("label")), g_s, g_e, "outer")
+    active = pl.concat([work.select("start_ns", "end_ns"), _python_calls(ctx, rank)])
+    a_s, a_e = segments.merge(active.get_column("start_ns"), active.get_column("end_ns"))
+    out["recorded"] = ((a_s, a_e, pl.Series([0] * a_s.len(), dtype=pl.Int64)), [])
     return out
+
+
+def _python_calls(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
+    """The ``python_function`` intervals of the rank's main thread (start_ns, end_ns)."""
+    threads = host_blocking.main_threads(ctx).filter(pl.col("rank") == rank)
+    mine = (pl.col("rank") == rank) & (pl.col("kind") == "python_function")
+    if threads.height:
+        pid, tid = threads.row(0)[1:]
+        mine = mine & (pl.col("pid") == pid) & (pl.col("tid") == tid)
+    return ctx.tables.ops.filter(mine).select(
+        "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns")
+    )
 
 
 def _main_thread_ops(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
@@ -259,7 +376,10 @@ def _main_thread_ops(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
         mine = mine & (pl.col("pid") == pid) & (pl.col("tid") == tid)
     step = timeline.table_name_matches(ctx.tables, "ops", host_blocking.STEP_PATTERN)
     return ctx.tables.ops.filter(mine & ~step).select(
-        "name", "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns")
+        "name",
+        pl.col("kind").cast(pl.String),
+        "start_ns",
+        (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
     )
 
 
@@ -353,15 +473,19 @@ def _device_ledger(
         starts < boundary if boundary is not None else pl.Series([False] * starts.len())
     )
     short = interior & (gap_len < LAUNCH_GAP_NS)
+    (r_s, r_e, _), _none = causes["recorded"]
+    covered = segments.overlap_ns(r_s, r_e, g_s, g_e).gather(gap_idx)
+    recorded = covered >= RECORDED_SHARE * gap_len
     order: list[tuple[str, pl.Series, pl.Series | None]] = [
+        ("dependency_wait", columns["dependency_wait"] & (gap_len >= LAUNCH_GAP_NS), None),
         ("queued_boundary", before_boundary, None),
         ("sync_wait", columns["sync_wait"], details["sync_wait"]),
         ("blocking_copy", columns["blocking_copy"], details["blocking_copy"]),
         ("dataloader", columns["dataloader"], _prefer(details["cpu_frame"], details["dataloader"])),
         ("comm_wait", columns["comm_wait"], details["comm_wait"]),
         ("launch_overhead", short, None),
-        ("cpu_work", columns["cpu_frame"], details["cpu_frame"]),
-        ("cpu_work", columns["cpu_op"], details["cpu_op"]),
+        ("cpu_work", columns["cpu_frame"] & recorded, details["cpu_frame"]),
+        ("cpu_work", columns["cpu_op"] & recorded, details["cpu_op"]),
     ]
     cause: pl.Expr = pl.lit("other", dtype=pl.String)
     detail: pl.Expr = pl.lit(None, dtype=pl.String)
@@ -369,9 +493,12 @@ def _device_ledger(
         cause = pl.when(pl.lit(hit)).then(pl.lit(name)).otherwise(cause)
         text = pl.lit(label) if label is not None else pl.lit(None, dtype=pl.String)
         detail = pl.when(pl.lit(hit)).then(text).otherwise(detail)
-    charged = frame.with_columns(cause.alias("cause"), detail.alias("detail"))
+    host = pl.col("cause").is_in(["cpu_work", "other"])
+    charged = frame.with_columns(cause.alias("cause"), detail.alias("detail")).with_columns(
+        pl.when(host).then(pl.lit(details["phase"])).alias("phase")
+    )
     return (
-        charged.group_by("cause", "detail")
+        charged.group_by("cause", "detail", "phase")
         .agg(
             pl.col("dur_ns").sum().alias("idle_ns"),
             pl.col("dur_ns").filter("brief").sum().alias("brief_ns"),
@@ -383,6 +510,7 @@ def _device_ledger(
             "detail",
             "idle_ns",
             "brief_ns",
+            "phase",
         )
         .sort(["cause", "idle_ns"], descending=[False, True])
     )
@@ -391,3 +519,25 @@ def _device_ledger(
 def _prefer(first: pl.Series, then: pl.Series) -> pl.Series:
     """``first`` where it is set, else ``then`` (the Python frame over the op's name)."""
     return pl.select(pl.coalesce(pl.lit(first), pl.lit(then))).to_series()
+
+
+def held_at_capture_start_ns(ctx: AnalysisContext, rank: int, device: int) -> int:
+    """Idle time of the device's first idle gap (the start of the capture window) during
+    which launched work was held back (`pending`): when it is most of the ``dependency_wait``
+    row, the capture started mid-pipeline (the dependency is work from before the trace)."""
+    t = ctx.tables
+    gaps = timeline.idle_gaps(t).filter((pl.col("rank") == rank) & (pl.col("device") == device))
+    if gaps.height == 0:
+        return 0
+    first = gaps.sort("start_ns").row(0, named=True)
+    if int(first["end_ns"]) - int(first["start_ns"]) < LAUNCH_GAP_NS:
+        return 0
+    held = pending(t).filter((pl.col("rank") == rank) & (pl.col("device") == device))
+    h_s, h_e = segments.merge(held.get_column("start_ns"), held.get_column("end_ns"))
+    inside = segments.overlap_ns(
+        h_s,
+        h_e,
+        pl.Series([first["start_ns"]], dtype=pl.Int64),
+        pl.Series([first["end_ns"]], dtype=pl.Int64),
+    )
+    return int(inside[0])

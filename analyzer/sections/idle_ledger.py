@@ -24,7 +24,10 @@ def build(ctx: AnalysisContext, charts: bool = False) -> Section | None:
         blocks.append(
             Paragraph.of(
                 "Every idle nanosecond of each device is charged to exactly one cause, the "
-                "first that holds in this order: the wait after work queued before profiling, "
+                "first that holds in this order: the GPU holding launched work that has not "
+                "started (a cross-stream/event dependency; counted from 50 us after the launch "
+                "call returns, in gaps of 30 us or more), the wait after work queued before "
+                "profiling, "
                 "a host synchronization (sync call or .item()), a blocking copy, the "
                 "DataLoader, a collective on the host, launch overhead (gaps under 30 us "
                 "between GPU operations), CPU work in a named op or Python frame, other. "
