@@ -182,10 +182,11 @@ def test_fail_on_new_findings_both_ways(tmp_path: Path) -> None:
     assert main(["diff", p0, p4, "-o", out, "--fail-on", "critical"]) == 0
     assert main(["diff", p0, p4, "-o", out, "--fail-on", "warning"]) == 1
     d = compare(_load(Path(p0)), _load(Path(p4)))
+    # pageable-memcpy is only INFO on num_workers_4: its blocked time is mostly the first
+    # step's one-time copy, which cold-start owns.
     assert {f.rule_id for f in new_findings_at(d, Severity.WARNING)} == {
         "step-variance",
         "gpu-idle",
-        "pageable-memcpy",
     }
 
 

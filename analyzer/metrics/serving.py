@@ -46,6 +46,17 @@ PHASE_COLUMNS: Final = (
 )
 
 
+#: Columns of the phase windows: one row per outermost engine step range on a thread.
+_WINDOW_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "rank": pl.Int32(),
+    "tid": pl.Int64(),
+    "phase": pl.String(),
+    "start_ns": pl.Int64(),
+    "end_ns": pl.Int64(),
+    "batch_size": pl.Int64(),
+}
+
+
 def phase_windows(t: TraceTables) -> pl.DataFrame:
     """Outermost phase windows per (rank, tid): phase, start_ns, end_ns, batch size."""
     ops = t.ops.filter(pl.col("kind").is_in(["user_annotation", "python_function"])).select(
@@ -60,16 +71,7 @@ def phase_windows(t: TraceTables) -> pl.DataFrame:
                 phase_of[name] = phase
                 break
     if not phase_of:
-        return pl.DataFrame(
-            schema={
-                "rank": pl.Int32(),
-                "tid": pl.Int64(),
-                "phase": pl.String(),
-                "start_ns": pl.Int64(),
-                "end_ns": pl.Int64(),
-                "batch_size": pl.Int64(),
-            }
-        )
+        return pl.DataFrame(schema=_WINDOW_SCHEMA)
     hits = ops.filter(pl.col("name").is_in(list(phase_of))).sort("start_ns")
     last_end: dict[tuple[int, int], int] = {}
     for r in hits.iter_rows(named=True):
@@ -92,14 +94,7 @@ def phase_windows(t: TraceTables) -> pl.DataFrame:
         )
     return pl.DataFrame(
         rows,
-        schema={
-            "rank": pl.Int32(),
-            "tid": pl.Int64(),
-            "phase": pl.String(),
-            "start_ns": pl.Int64(),
-            "end_ns": pl.Int64(),
-            "batch_size": pl.Int64(),
-        },
+        schema=_WINDOW_SCHEMA,
     )
 
 
