@@ -26,7 +26,7 @@ import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics import advice as _advice
-from gpu_trace_analyzer.metrics import idle_ledger, pystacks, timeline
+from gpu_trace_analyzer.metrics import idle_ledger, pystacks, serving, timeline
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 from gpu_trace_analyzer.rules.base import register
 
@@ -61,7 +61,7 @@ class GpuIdle:
     """GPU idle share of the profiled steps and its split by cause (the idle ledger)."""
 
     id: ClassVar[str] = "gpu-idle"
-    title: ClassVar[str] = "GPU idle for a large share of the profiled steps"
+    title: ClassVar[str] = "GPU idle for a large share of the analysis window"
     description: ClassVar[str] = (
         "Share of the profiled steps (or the GPU span) with no kernel or copy running on a "
         "device, split by the idle ledger's causes; names the ops or Python frames of the "
@@ -131,6 +131,13 @@ def _finding(
     held = rows.filter(pl.col("cause") == "dependency_wait")
     held_pct = float(held["window_pct"].sum()) if held.height else 0.0
     severity = _severity(own_pct, cfg, held_pct)
+    capture_only = _capture_only(ctx)
+    if capture_only:
+        severity = Severity.INFO
+        summary += (
+            " The trace records CUDA/HIP graph capture (`capture_N_...` ranges) and no served "
+            "steps: this idle time is a one-time start-up cost, not steady-state serving."
+        )
     held_ns = int(held["idle_ns"].sum()) if held.height else 0
     mid_pipeline = held_ns > 0 and (
         idle_ledger.held_at_capture_start_ns(ctx, rank, device) >= 0.5 * held_ns
@@ -148,7 +155,9 @@ def _finding(
         title=GpuIdle.title,
         summary=summary,
         evidence=evidence,
-        recommendation=_recommendation(ctx, rows, profile, mid_pipeline),
+        recommendation=_CAPTURE_ADVICE
+        if capture_only
+        else _recommendation(ctx, rows, profile, mid_pipeline),
         scope=Scope(
             rank=scope_rank,
             device=device if over.height == 1 else None,
@@ -158,6 +167,24 @@ def _finding(
         impact_ns=int(evidence["idle_claimed_ns"]),
         table=_claimed_table(ctx, rank, device, cfg),
     )
+
+
+#: Advice for a trace of an engine's graph-capture start-up (no served steps).
+_CAPTURE_ADVICE = (
+    "This trace is the engine's graph-capture start-up (kernel compilation and capture runs), "
+    "a one-time cost: profile served requests after capture to judge the steady state. To "
+    "shorten start-up, keep the compile caches between runs (Inductor/Triton cache "
+    "directories) and capture only the batch sizes you serve (vLLM "
+    "`compilation_config.cudagraph_capture_sizes`, SGLang `--cuda-graph-max-bs`)."
+)
+
+
+def _capture_only(ctx: AnalysisContext) -> bool:
+    """True when every serving phase the trace shows is graph capture (an engine's start-up
+    capture run, e.g. vLLM's ``capture_8192_PIECEWISE``): its idle time is not the steady
+    state, so it is reported, never raised."""
+    phases = serving.phase_windows(ctx.tables)
+    return phases.height > 0 and set(phases["phase"].to_list()) == {"graph capture"}
 
 
 def _severity(own_pct: float, cfg: GpuIdleConfig, held_pct: float = 0.0) -> Severity:
@@ -223,6 +250,13 @@ def _top_phase(ctx: AnalysisContext, rows: pl.DataFrame, cause: str) -> str | No
     return str(phases.item(0, "phase")) if phases.height else None
 
 
+def _blocker_visible(ctx: AnalysisContext) -> bool:
+    """Whether the trace records what can hold launched work back: a stream waiting on an
+    event (``cudaStreamWaitEvent``/``hipStreamWaitEvent``) or an event being recorded."""
+    waits = timeline.table_name_matches(ctx.tables, "runtime", r"StreamWaitEvent|EventRecord")
+    return ctx.tables.runtime.filter(waits).height > 0
+
+
 def _row_words(row: dict[str, Any]) -> str:
     """A claimed ledger row's op or frame, with the region (annotation) it ran in."""
     detail, phase = row.get("detail"), row.get("phase")
@@ -245,6 +279,15 @@ def _recommendation(
         return (
             f"Most idle time is {idle_ledger.CAUSE_LABELS[cause]}: see the "
             f"`{_EXPLAINED_BY[cause]}` finding for the call sites and the fix."
+        )
+    if cause == "dependency_wait" and not _blocker_visible(ctx):
+        return (
+            "Most idle time is the GPU holding launched work that had not started, with no "
+            "visible blocker: the trace records no `*StreamWaitEvent`/`*EventRecord` calls "
+            "and nothing ran on any recorded stream meanwhile, so what held the work is not "
+            "in the trace (a sampled or filtered capture, or a dependency the profiler did "
+            "not record). Do not act on this idle time yet: capture every stream and the "
+            "full step (no sampling) to see what the held launches wait for."
         )
     if cause == "dependency_wait" and not mid_pipeline:
         return (

@@ -149,3 +149,42 @@ def test_unrecorded_host_work_is_not_a_named_op() -> None:
     assert any("optimizer" in p or "Optimizer" in p for p in phases)
     result = run_rules(ctx, default_config())
     assert all("DataLoader workers" not in f.recommendation for f in result.findings)
+
+
+VLLM_CAPTURE = (
+    "tracelens/inference__vllm_prefilldecode_piecewise__capture_traces__"
+    "graph_capture_rank_0.1773709679453551615.pt.trace.json.gz"
+)
+
+
+@needs_shared
+def test_graph_capture_startup_is_reported_not_raised() -> None:
+    """Second review, D: a trace of vLLM's piecewise graph capture (``capture_8192_PIECEWISE``
+    ranges, no served steps) is start-up, not steady state: INFO, with start-up advice; a
+    served decode trace (SGLang) is not capped that way."""
+    _, found = _findings(VLLM_CAPTURE)
+    idle = found["gpu-idle"]
+    assert float(idle.evidence["idle_pct"]) > 90.0  # the review: 98.5% idle
+    assert idle.severity is Severity.INFO
+    assert "one-time start-up cost" in idle.summary
+    assert "background thread" not in idle.recommendation
+    assert "cudagraph_capture_sizes" in idle.recommendation
+    _, served = _findings(SGLANG)
+    assert served["gpu-idle"].severity is Severity.WARNING
+    assert "start-up" not in served["gpu-idle"].summary
+
+
+@needs_shared
+def test_held_work_without_a_visible_blocker_is_not_blamed_on_a_collective() -> None:
+    """Second review, A: on trace_filter (HTA's sampled ranks) launched work is held with no
+    `*StreamWaitEvent` in the trace and every stream empty: the advice must not say to issue
+    the collective earlier (it was launched before the gap), but that the blocker is missing
+    from the trace; SGLang, whose trace shows the event waits, keeps its mid-pipeline advice."""
+    _, found = _findings("hta/trace_filter")
+    idle = found["gpu-idle"]
+    assert idle.evidence["dominant_cause"] == "dependency_wait"
+    assert "no visible blocker" in idle.recommendation
+    assert "issue the collective earlier" not in idle.recommendation
+    _, served = _findings(SGLANG)
+    assert "no visible blocker" not in served["gpu-idle"].recommendation
+    assert "StreamWaitEvent` calls before the held launches" in served["gpu-idle"].recommendation

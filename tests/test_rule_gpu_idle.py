@@ -70,7 +70,7 @@ def test_fires_on_synthetic_idle_with_generator_truth(
     assert finding.severity is (
         Severity.CRITICAL if own_pct >= 40 else Severity.WARNING if own_pct >= 15 else Severity.INFO
     )
-    assert finding.title == "GPU idle for a large share of the profiled steps"
+    assert finding.title == "GPU idle for a large share of the analysis window"
     assert "with_stack=True" in finding.recommendation or "see the" in finding.recommendation
 
 
