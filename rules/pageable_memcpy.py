@@ -71,7 +71,12 @@ class PageableMemcpy:
         rank = int(worst["rank"])
         cold = first_step_outliers(ctx).filter((pl.col("rank") == rank) & pl.col("pageable"))
         cold_ns = int(cold["excess_ns"].sum()) if cold.height else 0
-        yield _finding(cfg, worst, copies.filter(pl.col("rank") == rank), per_rank.height, cold_ns)
+        loader = ctx.tables.ops.filter(
+            pl.col("name").cast(pl.String).str.contains(r"^enumerate\(DataLoader\)")
+        ).height
+        yield _finding(
+            cfg, worst, copies.filter(pl.col("rank") == rank), per_rank.height, cold_ns, loader > 0
+        )
 
 
 def pageable_copies(ctx: AnalysisContext) -> pl.DataFrame:
@@ -133,6 +138,7 @@ def _finding(
     copies: pl.DataFrame,
     ranks: int,
     cold_ns: int = 0,
+    loader: bool = False,
 ) -> Finding:
     """The finding for one rank: totals, and a row per direction and launching op;
     ``cold_ns`` is the one-time first-step part of the blocked time (cold-start's)."""
@@ -181,7 +187,7 @@ def _finding(
             "window_ns": int(row["window_ns"] or 0),
             "ranks_with_pageable_copies": ranks,
         },
-        recommendation=_recommendation(copies),
+        recommendation=_recommendation(copies, loader),
         scope=Scope(
             rank=rank,
             start_ns=int(copies.select(pl.col("start_ns").min()).item()),
@@ -195,12 +201,14 @@ def _finding(
 _TINY_BYTES = 4_096
 
 
-def _recommendation(copies: pl.DataFrame) -> str:
-    """Pinned staging for real transfers; on-device creation for tiny scalar uploads."""
+def _recommendation(copies: pl.DataFrame, loader: bool = False) -> str:
+    """Pinned staging for real transfers; on-device creation for tiny scalar uploads. The
+    DataLoader's ``pin_memory`` is named only where the trace shows a DataLoader."""
+    batches = "`DataLoader(..., pin_memory=True)` for input batches, " if loader else ""
     pinned = (
-        "Copy through pinned host memory: `DataLoader(..., pin_memory=True)` for input "
-        "batches, `tensor.pin_memory()` (or a reused `torch.empty(..., pin_memory=True)` "
-        "staging buffer) for other host tensors, then `.to(device, non_blocking=True)` so "
+        f"Copy through pinned host memory: {batches}"
+        "`tensor.pin_memory()` (or a reused `torch.empty(..., pin_memory=True)` "
+        f"staging buffer) for {'other ' if loader else ''}host tensors, then `.to(device, non_blocking=True)` so "
         "the copy runs asynchronously and overlaps compute"
     )
     median = copies.select(pl.col("bytes").median()).item() or 0

@@ -188,3 +188,14 @@ def test_held_work_without_a_visible_blocker_is_not_blamed_on_a_collective() -> 
     _, served = _findings(SGLANG)
     assert "no visible blocker" not in served["gpu-idle"].recommendation
     assert "StreamWaitEvent` calls before the held launches" in served["gpu-idle"].recommendation
+
+
+@needs_shared
+def test_dataloader_pinning_advice_only_where_a_dataloader_runs() -> None:
+    """Second review, #11: the b200 vLLM trace's pageable copies are 16 B scalars with no
+    DataLoader in the trace: no `DataLoader(pin_memory=True)` advice; ResNet's input batches
+    come from a DataLoader, so the advice names it there."""
+    _, found = _findings("tracelens/b200__eager_trace.json.gz")
+    assert "DataLoader" not in found["pageable-memcpy"].recommendation
+    _, rn4 = _findings(RN4)
+    assert "DataLoader(..., pin_memory=True)" in rn4["pageable-memcpy"].recommendation

@@ -79,6 +79,9 @@ def headline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     s = overall_shares(b)
     basis = str(b["window_basis"][0])
     window = "the profiled steps" if basis == "steps" else "first to last GPU event"
+    devices = b.select("rank", "device").unique().height
+    if devices > 1:  # time-weighted over every device: the per-rank table shows each one
+        window += f", all {devices} devices together (per device: Ranks table)"
     rows.append(["GPU busy", fmt.pct(s["busy_pct"]), f"idle {fmt.pct(s['idle_pct'])} of {window}"])
     rows.append(
         [
