@@ -205,10 +205,11 @@ def _recommendation(copies: pl.DataFrame, loader: bool = False) -> str:
     """Pinned staging for real transfers; on-device creation for tiny scalar uploads. The
     DataLoader's ``pin_memory`` is named only where the trace shows a DataLoader."""
     batches = "`DataLoader(..., pin_memory=True)` for input batches, " if loader else ""
+    tensors = "other host tensors" if loader else "host tensors"
     pinned = (
         f"Copy through pinned host memory: {batches}"
         "`tensor.pin_memory()` (or a reused `torch.empty(..., pin_memory=True)` "
-        f"staging buffer) for {'other ' if loader else ''}host tensors, then `.to(device, non_blocking=True)` so "
+        f"staging buffer) for {tensors}, then `.to(device, non_blocking=True)` so "
         "the copy runs asynchronously and overlaps compute"
     )
     median = copies.select(pl.col("bytes").median()).item() or 0
