@@ -355,13 +355,20 @@ def _rank_causes(ctx: AnalysisContext, rank: int, gaps: pl.DataFrame) -> dict[st
     return out
 
 
-def _python_calls(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
-    """The ``python_function`` intervals of the rank's main thread (start_ns, end_ns)."""
+def _on_main_thread(ctx: AnalysisContext, rank: int) -> pl.Expr:
+    """Rows of the rank's main thread (the rank alone when no main thread is known); a pid
+    or tid the trace lacks (a repaired row) compares as a value, not as "unknown"."""
+    mine = pl.col("rank") == rank
     threads = host_blocking.main_threads(ctx).filter(pl.col("rank") == rank)
-    mine = (pl.col("rank") == rank) & (pl.col("kind") == "python_function")
     if threads.height:
         pid, tid = threads.row(0)[1:]
-        mine = mine & (pl.col("pid") == pid) & (pl.col("tid") == tid)
+        mine = mine & pl.col("pid").eq_missing(pid) & pl.col("tid").eq_missing(tid)
+    return mine
+
+
+def _python_calls(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
+    """The ``python_function`` intervals of the rank's main thread (start_ns, end_ns)."""
+    mine = _on_main_thread(ctx, rank) & (pl.col("kind") == "python_function")
     return ctx.tables.ops.filter(mine).select(
         "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns")
     )
@@ -369,11 +376,7 @@ def _python_calls(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
 
 def _main_thread_ops(ctx: AnalysisContext, rank: int) -> pl.DataFrame:
     """CPU ops and annotations of the rank's main thread, less the step annotations."""
-    threads = host_blocking.main_threads(ctx).filter(pl.col("rank") == rank)
-    mine = (pl.col("rank") == rank) & pl.col("kind").is_in(host_blocking.CPU_KINDS)
-    if threads.height:
-        pid, tid = threads.row(0)[1:]
-        mine = mine & (pl.col("pid") == pid) & (pl.col("tid") == tid)
+    mine = _on_main_thread(ctx, rank) & pl.col("kind").is_in(host_blocking.CPU_KINDS)
     step = timeline.table_name_matches(ctx.tables, "ops", host_blocking.STEP_PATTERN)
     return ctx.tables.ops.filter(mine & ~step).select(
         "name",

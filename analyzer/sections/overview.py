@@ -186,7 +186,9 @@ def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     ]
     note = Paragraph.of(
         "Shares are of each rank's analysis window. Host wait: the GPU finished its previous "
-        "work before the CPU launched the next (per stream, as HTA defines it)."
+        "work before the CPU launched the next (per stream, as HTA defines it, kept for "
+        "comparison with HTA; it does not see work held on the GPU). The idle ledger above "
+        "gives each idle nanosecond its one cause."
     )
     return Section(
         "Ranks", [Table(columns, rows, numeric=[True] * len(columns)), note], key="ranks"
