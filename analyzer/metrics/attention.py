@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
-from gpu_trace_analyzer.metrics.launch import kernel_launch_ops
+from gpu_trace_analyzer.metrics.launch import kernel_launch_ops, launched_inside
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Largest inner dimension taken for a head dimension.
@@ -64,32 +64,7 @@ def unfused_attention(t: TraceTables) -> UnfusedAttention:
     chains = find_chains(t)
     mask = pl.Series("unfused_attention", [False] * t.kernels.height, dtype=pl.Boolean)
     if chains.height and t.kernels.height:
-        launch = kernel_launch_ops(t)
-        k = pl.DataFrame(
-            {
-                "_row": pl.int_range(t.kernels.height, eager=True),
-                "rank": t.kernels["rank"],
-                "tid": launch["launch_tid"],
-                "ts": launch["launch_start_ns"],
-            }
-        ).drop_nulls(["tid", "ts"])
-        windows = chains.select("rank", "tid", "start_ns", "end_ns").sort("start_ns")
-        hits = (
-            k.sort("ts")
-            .join_asof(
-                windows,
-                left_on="ts",
-                right_on="start_ns",
-                by=["rank", "tid"],
-                check_sortedness=False,
-            )
-            .filter(pl.col("end_ns").is_not_null() & (pl.col("ts") <= pl.col("end_ns")))
-        )
-        mask = (
-            pl.int_range(t.kernels.height, eager=True)
-            .is_in(hits["_row"].implode())
-            .alias("unfused_attention")
-        )
+        mask = launched_inside(t, kernel_launch_ops(t), chains).alias("unfused_attention")
     return UnfusedAttention(chains, mask)
 
 

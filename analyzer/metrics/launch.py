@@ -42,3 +42,32 @@ def kernel_launch_ops(t: TraceTables) -> pl.DataFrame:
     )
     joined = keys.join(ops, on=["rank", "_ext"], how="left", maintain_order="left")
     return joined.select(LAUNCH_COLUMNS)
+
+
+def launched_inside(t: TraceTables, launch: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
+    """Per kernel (table order): its launching call started on a thread while one of
+    ``windows`` (columns rank, tid, start_ns, end_ns: CPU ranges on that thread) was open.
+    ``launch`` is `kernel_launch_ops(t)`."""
+    n = t.kernels.height
+    if windows.height == 0 or n == 0:
+        return pl.Series("inside", [False] * n, dtype=pl.Boolean)
+    k = pl.DataFrame(
+        {
+            "_row": pl.int_range(n, eager=True),
+            "rank": t.kernels["rank"],
+            "tid": launch["launch_tid"],
+            "ts": launch["launch_start_ns"],
+        }
+    ).drop_nulls(["tid", "ts"])
+    hits = (
+        k.sort("ts")
+        .join_asof(
+            windows.select("rank", "tid", "start_ns", "end_ns").sort("start_ns"),
+            left_on="ts",
+            right_on="start_ns",
+            by=["rank", "tid"],
+            check_sortedness=False,
+        )
+        .filter(pl.col("end_ns").is_not_null() & (pl.col("ts") <= pl.col("end_ns")))
+    )
+    return pl.int_range(n, eager=True).is_in(hits["_row"].implode()).alias("inside")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics.attention import UnfusedAttention, unfused_attention
-from gpu_trace_analyzer.metrics.launch import kernel_launch_ops
+from gpu_trace_analyzer.metrics.launch import kernel_launch_ops, launched_inside
 from gpu_trace_analyzer.parsers.categories import FAMILIES, families
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
@@ -90,38 +90,10 @@ def kernel_families(t: TraceTables, attention: UnfusedAttention | None = None) -
 def inside_ops(t: TraceTables, launch: pl.DataFrame, pattern: str) -> pl.Series:
     """Per kernel (table order): launched on a thread while a CPU op or annotation whose
     name matches ``pattern`` ran there (e.g. ``Optimizer.step#``)."""
-    windows = (
-        t.ops.filter(pl.col("name").cast(pl.String).str.contains(pattern))
-        .select(
-            "rank",
-            pl.col("tid").alias("launch_tid"),
-            pl.col("start_ns").alias("w_start"),
-            (pl.col("start_ns") + pl.col("dur_ns")).alias("w_end"),
-        )
-        .sort("w_start")
+    windows = t.ops.filter(pl.col("name").cast(pl.String).str.contains(pattern)).select(
+        "rank", "tid", "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns")
     )
-    if windows.height == 0 or t.kernels.height == 0:
-        return pl.Series("inside", [False] * t.kernels.height, dtype=pl.Boolean)
-    k = pl.DataFrame(
-        {
-            "_row": pl.int_range(t.kernels.height, eager=True),
-            "rank": t.kernels["rank"],
-            "launch_tid": launch["launch_tid"],
-            "ts": launch["launch_start_ns"],
-        }
-    ).drop_nulls(["launch_tid", "ts"])
-    hits = (
-        k.sort("ts")
-        .join_asof(
-            windows,
-            left_on="ts",
-            right_on="w_start",
-            by=["rank", "launch_tid"],
-            check_sortedness=False,
-        )
-        .filter(pl.col("w_end").is_not_null() & (pl.col("ts") <= pl.col("w_end")))
-    )
-    return pl.int_range(t.kernels.height, eager=True).is_in(hits["_row"].implode()).alias("inside")
+    return launched_inside(t, launch, windows)
 
 
 def conv_launched(launch: pl.DataFrame) -> pl.Series:
