@@ -68,6 +68,7 @@ def load(
     peak_tflops: float | None = None,
     mem_bw_gbs: float | None = None,
     samples_per_step: int | None = None,
+    link: str | None = None,
     config: AnalyzerConfig | PathLike | None = None,
     rules: Sequence[str] | None = None,
     skip: Sequence[str] = (),
@@ -80,11 +81,12 @@ def load(
     per-rank traces, an Nsight Systems export, DCGM dumps, a Parquet export; ``dcgm``: more
     DCGM inputs, the same as listing them in ``paths``. ``device`` (and ``peak_tflops``,
     ``mem_bw_gbs`` for a device the database lacks) override the trace's device;
-    ``samples_per_step`` enables per-sample figures. ``config`` is an `AnalyzerConfig` or a
-    TOML file of rule thresholds (None: ``[tool.analyzer]`` of ``./pyproject.toml``, if
-    any, as the CLI does); ``rules``/``skip`` choose rules by id; ``executor`` says where
-    Kineto parsing runs (None: in this process); ``warnings`` are added to the report's
-    warnings (the CLI's note on a lowered ``--jobs``).
+    ``samples_per_step`` enables per-sample figures; ``link`` names the interconnect the
+    collectives run over (``nvlink4``, ``ib-ndr``: `devices.links`) when the trace does not
+    say. ``config`` is an `AnalyzerConfig` or a TOML file of rule thresholds (None:
+    ``[tool.analyzer]`` of ``./pyproject.toml``, if any, as the CLI does); ``rules``/``skip``
+    choose rules by id; ``executor`` says where Kineto parsing runs (None: in this process);
+    ``warnings`` are added to the report's warnings (the CLI's note on a lowered ``--jobs``).
 
     Raises `parsers.errors.AnalyzerError` subclasses (bad input, unsupported format, bad
     configuration), each with the CLI's exit code in ``exit_code``.
@@ -96,11 +98,16 @@ def load(
         raise BadConfigError("no input given")
     if not isinstance(config, AnalyzerConfig):
         config = load_config(Path.cwd(), None if config is None else Path(config))
+    if link:
+        from gpu_trace_analyzer.devices import link_by_name
+
+        link_by_name(link)  # an unknown --link is a configuration error, before parsing
     options = AnalysisOptions(
         device_override=device,
         peak_tflops=peak_tflops,
         mem_bw_gbs=mem_bw_gbs,
         samples_per_step=samples_per_step,
+        link=link,
     )
     tables = trace.load(inputs, executor)
     if warnings:

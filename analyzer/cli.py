@@ -67,6 +67,11 @@ def _report_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, help="peak dense TFLOP/s of an unknown device")
     p.add_argument("--mem-bw-gbs", type=float, help="memory bandwidth GB/s of an unknown device")
     p.add_argument("--samples-per-step", type=int, help="samples per step, for energy/sample")
+    p.add_argument(
+        "--link",
+        help="interconnect the collectives run over when the trace does not say "
+        "(nvlink2..nvlink5, xgmi-mi300x, pcie3-x16..pcie5-x16, ib-hdr, ib-ndr)",
+    )
     p.add_argument("--rules", help="comma-separated rule ids to run (default: all)")
     p.add_argument("--skip", help="comma-separated rule ids not to run")
     p.add_argument("--config", type=Path, help="TOML file with rule thresholds")
@@ -155,6 +160,7 @@ def run_report(argv: Sequence[str]) -> int:
         peak_tflops=args.peak_tflops,
         mem_bw_gbs=args.mem_bw_gbs,
         samples_per_step=args.samples_per_step,
+        link=args.link,
         config=args.config,
         rules=_ids(args.rules) or None,
         skip=_ids(args.skip),

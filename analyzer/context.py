@@ -23,6 +23,7 @@ class AnalysisOptions:
     peak_tflops: float | None = None  # --peak-tflops for an unknown device
     mem_bw_gbs: float | None = None  # --mem-bw-gbs for an unknown device
     samples_per_step: int | None = None
+    link: str | None = None  # --link NAME: the interconnect collectives run over
 
 
 @dataclass(slots=True)

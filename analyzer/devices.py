@@ -340,3 +340,79 @@ def resolve_missing(rank: int, device: int, options: AnalysisOptions) -> Resolve
         )
         return replace(resolved, reason=reason)
     return resolved
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """One interconnect link generation (``[[link]]`` of ``devices.toml``).
+
+    ``unidirectional_bytes_per_s`` is what one GPU sends (or receives) per second over the
+    link: the figure NCCL-tests' bus bandwidth is compared against. ``bidirectional`` is the
+    vendor's headline (both directions summed), kept for the report's wording.
+    """
+
+    key: str
+    name: str
+    kind: str
+    scope: str
+    unidirectional_bytes_per_s: float
+    bidirectional_bytes_per_s: float
+    source: str
+    confirmed: bool = True
+    notes: str = ""
+    devices: tuple[str, ...] = ()
+
+    @property
+    def unidirectional_gbps(self) -> float:
+        """The busbw reference in GB/s (10^9 B/s)."""
+        return self.unidirectional_bytes_per_s / _GIGA
+
+    @property
+    def bidirectional_gbps(self) -> float:
+        """The vendor's bidirectional headline in GB/s."""
+        return self.bidirectional_bytes_per_s / _GIGA
+
+
+def _link_from_row(row: Mapping[str, Any]) -> LinkSpec:
+    return LinkSpec(
+        key=str(row["key"]),
+        name=str(row["name"]),
+        kind=str(row["kind"]),
+        scope=str(row["scope"]),
+        unidirectional_bytes_per_s=float(row["unidirectional_gbs"]) * _GIGA,
+        bidirectional_bytes_per_s=float(row["bidirectional_gbs"]) * _GIGA,
+        source=str(row["source"]),
+        confirmed=bool(row.get("confirmed", True)),
+        notes=str(row.get("notes", "")),
+        devices=tuple(str(d) for d in row.get("devices", ())),
+    )
+
+
+@cache
+def links() -> tuple[LinkSpec, ...]:
+    """Every link of ``devices.toml``, in file order."""
+    text = (
+        resources.files(__name__.rpartition(".")[0])
+        .joinpath("devices.toml")
+        .read_text(encoding="utf-8")
+    )
+    return tuple(_link_from_row(r) for r in tomllib.loads(text).get("link", ()))
+
+
+def link_by_name(name: str) -> LinkSpec:
+    """The link named ``name`` (its key or name, case-insensitive, ``-``/``_``/space alike):
+    ``nvlink4``, ``pcie5-x16``, ``ib-ndr``. Raises `BadConfigError` naming the known ones."""
+    wanted = re.sub(r"[\s_]+", "-", name.strip().lower())
+    for spec in links():
+        if wanted in (spec.key, re.sub(r"[\s_]+", "-", spec.name.lower())):
+            return spec
+    known = ", ".join(s.key for s in links())
+    raise BadConfigError(f"--link {name!r} matches no known link (known: {known})")
+
+
+def intra_node_link(device_key: str) -> LinkSpec | None:
+    """The link a device's collectives inside one node use by default (None when unknown)."""
+    for spec in links():
+        if device_key in spec.devices:
+            return spec
+    return None

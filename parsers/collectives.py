@@ -2,9 +2,10 @@
 
 PyTorch, NCCL/RCCL kernels and Kineto's ``collective_comm`` events spell one collective many
 ways (``_allgather_base``, ``all_gather_into_tensor_coalesced``, ``AllGather``,
-``nccl:all_reduce``). This is the one place that maps them to one word. It lives in
-`parsers` because the Kineto parser normalizes the comms table while reading, and parsers never
-import `analyzer`; `analyzer.metrics.collectives` re-exports it for the rules.
+``nccl:all_reduce``, ``symm_mem::multimem_all_reduce_``). This is the one place that maps them
+to one word. It lives in `parsers` because the Kineto parser normalizes the comms table while
+reading, and parsers never import `analyzer`; `analyzer.metrics.collectives` re-exports it for
+the rules.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ _CANONICAL: Final[dict[str, str]] = {
 }
 #: Library prefixes of profiler record and op names (``nccl:all_reduce``,
 #: ``c10d::alltoall_base_``).
-_PREFIXES: Final = ("c10d::", "nccl:", "rccl:")
+_PREFIXES: Final = ("c10d::", "nccl:", "rccl:", "symm_mem::")
+#: Algorithm prefixes of PyTorch's symmetric-memory collectives
+#: (``symm_mem::multimem_all_reduce_``, ``symm_mem::two_shot_all_reduce_``).
+_VARIANT_PREFIXES: Final = ("multimem_", "one_shot_", "two_shot_")
 #: Variant suffixes of PyTorch's collective names (``all_gather_into_tensor_coalesced``,
 #: ``all_to_all_single``).
-_SUFFIXES: Final = ("_coalesced", "_tensor", "_into", "_base", "_single")
+_SUFFIXES: Final = ("_coalesced", "_tensor", "_into", "_base", "_single", "_out")
 
 
 def normalize_collective(name: str) -> str:
@@ -46,6 +50,8 @@ def normalize_collective(name: str) -> str:
     for prefix in _PREFIXES:
         word = word.removeprefix(prefix)
     word = word.strip("_")
+    for prefix in _VARIANT_PREFIXES:
+        word = word.removeprefix(prefix)
     previous = None
     while word != previous:
         previous = word

@@ -33,6 +33,9 @@ __all__ = [
 #: Launching ops that name a collective: ``nccl:all_to_all``, ``c10d::alltoall_base_``.
 _NCCL_OP: Final = r"^nccl:"
 _C10D_OP: Final = r"^c10d::"
+#: PyTorch symmetric-memory collectives (vLLM's NVLink all-reduce on H100/B200):
+#: ``symm_mem::multimem_all_reduce_`` launches ``multimem_all_reduce_kernel``.
+_SYMM_OP: Final = r"^symm_mem::"
 #: ``Input type`` spellings of one-byte and other types missing from the dtype table.
 _EXTRA_DTYPE_BYTES: Final[dict[str, int]] = {
     "unsigned char": 1,
@@ -82,8 +85,9 @@ def launching_collectives(t: TraceTables) -> pl.DataFrame:
 
     Columns: rank, correlation, op_collective, op_name, op_bytes, op_group_size. The op is the
     innermost ``nccl:*`` op enclosing the kernel's runtime call on the calling thread, else the
-    innermost ``c10d::*`` one; bytes are the largest tensor among those two ops' arguments;
-    the group size of an all-gather/reduce-scatter is its output/input element ratio.
+    innermost ``c10d::*`` one, else the innermost ``symm_mem::*`` one (PyTorch's
+    symmetric-memory all-reduce); bytes are the largest tensor among those ops' arguments; the
+    group size of an all-gather/reduce-scatter is its output/input element ratio.
     """
     schema = {
         "rank": pl.Int32(),
@@ -108,21 +112,20 @@ def launching_collectives(t: TraceTables) -> pl.DataFrame:
     ops = t.ops.filter(pl.col("kind").is_in(["cpu_op", "user_annotation"])).with_columns(
         pl.col("name").cast(pl.String).alias("op_name")
     )
-    found = [
-        _enclosing(calls, ops, pattern, tag) for tag, pattern in (("n", _NCCL_OP), ("c", _C10D_OP))
-    ]
+    tags = (("n", _NCCL_OP), ("c", _C10D_OP), ("s", _SYMM_OP))
+    found = [_enclosing(calls, ops, pattern, tag) for tag, pattern in tags]
     joined = calls.select("rank", "correlation")
     for frame in found:
         joined = joined.join(frame, on=["rank", "correlation"], how="left")
     rows = []
     for r in joined.iter_rows(named=True):
-        name = r["n_name"] or r["c_name"]
+        name = r["n_name"] or r["c_name"] or r["s_name"]
         if not name:
             continue
         collective = normalize_collective(name)
         sizes = [
             op_tensor_bytes(r[f"{tag}_dims"], r[f"{tag}_types"])
-            for tag in ("n", "c")
+            for tag in ("n", "c", "s")
             if r[f"{tag}_name"]
         ]
         known = [s for s in sizes if s]
@@ -131,9 +134,9 @@ def launching_collectives(t: TraceTables) -> pl.DataFrame:
                 "rank": r["rank"],
                 "correlation": r["correlation"],
                 "op_collective": collective,
-                "op_name": r["c_name"] or name,
+                "op_name": r["c_name"] or r["s_name"] or name,
                 "op_bytes": max(known) if known else None,
-                "op_group_size": _gather_group(collective, r["c_dims"]),
+                "op_group_size": _gather_group(collective, r["c_dims"] or r["s_dims"]),
             }
         )
     return pl.DataFrame(rows, schema=schema)

@@ -19,8 +19,10 @@ SectionBuilder = Callable[[AnalysisContext, bool], Section | None]
 
 def registry() -> list[SectionBuilder]:
     """Where the time goes (shown right after the headline), idle time by cause, roofline,
-    DCGM counters, per-rank breakdown, top kernels, memory operations."""
+    DCGM counters, per-rank breakdown, collectives against the link, top kernels, memory
+    operations."""
     from gpu_trace_analyzer.sections import (
+        collectives,
         counters,
         idle_ledger,
         kernels,
@@ -36,6 +38,7 @@ def registry() -> list[SectionBuilder]:
         roofline.build,
         counters.build,
         overview.ranks_section,
+        collectives.build,
         kernels.build,
         memops.build,
     ]
