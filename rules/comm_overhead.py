@@ -25,6 +25,10 @@ from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics.collective_link import bus_factor, link_table
+from gpu_trace_analyzer.metrics.collective_link import (
+    collective_instances as matched_instances,
+)
 from gpu_trace_analyzer.metrics.collectives import comms_by_launching_op
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile
 from gpu_trace_analyzer.parsers.schema import TraceTables
@@ -76,6 +80,9 @@ class CommOverhead:
             return
         worst = over.sort(["exposed_comm_ns", "rank"], descending=[True, False]).row(0, named=True)
         table, stats = collective_table(ctx, int(worst["rank"]), cfg.top_collectives)
+        waits = waiting_collectives(ctx)
+        stats.update(_wait_evidence(waits))
+        stats.update(_stream_evidence(ctx, int(worst["rank"]), int(worst["device"])))
         yield _finding(
             cfg,
             worst,
@@ -87,40 +94,68 @@ class CommOverhead:
         )
 
 
-def bus_factor(collective: str, group_size: int) -> float:
-    """Bus bandwidth / algorithm bandwidth for a collective on ``group_size`` ranks."""
-    n = max(group_size, 1)
-    if collective == "allreduce":
-        return 2.0 * (n - 1) / n
-    if collective in ("allgather", "reduce_scatter", "all_to_all"):
-        return (n - 1) / n
-    return 1.0
+def waiting_collectives(ctx: AnalysisContext) -> dict[str, dict[str, Any]]:
+    """Collective types that mostly wait for a late rank (`analyzer.metrics.collective_link`:
+    start spread at least half the longest rank's time, bus bandwidth far below the link):
+    per type, its largest waiting row of the "Collectives against the link" table, kept when
+    waiting rows hold at least half of that type's time."""
+    table = link_table(ctx)
+    if table.height == 0:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for kind in table["collective"].unique().to_list():
+        rows = table.filter(pl.col("collective") == kind)
+        waiting = rows.filter(pl.col("verdict") == "waiting").sort("time_ns", descending=True)
+        total = int(rows["time_ns"].sum() or 0)
+        if waiting.height and total and 2 * int(waiting["time_ns"].sum() or 0) >= total:
+            out[str(kind)] = waiting.row(0, named=True)
+    return out
+
+
+def _wait_evidence(waits: dict[str, dict[str, Any]]) -> dict[str, float | int | str]:
+    """Evidence figures of the waiting collectives (start spread, last rank)."""
+    ev: dict[str, float | int | str] = {}
+    if waits:
+        ev["waiting_collectives"] = ",".join(sorted(waits))
+    for kind, row in waits.items():
+        ev[f"wait_share_pct_{kind}"] = round(float(row["wait_share_pct"]), 1)
+        ev[f"max_start_spread_ns_{kind}"] = int(row["max_spread_ns"])
+        ev[f"last_rank_{kind}"] = int(row["last_rank"])
+    return ev
+
+
+def _stream_evidence(ctx: AnalysisContext, rank: int, device: int) -> dict[str, str | int]:
+    """Which streams the collectives and the compute kernels of one device use: advice to put
+    communication "on its own stream" is void when the trace shows it already is."""
+    k = ctx.tables.kernels.filter((pl.col("rank") == rank) & (pl.col("device") == device))
+    is_comm = pl.col("category").cast(pl.String) == "comm"
+    comm = sorted(int(x) for x in k.filter(is_comm)["stream"].drop_nulls().unique().to_list())
+    compute = sorted(int(x) for x in k.filter(~is_comm)["stream"].drop_nulls().unique().to_list())
+    if not comm:
+        return {}
+    return {
+        "comm_streams": ",".join(map(str, comm)),
+        "compute_streams": ",".join(map(str, compute)),
+        "comm_on_own_stream": int(not set(comm) & set(compute)),
+    }
 
 
 def collective_instances(ctx: AnalysisContext) -> pl.DataFrame:
     """One row per collective instance with its TraceLens latency.
 
-    Columns: collective, pg_name, seq, group_size, bytes, latency_ns (min duration over the
-    ranks present), ranks (how many ranks recorded it), rank_dur_ns (list per rank).
-    Instances without a sequence number stay one per (rank, row).
+    Columns: collective, pg_name, group_size, bytes, latency_ns (min duration over the ranks
+    present), ranks (how many ranks recorded it). Instances are matched across ranks by
+    `analyzer.metrics.collective_link.collective_instances` (sequence number, else overlap in
+    time), so a trace without sequence numbers still gets the wait removed.
     """
-    comms = _normalized_comms(ctx)
-    if comms.height == 0:
-        return comms.select("collective", "pg_name", "seq", "group_size", "bytes", "dur_ns")
-    keyed = comms.with_row_index("row").with_columns(
-        pl.when(pl.col("seq").is_null())
-        .then(pl.format("row{}", pl.col("row")))
-        .otherwise(pl.format("{}:{}", pl.col("pg_name"), pl.col("seq")))
-        .alias("instance")
-    )
-    return keyed.group_by("instance").agg(
-        pl.col("collective").first(),
-        pl.col("pg_name").first(),
-        pl.col("seq").first(),
-        pl.col("group_size").max(),
-        pl.col("bytes").max(),
-        pl.col("dur_ns").min().alias("latency_ns"),
-        pl.col("rank").n_unique().alias("ranks"),
+    inst = ctx.metric("collective_link.instances", matched_instances)
+    return inst.select(
+        "collective",
+        "pg_name",
+        "group_size",
+        "bytes",
+        pl.col("min_dur_ns").alias("latency_ns"),
+        "ranks",
     )
 
 
@@ -304,13 +339,22 @@ def _finding(
         "devices_over_threshold": devices,
         **stats,
     }
+    waits = {
+        kind: {
+            "wait_share_pct": stats.get(f"wait_share_pct_{kind}"),
+            "max_spread_ns": stats.get(f"max_start_spread_ns_{kind}"),
+            "last_rank": stats.get(f"last_rank_{kind}"),
+        }
+        for kind in str(stats.get("waiting_collectives", "")).split(",")
+        if kind
+    }
     return Finding(
         rule_id=CommOverhead.id,
         severity=severity,
         title=CommOverhead.title,
         summary=summary,
         evidence=evidence,
-        recommendation=_recommendation(cfg, exposed_of_comm, stats, profile, library),
+        recommendation=_recommendation(cfg, exposed_of_comm, stats, profile, library, waits),
         scope=Scope(
             rank=rank if devices == 1 else None,
             device=device if devices == 1 else None,
@@ -339,24 +383,37 @@ def _recommendation(
     stats: dict[str, float | int | str],
     profile: WorkloadProfile | None = None,
     library: str = "NCCL",
+    waits: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """Advice per collective type, most time first, in the parallelism that runs it: TorchRec
     or MoE advice for all-to-all, FSDP prefetch for all-gather/reduce-scatter, DDP bucketing,
     ``no_sync`` and compression hooks only for the all-reduce share of a DDP run, nothing
-    about gradients on inference traces, RCCL named on ROCm."""
+    about gradients on inference traces, RCCL named on ROCm. A collective that waits for a
+    late rank (``waits``) gets advice about that rank's work, not about communication; a
+    collective already on its own stream is not told to move to one."""
     wrapper = profile.data_parallel if profile is not None else "DDP"
     training = profile is None or profile.is_training
     kinds = profile.collectives if profile is not None else ()
     torchrec = profile is not None and profile.uses("TorchRec")
     shares = _shares(stats, kinds)
     exposed = exposed_of_comm >= 50.0
+    waits = waits or {}
+    own = stats.get("comm_on_own_stream") == 1
+    streams = str(stats.get("comm_streams", ""))
     parts: list[str] = []
     for kind, pct in shares.items():
         if pct and pct < 10.0 and parts:
             continue
         share = f" ({pct:.0f}% of communication time)" if pct else ""
-        label = {"allgather": "all-gather", "reduce_scatter": "reduce-scatter"}.get(kind, kind)
-        if kind == "all_to_all" and torchrec:
+        label = {
+            "allgather": "all-gather",
+            "reduce_scatter": "reduce-scatter",
+            "allreduce": "all-reduce",
+            "all_to_all": "all-to-all",
+        }.get(kind, kind)
+        if kind in waits:
+            parts.append(_waiting_advice(label, share, waits[kind]))
+        elif kind == "all_to_all" and torchrec:
             parts.append(
                 f"all-to-all{share} is TorchRec's sparse input and embedding distribution: "
                 "pipeline it behind compute with `TrainPipelineSparseDist` (the next batch's "
@@ -378,6 +435,13 @@ def _recommendation(
                 "reduction: prefetch so it overlaps compute (`forward_prefetch=True`, "
                 "`backward_prefetch=BACKWARD_PRE`) and keep `limit_all_gathers=True` so "
                 "prefetching does not exhaust memory"
+            )
+        elif kind in ("allgather", "reduce_scatter") and own:
+            parts.append(
+                f"{label}{share} already runs on its own stream ({_streams(streams)}, apart "
+                "from compute) yet is exposed: issue it earlier (the next gather while the "
+                "current layer computes) and wait only where the result is used, and move "
+                "fewer or lower-precision bytes"
             )
         elif kind in ("allgather", "reduce_scatter"):
             parts.append(
@@ -414,7 +478,13 @@ def _recommendation(
                 f"all-reduce{share}: set FSDP `backward_prefetch=BACKWARD_PRE` and "
                 "`forward_prefetch=True` so gradient reduction overlaps backward"
             )
-    if exposed and not parts:
+    if exposed and not parts and own:
+        parts.append(
+            f"{library} collectives already run on their own stream ({_streams(streams)}) yet "
+            "are exposed: issue them earlier, before the compute that can hide them, and "
+            "wait only where the result is needed"
+        )
+    elif exposed and not parts:
         parts.append(
             f"overlap {library} collectives with compute: issue them asynchronously on a "
             "separate stream and wait only where the result is needed"
@@ -430,3 +500,31 @@ def _recommendation(
         parts.append(f"check the {library} topology and algorithm ({library}_DEBUG=INFO)")
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
+
+
+def _streams(text: str) -> str:
+    """``"84,203"`` as ``streams 84 and 203`` (``stream 84`` for one)."""
+    ids = [x for x in text.split(",") if x]
+    if len(ids) == 1:
+        return f"stream {ids[0]}"
+    return "streams " + ", ".join(ids[:-1]) + " and " + ids[-1]
+
+
+def _waiting_advice(label: str, share: str, wait: dict[str, Any]) -> str:
+    """Advice for a collective that mostly waits for a late rank: that rank's work."""
+    spread = wait.get("max_spread_ns")
+    last = wait.get("last_rank")
+    by = f" by up to {fmt.duration(spread)}" if isinstance(spread, int) else ""
+    who = f"rank {last} arrives last{by}" if last is not None else "one rank arrives late"
+    share_pct = wait.get("wait_share_pct")
+    spent = (
+        f"{share_pct:.0f}% of the longest rank's time in it is the spread of its start across ranks"
+        if isinstance(share_pct, int | float)
+        else "most of its time is the spread of its start across ranks"
+    )
+    return (
+        f"{label}{share} is waiting, not slow: {spent} ({who}); even out the work before it "
+        f"on rank {last if last is not None else 'the late rank'} (uneven batches or shards, "
+        "data loading, a host stall: see the Collectives against the link section), since "
+        "faster communication would not shorten the wait"
+    )

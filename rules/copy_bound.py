@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
+from gpu_trace_analyzer.devices import LinkSpec, link_by_name
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import intervals, timeline
@@ -29,6 +30,10 @@ from gpu_trace_analyzer.rules.base import register
 
 #: Copy directions, in report order; memsets and host-to-host copies are not GPU copies.
 _DIRECTIONS = ("HtoD", "DtoH", "DtoD", "PtoP")
+#: Directions that cross the host link (PCIe).
+_HOST_PATH = ("HtoD", "DtoH")
+#: PCIe links a host copy is compared against when ``--link`` names none (newest first).
+_PCIE_LINKS = ("pcie5-x16", "pcie4-x16")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,24 @@ class CopyBound:
         mine = copies.filter(
             (pl.col("rank") == worst["rank"]) & (pl.col("device") == worst["device"])
         )
-        yield _finding(cfg, worst, mine, over.height, _advice.profile(ctx))
+        calls = ctx.tables.runtime.select("rank", "correlation").drop_nulls().unique()
+        mine = mine.join(
+            calls.with_columns(pl.lit(True).alias("has_call")),
+            on=["rank", "correlation"],
+            how="left",
+            maintain_order="left",
+        ).with_columns(pl.col("has_call").fill_null(False))
+        yield _finding(cfg, worst, mine, over.height, _advice.profile(ctx), _host_links(ctx))
+
+
+def _host_links(ctx: AnalysisContext) -> tuple[LinkSpec, ...]:
+    """The PCIe links host copies are compared against: ``--link`` when it names a PCIe
+    link, else Gen5 and Gen4 x16 (the trace does not say which the host has)."""
+    if ctx.options.link:
+        given = link_by_name(ctx.options.link)
+        if given.kind == "pcie":
+            return (given,)
+    return tuple(link_by_name(k) for k in _PCIE_LINKS)
 
 
 def _copy_shares(ctx: AnalysisContext, copies: pl.DataFrame) -> pl.DataFrame:
@@ -142,8 +164,10 @@ def _finding(
     copies: pl.DataFrame,
     devices: int,
     profile: WorkloadProfile,
+    links: tuple[LinkSpec, ...] = (),
 ) -> Finding:
-    """The finding for one device: copy share, per-direction bandwidth, issuing ranges."""
+    """The finding for one device: copy share, per-direction bandwidth against the PCIe link,
+    issuing ranges, and how many copies no CPU op issued (the trace could not link them)."""
     rank, device = int(row["rank"]), int(row["device"])
     busy_pct, window_pct = float(row["copy_busy_pct"]), float(row["copy_window_pct"])
     severity = Severity.CRITICAL if busy_pct >= cfg.critical_busy_pct else Severity.WARNING
@@ -158,12 +182,29 @@ def _finding(
         where = f" under `{first['under']}`" if first["under"] else ""
         issuer = f" The largest linked source is `{first['op']}`{where}."
     rate = f" at {top['gbps']:.1f} GB/s" if top["gbps"] else ""
+    link_text, link_evidence = _against_links(top, links)
+    unlinked = copies.filter(
+        (pl.col("kind").cast(pl.String) == top["kind"]) & pl.col("op").is_null()
+    )
+    if unlinked.height:
+        no_call = int((~unlinked["has_call"]).sum()) if "has_call" in unlinked.columns else 0
+        why = (
+            " (the trace has no runtime call with their correlation id)"
+            if no_call == unlinked.height
+            else ""
+        )
+        issuer += (
+            f" {unlinked.height} of the {int(top['copies'])} {top['kind']} copies "
+            f"({int(unlinked['bytes'].fill_null(0).sum()) / 1e9:.2f} GB) are not linked to a "
+            f"CPU op{why}, so their issuer is unknown."
+        )
     summary = (
         f"Memory copies on rank {rank} device {device} take {busy_pct:.1f}% of the GPU's busy "
         f"time ({int(row['copy_ns']) / 1e6:.1f} ms, {window_pct:.1f}% of the window) while "
         f"compute kernels take {compute_pct:.1f}% of the window: the GPU mostly waits on "
         f"copies. Most is {top['kind']}: {int(top['copies'])} copies, "
-        f"{int(top['bytes']) / 1e9:.2f} GB in {int(top['gpu_ns']) / 1e6:.1f} ms{rate}.{issuer}"
+        f"{int(top['bytes']) / 1e9:.2f} GB in {int(top['gpu_ns']) / 1e6:.1f} ms{rate}"
+        f"{link_text}.{issuer}"
     )
     evidence: dict[str, float | int | str] = {
         "rank": rank,
@@ -182,6 +223,9 @@ def _finding(
         evidence[f"{r['kind']}_gpu_ns"] = int(r["gpu_ns"])
         if r["gbps"]:
             evidence[f"{r['kind']}_gbps"] = round(float(r["gbps"]), 2)
+    evidence.update(link_evidence)
+    evidence[f"{top['kind']}_unlinked_copies"] = unlinked.height
+    evidence[f"{top['kind']}_unlinked_bytes"] = int(unlinked["bytes"].fill_null(0).sum())
     if named.height:
         evidence["top_issuing_op"] = str(named["op"][0])
         evidence["top_issuing_range"] = str(named["under"][0])
@@ -228,6 +272,26 @@ def _finding(
             rows=table_rows,
         ),
     )
+
+
+def _against_links(
+    top: dict[str, Any], links: tuple[LinkSpec, ...]
+) -> tuple[str, dict[str, float | int | str]]:
+    """A host copy's GB/s as a share of each PCIe link's per-direction peak (text, evidence);
+    nothing for device-side copies, which do not cross the host link."""
+    if top["kind"] not in _HOST_PATH or not top["gbps"] or not links:
+        return "", {}
+    gbps = float(top["gbps"])
+    shares = [(spec, 100.0 * gbps / spec.unidirectional_gbps) for spec in links]
+    text = ", ".join(
+        f"{pct:.0f}% of {spec.name}'s {spec.unidirectional_gbps:g} GB/s per direction"
+        for spec, pct in shares
+    )
+    unknown = "" if len(links) == 1 else " (the trace does not say which link the host has)"
+    evidence: dict[str, float | int | str] = {
+        f"{top['kind']}_pct_of_{spec.key.replace('-', '_')}": round(pct, 1) for spec, pct in shares
+    }
+    return f": {text}{unknown}", evidence
 
 
 def _recommendation(direction: str, sources: pl.DataFrame, profile: WorkloadProfile) -> str:
