@@ -29,10 +29,11 @@ import synthetic
 from conftest import REFERENCE, shared_trace
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import Finding, Severity
+from gpu_trace_analyzer.metrics.collective_link import bus_factor
 from gpu_trace_analyzer.metrics.collectives import normalize_collective
 from gpu_trace_analyzer.parsers import kineto
 from gpu_trace_analyzer.parsers.schema import TraceTables, empty_table
-from gpu_trace_analyzer.rules.comm_overhead import CommOverhead, CommOverheadConfig, bus_factor
+from gpu_trace_analyzer.rules.comm_overhead import CommOverhead, CommOverheadConfig
 
 
 def _check(tables: TraceTables, **overrides: Any) -> list[Finding]:

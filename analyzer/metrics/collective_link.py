@@ -221,11 +221,14 @@ def arrival_spread(tables: TraceTables, instances: pl.DataFrame | None = None) -
 
 
 def _node_gpus(meta: TraceMeta) -> int:
-    """GPUs the trace shows on one node (deviceProperties of one rank), 0 when unknown."""
+    """GPUs the trace shows on one node (deviceProperties of one rank), 0 when unknown.
+
+    A rank that lists only its own GPU says nothing about the node: 0 then, not 1."""
     per_rank: dict[int, int] = {}
     for d in meta.devices:
         per_rank[d.rank] = per_rank.get(d.rank, 0) + 1
-    return max(per_rank.values(), default=0)
+    most = max(per_rank.values(), default=0)
+    return most if most > 1 else 0
 
 
 def link_choice(
@@ -272,7 +275,7 @@ def link_choice(
     where = (
         f"groups of up to {group_size} ranks fit the {gpus} GPUs the trace shows on one node"
         if group_size is not None and gpus
-        else "collectives assumed inside one node"
+        else "assumed inside one node: the trace does not show how many GPUs a node has"
     )
     return LinkChoice(found, f"{found.name}: the {device_spec.name}'s intra-node link ({where})")
 
