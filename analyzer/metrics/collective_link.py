@@ -149,8 +149,8 @@ def collective_instances(tables: TraceTables) -> pl.DataFrame:
 
     Columns: instance, collective, pg_name, group_size, bytes (max over ranks), ranks (how
     many ranks recorded it), first_start_ns, last_start_ns, spread_ns (last - first start,
-    0 with one rank), first_rank, last_rank (the last to arrive), min_dur_ns, mean_dur_ns,
-    max_dur_ns, wait_share_pct (spread / longest duration, null with one rank).
+    0 with one rank), first_rank, last_rank (the last to arrive; null on a tie), min_dur_ns,
+    mean_dur_ns, max_dur_ns, wait_share_pct (spread / longest duration, null with one rank).
     """
     rows = _rows_with_instance(tables)
     cols = [
@@ -197,6 +197,12 @@ def collective_instances(tables: TraceTables) -> pl.DataFrame:
             pl.col("dur_ns").max().alias("max_dur_ns"),
         )
         .with_columns((pl.col("last_start_ns") - pl.col("first_start_ns")).alias("spread_ns"))
+        .with_columns(  # a tie has no first or last rank
+            *(
+                pl.when(pl.col("spread_ns") > 0).then(pl.col(c)).otherwise(None).alias(c)
+                for c in ("first_rank", "last_rank")
+            )
+        )
         .with_columns(
             pl.when((pl.col("ranks") > 1) & (pl.col("max_dur_ns") > 0))
             .then(100.0 * pl.col("spread_ns") / pl.col("max_dur_ns"))

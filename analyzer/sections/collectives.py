@@ -220,13 +220,15 @@ def build(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     spread = spread_table(ctx)
     if spread.height:
         top = spread.row(0, named=True)
-        blocks.append(
-            Paragraph.of(
-                f"{spread.height} calls were matched across ranks; the widest arrival "
-                f"spread is {fmt.duration(top['spread_ns'])} ({label(top['collective'])} "
-                f"of {fmt.size(top['bytes'])}: rank {top['last_rank']} arrived last, after "
-                f"rank {top['first_rank']})."
+        if top["spread_ns"] > 0:
+            widest = (
+                f"the widest arrival spread is {fmt.duration(top['spread_ns'])} "
+                f"({label(top['collective'])} of {fmt.size(top['bytes'])}: rank "
+                f"{top['last_rank']} arrived last, after rank {top['first_rank']})"
             )
-        )
-        blocks.append(_spread_table(spread))
+        else:
+            widest = "in every one the ranks started together"
+        blocks.append(Paragraph.of(f"{spread.height} calls were matched across ranks; {widest}."))
+        if top["spread_ns"] > 0:
+            blocks.append(_spread_table(spread))
     return Section("Collectives against the link", blocks, key="collectives")
