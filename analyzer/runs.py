@@ -239,8 +239,9 @@ def load_runs(
     runs = []
     for i, path in enumerate(paths):
         a = load([path, *(dcgm or {}).get(i, ())], device=device, config=config)
-        merged = dict(metadata_labels(a))
-        merged.update(labels[i])
+        merged = dict(labels[i])
+        for key, value in metadata_labels(a).items():
+            merged.setdefault(key, value)
         runs.append(Run(path, run_name(path), merged, a))
     return runs
 
@@ -404,10 +405,13 @@ def summarize(run: Run, batch_dim_op: str | None = None) -> RunSummary:
     if not has_steps:
         notes.append("no ProfilerStep annotations: the analysis window counts as one step")
     per_s = 1e9 / median if median > 0 else None
+    labels = dict(run.labels)
+    if samples is not None and ssrc and ssrc.startswith("leading dim") and "batch" not in labels:
+        labels["batch"] = f"{samples:g}"  # the inferred batch is a label like a given one
     base = RunSummary(
         name=run.name,
         path=str(run.path),
-        labels=dict(run.labels),
+        labels=labels,
         devices=tuple(sorted({d.name for d in a.meta.devices})),
         world_size=int(_number(run.labels.get("world_size", "1")) or 1),
         steps=len(step_ns),

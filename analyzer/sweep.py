@@ -46,11 +46,12 @@ Goal = str
 class Point:
     """One configuration on a series: the swept value, its summary, its scaling figures."""
 
-    x: float
+    x: float  # the swept value; a categorical sweep numbers its values 1, 2, ...
     run: RunSummary
     ideal_samples_per_s: float | None = None
     efficiency_pct: float | None = None
     growth_per_doubling_pct: float | None = None  # from the previous point (None: first)
+    label: str = ""  # the swept label's value as given
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,8 @@ class Sweep:
     latency_budget_ns: float | None
     cpu_only: bool
     notes: tuple[str, ...] = field(default=())
+    numeric: bool = True  # False: a categorical label (device, model): no ideal scaling
+    ceiling_why: str = "the largest configuration"
 
     @property
     def label_keys(self) -> tuple[str, ...]:
@@ -160,30 +163,40 @@ def _numeric(value: str | None) -> float | None:
     return x if math.isfinite(x) and x > 0 else None
 
 
-def choose_swept(runs: Sequence[RunSummary], swept: str | None) -> str:
-    """The swept label: ``swept`` if given, else ``batch`` (or a synonym) when every run has
-    it, else the numeric label with the most distinct values."""
+#: Categorical labels preferred as the swept one when no numeric label varies.
+CATEGORICAL_DEFAULTS: Final = ("device", "model")
+
+
+def choose_swept(runs: Sequence[RunSummary], swept: str | None) -> tuple[str, bool]:
+    """The swept label and whether it is numeric: ``swept`` if given; else ``batch`` (or a
+    synonym) when every run has it; else the numeric label with the most distinct values;
+    else a categorical one that varies (``device``, ``model``, then the most distinct)."""
     if swept is not None:
-        missing = [r.name for r in runs if _numeric(r.labels.get(swept)) is None]
+        missing = [r.name for r in runs if not r.labels.get(swept)]
         if missing:
             raise BadConfigError(
-                f"--sweep {swept}: no positive number for it in {len(missing)} run(s), "
-                f"e.g. {missing[0]}"
+                f"--sweep {swept}: no such label in {len(missing)} run(s), e.g. {missing[0]}"
             )
-        return swept
+        return swept, all(_numeric(r.labels.get(swept)) is not None for r in runs)
     for key in SWEPT_DEFAULTS:
         if all(_numeric(r.labels.get(key)) is not None for r in runs):
-            return key
-    keys = {k for r in runs for k in r.labels if k not in _DESCRIPTIVE}
-    numeric = [k for k in keys if all(_numeric(r.labels.get(k)) is not None for r in runs)]
-    varied = [(len({r.labels[k] for r in runs}), k) for k in numeric]
+            return key, True
+    keys = sorted({k for r in runs for k in r.labels if k not in _DESCRIPTIVE})
+    present = [k for k in keys if all(r.labels.get(k) for r in runs)]
+    varied = [(len({r.labels[k] for r in runs}), k) for k in present]
     varied = [(n, k) for n, k in varied if n > 1]
+    numeric = [(n, k) for n, k in varied if all(_numeric(r.labels[k]) for r in runs)]
+    if numeric:
+        return max(numeric, key=lambda t: (t[0], t[1]))[1], True
+    for key in CATEGORICAL_DEFAULTS:
+        if any(k == key for _, k in varied):
+            return key, False
     if not varied:
         raise BadConfigError(
-            "no numeric label varies across the runs: label them (--label-from, --labels, "
-            "--label) with e.g. batch=N"
+            "no label varies across the runs: label them (--label-from, --labels, --label) "
+            "with e.g. batch=N"
         )
-    return max(varied, key=lambda t: (t[0], t[1]))[1]
+    return max(varied, key=lambda t: (t[0], t[1]))[1], False
 
 
 # -- series ------------------------------------------------------------------------------------
@@ -220,8 +233,10 @@ def plateau(points: Sequence[Point], threshold_pct: float) -> float | None:
     return found
 
 
-def _series(key: Mapping[str, str], runs: Sequence[RunSummary], swept: str, plateau_pct: float
-            ) -> Series:  # fmt: skip
+def _series(key: Mapping[str, str], runs: Sequence[RunSummary], swept: str, plateau_pct: float,
+            numeric: bool = True) -> Series:  # fmt: skip
+    if not numeric:
+        return _categorical_series(key, runs, swept)
     ordered = sorted(runs, key=lambda r: _numeric(r.labels[swept]) or 0.0)
     xs = [_numeric(r.labels[swept]) or 0.0 for r in ordered]
     x0, t0 = xs[0], ordered[0].samples_per_s
@@ -233,8 +248,22 @@ def _series(key: Mapping[str, str], runs: Sequence[RunSummary], swept: str, plat
         prev = points[-1] if points else None
         if i and prev is not None and prev.run.samples_per_s and r.samples_per_s:
             growth = growth_per_doubling(prev.x, prev.run.samples_per_s, x, r.samples_per_s)
-        points.append(Point(x, r, ideal, eff, growth))
-    first, last = ordered[0], ordered[-1]
+        points.append(Point(x, r, ideal, eff, growth, r.labels[swept]))
+    return _with_gains(key, points, plateau(points, plateau_pct) if len(points) > 1 else None)
+
+
+def _categorical_series(key: Mapping[str, str], runs: Sequence[RunSummary], swept: str
+                        ) -> Series:  # fmt: skip
+    """A series over a label without an order (device, model): values sorted by name,
+    numbered 1, 2, ...; gains against the first; no ideal scaling and no plateau."""
+    ordered = sorted(runs, key=lambda r: r.labels[swept])
+    points = [Point(float(i), r, label=r.labels[swept]) for i, r in enumerate(ordered, 1)]
+    return _with_gains(key, points, None)
+
+
+def _with_gains(key: Mapping[str, str], points: Sequence[Point], plateau_x: float | None
+                ) -> Series:  # fmt: skip
+    first, last = points[0].run, points[-1].run
     tgain = (
         last.samples_per_s / first.samples_per_s
         if first.samples_per_s and last.samples_per_s is not None
@@ -248,7 +277,7 @@ def _series(key: Mapping[str, str], runs: Sequence[RunSummary], swept: str, plat
     return Series(
         key=dict(key),
         points=tuple(points),
-        plateau_x=plateau(points, plateau_pct) if len(points) > 1 else None,
+        plateau_x=plateau_x,
         throughput_gain_x=tgain,
         latency_growth_x=lgrowth,
         util_gain_pp=ugain_pp,
@@ -358,7 +387,8 @@ def _ceiling(r: RunSummary) -> list[CeilingRow]:
 
 
 def _recommendations(sw_series: Sequence[Series], ceiling: Sequence[CeilingRow],
-                     top: RunSummary | None, swept: str) -> list[Recommendation]:  # fmt: skip
+                     top: RunSummary | None, swept: str,
+                     why: str = "the largest configuration") -> list[Recommendation]:  # fmt: skip
     out: list[Recommendation] = []
     for s in sw_series:
         where = f" ({s.title})" if len(sw_series) > 1 else ""
@@ -382,7 +412,7 @@ def _recommendations(sw_series: Sequence[Series], ceiling: Sequence[CeilingRow],
                         "latency saved at the plateau",
                     )
                 )
-        elif s.plateau_x is None and len(s.points) > 1:
+        elif s.plateau_x is None and len(s.points) > 1 and s.last.efficiency_pct is not None:
             g = s.last.growth_per_doubling_pct
             if g is not None:
                 out.append(
@@ -402,7 +432,7 @@ def _recommendations(sw_series: Sequence[Series], ceiling: Sequence[CeilingRow],
                 continue
             out.append(
                 Recommendation(
-                    f"At the largest configuration ({top.name}) {row.detail}: "
+                    f"At {why} ({top.name}) {row.detail}: "
                     f"{row.share_pct:.1f}% of its median step "
                     f"({top.latency_median_ns / 1e6:.3f} ms); removing it is the upper bound "
                     "of the gain.",
@@ -424,7 +454,7 @@ def _recommendations(sw_series: Sequence[Series], ceiling: Sequence[CeilingRow],
             )
             out.append(
                 Recommendation(
-                    f"At the largest configuration ({top.name}) {row.detail}; it is "
+                    f"At {why} ({top.name}) {row.detail}; it is "
                     f"{at_stake:.1f}% of the step time (x GPU busy "
                     f"{top.gpu_busy_pct:.1f}%): {fix}.",
                     at_stake,
@@ -453,7 +483,7 @@ def sweep(
     """The sweep over ``runs`` (at least two; see the module doc)."""
     if len(runs) < 2:
         raise BadConfigError("analyze sweep needs at least two runs (configurations)")
-    key = choose_swept(runs, swept)
+    key, numeric = choose_swept(runs, swept)
     varying = {
         k for k in {k for r in runs for k in r.labels} if len({r.labels.get(k) for r in runs}) > 1
     }
@@ -471,7 +501,7 @@ def sweep(
                 "label what differs between them"
             )
     series = [
-        _series(dict(k), members, key, plateau_pct)
+        _series(dict(k), members, key, plateau_pct, numeric)
         for k, members in sorted(groups.items(), key=lambda kv: kv[0])
     ]
     cpu_only = not any(r.has_gpu for r in runs)
@@ -488,14 +518,20 @@ def sweep(
             f"{len(missing)} run(s) have no samples per step (no batch/samples label and no "
             f"--batch-dim-op), so no throughput: {', '.join(missing[:5])}"
         )
-    largest = max(
-        runs,
-        key=lambda r: (
-            _numeric(r.labels[key]) or 0.0,
-            r.tokens_per_step or 0.0,
-            r.latency_median_ns,
-        ),
-    )
+    if numeric:
+        largest = max(
+            runs,
+            key=lambda r: (
+                _numeric(r.labels[key]) or 0.0,
+                r.tokens_per_step or 0.0,
+                r.latency_median_ns,
+            ),
+        )
+        why = "the largest configuration"
+    else:  # no "largest" device or model: the one that delivers most
+        largest = max(runs, key=lambda r: (r.samples_per_s or 0.0, -r.latency_median_ns))
+        rated = any(r.samples_per_s for r in runs)
+        why = f"the {'highest-throughput' if rated else 'lowest-latency'} configuration"
     ceiling = _ceiling(largest)
     return Sweep(
         swept=key,
@@ -504,11 +540,13 @@ def sweep(
         best=tuple(_best(runs, latency_budget_ns)),
         ceiling_run=largest,
         ceiling=tuple(ceiling),
-        recommendations=tuple(_recommendations(series, ceiling, largest, key)),
+        recommendations=tuple(_recommendations(series, ceiling, largest, key, why)),
         plateau_pct=plateau_pct,
         latency_budget_ns=latency_budget_ns,
         cpu_only=cpu_only,
         notes=tuple(out_notes),
+        numeric=numeric,
+        ceiling_why=why,
     )
 
 

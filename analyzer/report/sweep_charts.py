@@ -27,16 +27,18 @@ def _heatmap(s: Sweep) -> tuple[dict[str, Any], str] | None:
         return None
     gpu = not s.cpu_only
     rows: list[dict[str, Any]] = []
+    panels = "device" if "device" not in (s.swept, second) else None
     for r in s.runs:
         value = r.gpu_busy_pct if gpu else r.samples_per_s
         if value is None:
             continue
+        x = r.labels.get(s.swept, "")
         rows.append(
             {
-                "x": r.labels.get(s.swept, ""),
-                "x_num": float(r.labels.get(s.swept, "0") or 0),
+                "x": x,
+                "x_num": float(x) if s.numeric else 0.0,
                 "y": r.labels.get(second, ""),
-                "panel": r.labels.get("device", "all"),
+                "panel": r.labels.get(panels, "all") if panels else "all",
                 "value": round(value, 3),
                 "run": r.name,
             }
@@ -44,10 +46,10 @@ def _heatmap(s: Sweep) -> tuple[dict[str, Any], str] | None:
     if not rows:
         return None
     what = "GPU busy (% of step time)" if gpu else "throughput (samples/s)"
-    by_num: dict[float, str] = {}
+    by_num: dict[tuple[float, str], str] = {}
     for row in rows:
-        by_num.setdefault(float(row["x_num"]), str(row["x"]))
-    x_order = [by_num[k] for k in sorted(by_num)]  # labels as given, in numeric order
+        by_num.setdefault((float(row["x_num"]), str(row["x"])), str(row["x"]))
+    x_order = [by_num[k] for k in sorted(by_num)]  # labels as given, numeric order first
     base = alt.Chart(alt.InlineData(values=rows)).encode(
         x=alt.X("x:O", title=s.swept, sort=x_order),
         y=alt.Y("y:O", title=second),
@@ -60,7 +62,7 @@ def _heatmap(s: Sweep) -> tuple[dict[str, Any], str] | None:
     chart = (
         alt.layer(rect, text)
         .properties(width=320, height=160)
-        .facet(facet=alt.Facet("panel:N", title="device"), columns=2)
+        .facet(facet=alt.Facet("panel:N", title=panels or ""), columns=2)
         .properties(title=f"{what} by {s.swept} x {second}")
     )
     spec: dict[str, Any] = chart.to_dict()
@@ -74,7 +76,7 @@ def _scaling(s: Sweep) -> dict[str, Any] | None:
             if p.run.samples_per_s is not None:
                 rows.append(
                     {
-                        "x": p.x,
+                        "x": p.x if s.numeric else p.label,
                         "series": series.title,
                         "kind": "measured",
                         "samples_per_s": p.run.samples_per_s,
@@ -90,13 +92,21 @@ def _scaling(s: Sweep) -> dict[str, Any] | None:
                     }
                 )
     lat = [
-        {"x": p.x, "series": series.title, "latency_ms": p.run.latency_median_ns / 1e6}
+        {
+            "x": p.x if s.numeric else p.label,
+            "series": series.title,
+            "latency_ms": p.run.latency_median_ns / 1e6,
+        }
         for series in s.series
         for p in series.points
     ]
     if not lat:
         return None
-    x = alt.X("x:Q", title=s.swept, scale=alt.Scale(type="log", base=2))
+    x = (
+        alt.X("x:Q", title=s.swept, scale=alt.Scale(type="log", base=2))
+        if s.numeric
+        else alt.X("x:N", title=s.swept)
+    )
     latency = (
         alt.Chart(alt.InlineData(values=lat))
         .mark_line(point=True)
@@ -123,7 +133,11 @@ def _scaling(s: Sweep) -> dict[str, Any] | None:
                 scale=alt.Scale(domain=["measured", "ideal linear"], range=[[1, 0], [4, 3]]),
             ),
         )
-        .properties(width=320, height=240, title="throughput against ideal linear scaling")
+        .properties(
+            width=320,
+            height=240,
+            title="throughput against ideal linear scaling" if s.numeric else "throughput",
+        )
     )
     chart = alt.hconcat(throughput, latency).properties(
         title=f"Throughput and latency against {s.swept}"

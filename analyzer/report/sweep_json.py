@@ -67,6 +67,7 @@ def _series(s: Series) -> dict[str, Any]:
         "points": [
             {
                 "x": p.x,
+                "label": p.label,
                 "run": p.run.name,
                 "samples_per_s": p.run.samples_per_s,
                 "ideal_samples_per_s": p.ideal_samples_per_s,
@@ -101,6 +102,7 @@ def to_dict(s: Sweep) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "kind": "sweep",
         "swept_label": s.swept,
+        "swept_numeric": s.numeric,
         "second_label": s.second,
         "plateau_threshold_pct": s.plateau_pct,
         "latency_budget_ns": s.latency_budget_ns,
@@ -110,6 +112,7 @@ def to_dict(s: Sweep) -> dict[str, Any]:
         "best": [_best(b) for b in s.best],
         "ceiling": {
             "run": s.ceiling_run.name if s.ceiling_run else None,
+            "why": s.ceiling_why,
             "rows": [
                 {"what": c.what, "share_pct": c.share_pct, "of": c.of, "evidence": c.detail}
                 for c in s.ceiling

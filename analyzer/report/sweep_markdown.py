@@ -75,10 +75,11 @@ def _sources(s: Sweep) -> str:
     if tok:
         text += f" Tokens per step from: {', '.join(_e(x) for x in tok)}."
     steps = sorted({r.steps for r in s.runs})
+    plural = "s" if steps != [1] else ""
     text += (
         f" Step latency: per profiled step, the slowest rank's time of its own work "
-        f"(CPU time or its own GPU work, longer); {'/'.join(str(n) for n in steps)} steps per "
-        "configuration."
+        f"(CPU time or its own GPU work, longer); {'/'.join(str(n) for n in steps)} "
+        f"step{plural} per configuration."
     )
     return text
 
@@ -204,7 +205,7 @@ def _scaling_table(s: Sweep, series: Series) -> str:
         rows.append(
             _row(
                 [
-                    _x(p.x),
+                    _e(p.label),
                     _num(p.run.samples_per_s),
                     _num(p.ideal_samples_per_s),
                     _num(p.efficiency_pct),
@@ -252,7 +253,61 @@ def _scaling_sentence(s: Sweep, series: Series) -> str:
     return text
 
 
+def _across_table(s: Sweep, series: Series) -> str:
+    """A categorical sweep: each value against the first (no ideal to scale to)."""
+    first = series.first.run
+    cols = [s.swept, "samples/s", "x of first", "latency median ms", "x of first"]
+    cols += ["GPU busy %", "MFU %"]
+    rows = []
+    for p in series.points:
+        r = p.run
+        rows.append(
+            _row(
+                [
+                    _e(p.label),
+                    _num(r.samples_per_s),
+                    _num(r.samples_per_s / first.samples_per_s, 2)
+                    if r.samples_per_s is not None and first.samples_per_s
+                    else "n/a",
+                    _ms(r.latency_median_ns),
+                    _num(r.latency_median_ns / first.latency_median_ns, 2)
+                    if first.latency_median_ns
+                    else "n/a",
+                    _num(r.gpu_busy_pct),
+                    _num(r.mfu_pct, 2),
+                ]
+            )
+        )
+    table = _header(cols, [False] + [True] * 6) + "\n" + "\n".join(rows)
+    fast = max(series.points, key=lambda p: p.run.samples_per_s or 0.0)
+    slow = min(series.points, key=lambda p: p.run.samples_per_s or 0.0)
+    text = ""
+    if fast is not slow and fast.run.samples_per_s and slow.run.samples_per_s:
+        text = (
+            f"{_e(fast.label)} delivers {fast.run.samples_per_s / slow.run.samples_per_s:.2f}x "
+            f"the throughput of {_e(slow.label)} ({_num(fast.run.samples_per_s)} vs "
+            f"{_num(slow.run.samples_per_s)} samples/s; median step "
+            f"{_ms(fast.run.latency_median_ns)} vs {_ms(slow.run.latency_median_ns)} ms)."
+        )
+        if fast.run.gpu_busy_pct is not None and slow.run.gpu_busy_pct is not None:
+            text += (
+                f" GPU busy {_num(fast.run.gpu_busy_pct)}% vs {_num(slow.run.gpu_busy_pct)}% "
+                "of the step."
+            )
+    return f"{table}\n\n{text}".rstrip()
+
+
 def _scaling(s: Sweep) -> str:
+    if not s.numeric:
+        out = [
+            f"## Comparison across `{s.swept}`\n\n`{s.swept}` has no order, so there is no "
+            "ideal scaling or point of diminishing returns; each value is compared with the "
+            "first."
+        ]
+        for series in s.series:
+            head = f"### {_e(series.title)}\n\n" if len(s.series) > 1 else ""
+            out.append(f"{head}{_across_table(s, series)}")
+        return "\n\n".join(out)
     out = [
         f"## Scaling against ideal\n\nIdeal: throughput proportional to `{s.swept}` from the "
         f"smallest configuration of each series; growth per doubling between neighbours; "
@@ -271,7 +326,8 @@ def _utilization(s: Sweep) -> str:
             f"{head}\n\nNot computable: the traces record no GPU activity (CPU-only runs), so "
             "there is no GPU busy share or MFU to compare."
         )
-    cols = ["series", f"{s.swept} smallest -> largest", "GPU busy %", "gain (points)", "gain x"]
+    ends = "smallest -> largest" if s.numeric else "first -> last"
+    cols = ["series", f"{s.swept} {ends}", "GPU busy %", "gain (points)", "gain x"]
     cols += ["MFU %"]
     rows = []
     sentences = []
@@ -281,7 +337,7 @@ def _utilization(s: Sweep) -> str:
             _row(
                 [
                     _e(series.title),
-                    f"{_x(series.first.x)} -> {_x(series.last.x)}",
+                    f"{_e(series.first.label)} -> {_e(series.last.label)}",
                     f"{_num(a.gpu_busy_pct)} -> {_num(b.gpu_busy_pct)}",
                     "n/a" if series.util_gain_pp is None else f"{series.util_gain_pp:+.1f}",
                     "n/a" if series.util_gain_x is None else f"{series.util_gain_x:.2f}x",
@@ -290,11 +346,12 @@ def _utilization(s: Sweep) -> str:
             )
         )
         if series.util_gain_pp is not None and series.util_gain_x is not None:
+            verb = "rises" if series.util_gain_pp >= 0 else "falls"
             sentences.append(
-                f"{_e(series.title)}: GPU busy rises from {_num(a.gpu_busy_pct)}% to "
+                f"{_e(series.title)}: GPU busy {verb} from {_num(a.gpu_busy_pct)}% to "
                 f"{_num(b.gpu_busy_pct)}% of the step ({series.util_gain_pp:+.1f} points, "
-                f"{series.util_gain_x:.2f}x) from {s.swept}={_x(series.first.x)} to "
-                f"{_x(series.last.x)}."
+                f"{series.util_gain_x:.2f}x) from {s.swept}={_e(series.first.label)} to "
+                f"{_e(series.last.label)}."
             )
     table = _header(cols, [False, False, True, True, True, True]) + "\n" + "\n".join(rows)
     return f"{head}\n\n{table}\n\n" + " ".join(sentences)
@@ -331,7 +388,7 @@ def _best(s: Sweep) -> str:
             f"{_num(low.run.samples_per_s)} samples/s, {_code(high.run.name)} delivers "
             f"{_num(high.value)} samples/s at {_ms(high.run.latency_median_ns)} ms."
         )
-    elif low and low.run:
+    elif low and low.run and high and high.run:
         text = f"{_code(low.run.name)} is both the fastest step and the best throughput."
     if s.latency_budget_ns is not None:
         budget = by_goal.get("highest throughput within the latency budget")
@@ -345,7 +402,7 @@ def _best(s: Sweep) -> str:
 
 def _ceiling(s: Sweep) -> str:
     r = s.ceiling_run
-    head = "## What caps utilization at the largest configuration"
+    head = f"## What caps utilization at {s.ceiling_why}"
     if r is None:
         return ""
     if not r.has_gpu:
