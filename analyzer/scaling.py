@@ -644,12 +644,13 @@ def _scaling_text(runs: Sequence[RunRow], mode: Mode) -> list[str]:
             )
     if base.comm_pct is not None and top.comm_pct is not None:
         text = (
-            f"Communication takes {base.comm_pct:.1f}% of the window at {base.gpus} {units} "
+            f"Communication takes {base.comm_pct:.1f}% of the window at {base.gpus} "
+            f"{units.removesuffix('s') if base.gpus == 1 else units} "
             f"and {top.comm_pct:.1f}% at {top.gpus}"
         )
         if base.exposed_comm_pct is not None and top.exposed_comm_pct is not None:
             text += (
-                f"; exposed (not overlapped by compute) {base.exposed_comm_pct:.1f}% -> "
+                f"; exposed (not overlapped by compute) {base.exposed_comm_pct:.1f}% and "
                 f"{top.exposed_comm_pct:.1f}%"
             )
         out.append(text + ".")
@@ -657,11 +658,17 @@ def _scaling_text(runs: Sequence[RunRow], mode: Mode) -> list[str]:
         exposed = top.exposed_comm_per_step_ns
         if exposed is None and not top.has_gpu:
             exposed = top.comm_per_step_ns
-        if lost > 0 and exposed and top.has_gpu:
+        if lost > 0 and exposed and top.has_gpu and exposed <= lost:
             out.append(
                 f"At {top.gpus} {units} the step is {_ms(lost)} slower than ideal; exposed "
                 f"communication is {_ms(exposed)} per step and rank, "
                 f"{100.0 * exposed / lost:.0f}% of that loss."
+            )
+        elif lost > 0 and exposed and top.has_gpu:
+            out.append(
+                f"At {top.gpus} {units} the step is {_ms(lost)} slower than ideal; exposed "
+                f"communication is {_ms(exposed)} per step and rank, more than that loss: it "
+                "includes the time ranks wait inside the collectives for slower ranks."
             )
         elif lost > 0 and exposed:
             out.append(
@@ -686,11 +693,18 @@ def _symmetry_text(runs: Sequence[RunRow], ranks: Sequence[RankRow], th: Thresho
         if len(mine) > 1 and run.rank_cv_pct is not None:
             lo = min(mine, key=lambda r: r.step_median_ns or 0.0)
             hi = max(mine, key=lambda r: r.step_median_ns or 0.0)
-            out.append(
-                f"{run.label} ({run.gpus} {unit_word(runs)}): median step times vary between "
-                f"ranks by a coefficient of variation of {run.rank_cv_pct:.1f}% (rank {lo.rank} "
-                f"{_ms(lo.step_median_ns)}, rank {hi.rank} {_ms(hi.step_median_ns)})."
-            )
+            if lo.step_median_ns == hi.step_median_ns:
+                out.append(
+                    f"{run.label} ({run.gpus} {unit_word(runs)}): every rank has the same median "
+                    f"step time, {_ms(lo.step_median_ns)} (CV 0.0%)."
+                )
+            else:
+                out.append(
+                    f"{run.label} ({run.gpus} {unit_word(runs)}): median step times vary between "
+                    f"ranks by a coefficient of variation of {run.rank_cv_pct:.1f}% (rank "
+                    f"{lo.rank} {_ms(lo.step_median_ns)}, rank {hi.rank} "
+                    f"{_ms(hi.step_median_ns)})."
+                )
         for r in ranks:
             if r.run != run.label or r.status == "ok":
                 continue
