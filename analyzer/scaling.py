@@ -420,7 +420,10 @@ def _rank_rows(run: RunInput, th: Thresholds) -> list[RankRow]:
     for rank, ns in steps.select("rank", "step_ns").iter_rows():
         by_rank.setdefault(int(rank), []).append(int(ns))
     hosts = _hosts(a)
-    expected = set(range(run.gpus)) if run.gpus >= len(hosts) else set()
+    # Ranks the trace's own world size says exist (a missing rank file is a failure); a
+    # --gpus count is GPUs, not necessarily ranks, so it adds none.
+    from_trace = run.gpus_source.startswith("trace metadata")
+    expected = set(range(run.gpus)) if from_trace and run.gpus >= len(hosts) else set()
     ranks = sorted(set(by_rank) | set(hosts) | expected)
     gpu = _gpu_rank_table(a)
     gpu_rows = {int(r["rank"]): r for r in gpu.iter_rows(named=True)} if gpu.height else {}
@@ -444,7 +447,10 @@ def _rank_rows(run: RunInput, th: Thresholds) -> list[RankRow]:
         n = len(values)
         reasons: list[str] = []
         status: Status = "ok"
-        if n < most:
+        if r not in hosts and not values:
+            status = "failed"
+            reasons.append(f"has no trace although the world size is {run.gpus}")
+        elif n < most:
             status = "failed"
             reasons.append(f"completed {n} of {most} steps")
         elif len(medians) > 1 and step_ref and medians[r] >= limit * step_ref:

@@ -318,3 +318,17 @@ def test_output_inside_an_input_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "w1"
     shutil.copytree(SYN / "world1", d)
     assert main(["scaling", str(d), str(SYN / "world2"), "-o", str(d / "x.md")]) == 2
+
+
+def test_a_missing_rank_file_is_a_failed_rank(tmp_path: Path) -> None:
+    d = tmp_path / "world8"
+    shutil.copytree(SYN / "world8", d)
+    (d / "rank-6.json.gz").unlink()
+    report = _report([SYN / "world4", d])
+    rows = {r.rank: r for r in report.ranks_of("world8")}
+    assert rows[6].status == "failed" and rows[6].steps == 0
+    assert rows[6].reasons == ("has no trace although the world size is 8",)
+    assert report.run("world8").failed_ranks == (6, 7)
+    assert "rank 6 FAILED: it has no trace although the world size is 8" in " ".join(
+        report.symmetry_text
+    )
