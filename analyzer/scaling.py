@@ -737,6 +737,14 @@ def _latency_text(runs: Sequence[RunRow], ranks: Sequence[RankRow], th: Threshol
         worst = min(mine, key=lambda r: (r.latency.within_pct if r.latency else 100.0, -r.rank))
         lat = worst.latency
         assert lat is not None
+        if lat.within_pct >= 100.0:
+            top = max(mine, key=lambda r: (r.latency.cv_pct if r.latency else 0.0, -r.rank))
+            cv = top.latency.cv_pct if top.latency else 0.0
+            out.append(
+                f"{run.label}: every rank has all its steps within {th.within_pct:.0f}% of its "
+                f"mean (largest CV {cv:.1f}%, rank {top.rank})."
+            )
+            continue
         out.append(
             f"{run.label}: rank {worst.rank} has the least regular steps: "
             f"{lat.within_pct:.0f}% of its {lat.steps} steps within {th.within_pct:.0f}% of its "
