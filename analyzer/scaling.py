@@ -19,8 +19,9 @@ figure is read from that run's own metrics:
   steps within `WITHIN_PCT` of the rank's mean), GPU compute per step, idle, collective wait
   and peak memory (`rules.stragglers.rank_table`, `rules.memory_headroom.peaks`), cold start
   (`rules.cold_start`'s first-step-against-median test with its configured thresholds);
-- status per rank: ``failed`` when it completed fewer steps than the rank with the most (or
-  is missing from a run whose world size says it exists), ``slow`` when its median step time
+- status per rank: ``failed`` when it completed fewer steps than the rank with the most (a
+  rank the world size names but no file holds is noted, not judged: profilers often record
+  a sample of the ranks), ``slow`` when its median step time
   or its GPU compute per step is at least the stragglers rule's ``warning_spread_pct`` (10%)
   above the run's median over ranks, else ``ok``. A failed rank is listed, never averaged
   away: the run's row counts it.
@@ -420,11 +421,7 @@ def _rank_rows(run: RunInput, th: Thresholds) -> list[RankRow]:
     for rank, ns in steps.select("rank", "step_ns").iter_rows():
         by_rank.setdefault(int(rank), []).append(int(ns))
     hosts = _hosts(a)
-    # Ranks the trace's own world size says exist (a missing rank file is a failure); a
-    # --gpus count is GPUs, not necessarily ranks, so it adds none.
-    from_trace = run.gpus_source.startswith("trace metadata")
-    expected = set(range(run.gpus)) if from_trace and run.gpus >= len(hosts) else set()
-    ranks = sorted(set(by_rank) | set(hosts) | expected)
+    ranks = sorted(set(by_rank) | set(hosts))
     gpu = _gpu_rank_table(a)
     gpu_rows = {int(r["rank"]): r for r in gpu.iter_rows(named=True)} if gpu.height else {}
     gloo = _gloo_union(a) if not gpu_rows else pl.DataFrame()
@@ -447,10 +444,7 @@ def _rank_rows(run: RunInput, th: Thresholds) -> list[RankRow]:
         n = len(values)
         reasons: list[str] = []
         status: Status = "ok"
-        if r not in hosts and not values:
-            status = "failed"
-            reasons.append(f"has no trace although the world size is {run.gpus}")
-        elif n < most:
+        if n < most:
             status = "failed"
             reasons.append(f"completed {n} of {most} steps")
         elif len(medians) > 1 and step_ref and medians[r] >= limit * step_ref:
@@ -859,6 +853,20 @@ def _recommendations(runs: Sequence[RunRow], ranks: Sequence[RankRow], mode: Mod
 # -- the report ---------------------------------------------------------------------------
 
 
+def _unrecorded(run: RunInput) -> str | None:
+    """A note when the trace's world size names ranks no file holds: profilers often record
+    a sample of the ranks, so those ranks are not judged (neither ok nor failed)."""
+    recorded = sorted({r.rank for r in run.analysis.meta.ranks})
+    if not run.gpus_source.startswith("trace metadata") or len(recorded) >= run.gpus:
+        return None
+    shown = ", ".join(str(r) for r in recorded[:8]) + (", ..." if len(recorded) > 8 else "")
+    return (
+        f"{run.label}: the trace's world size is {run.gpus} but {len(recorded)} rank file(s) "
+        f"were given (ranks {shown}); the {run.gpus - len(recorded)} ranks not recorded are not "
+        "judged, and the run's step time is that of the recorded ranks"
+    )
+
+
 def thresholds(a: Analysis) -> Thresholds:
     """The thresholds in force: the stragglers and cold-start rules' configured values."""
     slow = a.config.rule_config("stragglers").warning_spread_pct
@@ -898,7 +906,7 @@ def scale(runs: Sequence[RunInput], mode: Mode = "strong") -> ScalingReport:
         if base is None:
             base = (row.gpus, row.step_median_ns)
         run_rows.append(row)
-    notes = []
+    notes = [n for run in ordered if (n := _unrecorded(run)) is not None]
     if run_rows[0].step_median_ns <= 0:
         notes.append(
             f"the smallest run ({run_rows[0].label}) has no step time: no speedup is computed"
