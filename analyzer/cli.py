@@ -5,6 +5,7 @@
     analyze export TRACE --parquet DIR write the canonical tables as Parquet
     analyze diff BASE CANDIDATE        compare two runs (analyzer.diff_cli)
     analyze sweep RUN...               compare configurations (analyzer.sweep_cli)
+    analyze scaling RUN RUN...         one job at several GPU counts (analyzer.scaling_cli)
 
 Exit codes: 0 success; 1 a finding at or above ``--fail-on``; 2 bad command line or
 configuration, or an output that would touch an input or cannot be written; 3 unreadable
@@ -39,7 +40,7 @@ from gpu_trace_analyzer.untrusted import one_line
 
 INTERNAL_ERROR = 70
 INTERRUPTED = 130
-_VERBS = ("rules", "export", "diff", "sweep")
+_VERBS = ("rules", "export", "diff", "sweep", "scaling")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -54,7 +55,7 @@ def _report_parser() -> argparse.ArgumentParser:
         prog="analyze",
         description="Insight report from GPU profiler output: PyTorch profiler (Kineto) "
         "traces, Nsight Systems SQLite exports, DCGM metrics. Other verbs: "
-        "`analyze rules`, `analyze export`, `analyze diff`, `analyze sweep`.",
+        "`analyze rules`, `analyze export`, `analyze diff`, `analyze sweep`, `analyze scaling`.",
     )
     p.add_argument("paths", nargs="+", type=Path, help="trace file(s) or directory")
     p.add_argument("-o", "--output", type=Path, help="write the report to this file")
@@ -287,6 +288,10 @@ def main(argv: Sequence[str | os.PathLike[str]] | None = None) -> int:
             from gpu_trace_analyzer.sweep_cli import run_sweep
 
             return run_sweep(args[1:], _ArgumentParser)
+        if args and args[0] == "scaling":
+            from gpu_trace_analyzer.scaling_cli import run_scaling
+
+            return run_scaling(args[1:], _ArgumentParser)
         return run_report(args)
     except AnalyzerError as exc:
         if debug:
