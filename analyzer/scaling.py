@@ -45,6 +45,7 @@ from gpu_trace_analyzer.api import Analysis
 from gpu_trace_analyzer.diff import per_step
 from gpu_trace_analyzer.errors import BadConfigError
 from gpu_trace_analyzer.metrics.steps import step_metrics
+from gpu_trace_analyzer.runs import run_name
 from gpu_trace_analyzer.sections import overview
 
 Mode = Literal["strong", "weak"]
@@ -84,9 +85,8 @@ def parse_gpus(items: Sequence[str]) -> dict[str, int]:
 
 
 def _label(path: Path, taken: set[str]) -> str:
-    name = path.name or str(path)
-    for suffix in (".gz", ".json", ".trace", ".pt"):
-        name = name.removesuffix(suffix)
+    """The run's short name (`analyzer.runs.run_name`), or its path when that name is taken."""
+    name = run_name(path)
     return name if name not in taken else str(path)
 
 
@@ -114,7 +114,7 @@ def load_runs(
     """Load each path as one run (a file, a per-rank directory, a Parquet export).
 
     ``gpus`` maps a run's label or path (as given) to its GPU count, overriding the trace.
-    A small private loader: the integrator may swap it for `analyzer.runs`.
+    Labels follow `analyzer.runs.run_name`, as `analyze sweep` names its runs.
     """
     from gpu_trace_analyzer.api import load
 
