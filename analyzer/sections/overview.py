@@ -115,6 +115,8 @@ def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
         note = f"{fmt.pct(100.0 * s.heuristic_share)} of kernel time classified by name only"
     if s.unclassified_note:
         note += "; decode steps: name-only GEMM/MoE kernels left unclassified (no shapes)"
+    if s.decode_attention_share > 0:
+        note += "; decode attention memory-bound (reads the KV cache per token)"
     if s.unknown_devices:
         note += "; device unknown: pass --device for a roofline"
     rows.append(
