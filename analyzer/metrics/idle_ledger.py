@@ -80,6 +80,18 @@ CAUSE_LABELS: Final = {
     "cpu_work": "CPU work in a named op or Python frame",
     "other": "other (host work not recorded in the trace)",
 }
+#: Short names of the causes, for table cells (the Ranks table's largest cause).
+CAUSE_SHORT: Final = {
+    "dependency_wait": "dependency wait",
+    "queued_boundary": "queued before profiling",
+    "sync_wait": "host sync",
+    "blocking_copy": "blocking copy",
+    "dataloader": "DataLoader",
+    "comm_wait": "collective wait",
+    "launch_overhead": "launch overhead",
+    "cpu_work": "CPU work",
+    "other": "unrecorded host work",
+}
 LAUNCH_GAP_NS: Final = timeline.KERNEL_WAIT_THRESHOLD_NS
 #: Launched work counts as held back (``dependency_wait``) only this long after its launch
 #: call returned: ordinary launch latency (a few to tens of microseconds) is not a wait.
@@ -173,6 +185,19 @@ def by_cause(ctx: AnalysisContext) -> pl.DataFrame:
             "top_detail_ns",
             "brief_ns",
         )
+    )
+
+
+def largest_cause(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per (rank, device): the cause with the most idle time (``cause``, ``idle_ns``,
+    ``idle_pct`` of the device's idle); ties go to the earlier cause in precedence order."""
+    rows = by_cause(ctx).filter(pl.col("idle_ns") > 0)
+    return (
+        rows.with_row_index("_order")
+        .sort(["rank", "device", "idle_ns", "_order"], descending=[False, False, True, False])
+        .group_by("rank", "device", maintain_order=True)
+        .first()
+        .select("rank", "device", "cause", "idle_ns", "idle_pct")
     )
 
 
