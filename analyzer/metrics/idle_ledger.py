@@ -201,6 +201,54 @@ def largest_cause(ctx: AnalysisContext) -> pl.DataFrame:
     )
 
 
+def cold_start_split(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per (rank, cause) of the ledger's blocking rows (``sync_wait``, ``blocking_copy``):
+    ``idle_ns`` (the row, over the rank's devices), ``cold_ns`` (the part inside one-time
+    calls of the first profiled step, `host_blocking.first_step_outliers`, capped at the
+    row) and ``steady_ns`` (the rest). Only ranks and causes with a cold part.
+
+    A first-step call that is many times slower than the same call later (staging buffers,
+    allocator growth, lazy init) is the cold-start finding's; judging the blocking calls by
+    the whole row would sell a one-time cost as a steady-state one.
+    """
+    schema = {
+        "rank": pl.Int32,
+        "cause": pl.String,
+        "idle_ns": pl.Int64,
+        "cold_ns": pl.Int64,
+        "steady_ns": pl.Int64,
+    }
+    cold = host_blocking.first_step_outliers(ctx)
+    if cold.height == 0:
+        return pl.DataFrame(schema=schema)
+    cold = (
+        cold.with_columns(
+            pl.when(pl.col("kind") == "copy")
+            .then(pl.lit("blocking_copy"))
+            .otherwise(pl.lit("sync_wait"))
+            .alias("cause")
+        )
+        .group_by("rank", "cause")
+        .agg(pl.col("idle_ns").sum().alias("cold_ns"))
+    )
+    rows = (
+        ledger(ctx)
+        .filter(pl.col("cause").is_in(["sync_wait", "blocking_copy"]))
+        .group_by("rank", "cause")
+        .agg(pl.col("idle_ns").sum())
+    )
+    joined = rows.join(cold, on=["rank", "cause"], how="inner").with_columns(
+        pl.min_horizontal("cold_ns", "idle_ns").alias("cold_ns")
+    )
+    return (
+        joined.with_columns((pl.col("idle_ns") - pl.col("cold_ns")).alias("steady_ns"))
+        .filter(pl.col("cold_ns") > 0)
+        .sort("rank", "cause")
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+    )
+
+
 def claimed(ctx: AnalysisContext, causes: tuple[str, ...], rank: int | None = None) -> int:
     """Idle time of ``causes`` (over every device, or one rank's): what a finding citing
     those rows claims."""
