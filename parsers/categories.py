@@ -94,11 +94,16 @@ _RULES: Final[tuple[tuple[str, str, str], ...]] = (
     ),
     # Rotary and positional embeddings (vLLM/SGLang rotary_embedding, AITER rope).
     ("rotary", "elementwise", r"rotary|rope_|_rope|positional|pos_emb|pos_encoding"),
-    # Flash / memory-efficient / paged / SageAttention attention, fused MHA, AITER / CK FMHA.
+    # SageAttention's Q/K quantization: part of attention's cost, but an elementwise pass.
+    ("attention", "elementwise", r"^sage_quant"),
+    # Flash / memory-efficient / paged / SageAttention attention, fused MHA, AITER / CK FMHA,
+    # FlashInfer's Batch/Single Prefill/Decode kernels, SGLang's Triton decode attention
+    # (``_fwd_kernel_stage1``, ``_fwd_grouped_kernel_stage1``, ``_fwd_kernel_stage2``).
     (
         "attention",
         "attention",
-        r"flash(?!infer::)|fmha|attention|attn|mha_(fwd|bwd)|sdpa|^sage_|paged_?att|mla_",
+        r"flash(?!infer::)|fmha|attention|attn|mha_(fwd|bwd)|sdpa|^sage_|paged_?att|mla_"
+        r"|(batch|single)_?(decode|prefill)_?with|^_fwd_(grouped_)?kernel_stage[12]",
     ),
     # TorchRec / FBGEMM table-batched embeddings (forward and backward with fused optimizer),
     # ATen embedding, index_select / gather / scatter / index kernels, MTIA split_eb ops.
@@ -234,6 +239,45 @@ def categorize(names: pl.Series) -> pl.Series:
 def families(names: pl.Series) -> pl.Series:
     """Family per kernel name, vectorized: each distinct name is classified once."""
     return _mapped(names, 0, "family")
+
+
+#: Attention kernels that only ever run decode (one new query token per sequence against its
+#: cached keys and values): paged attention (vLLM ``paged_attention_v1/v2``, ROCm
+#: ``paged_attention_ll4mi_QKV_*`` and its ``_reduce_kernel``), kernels named for decode
+#: (FlashInfer ``BatchDecodeWithPagedKVCacheKernel``, ``flash_decoding``, MLA decode), SGLang's
+#: two-stage Triton decode attention, and the combine step of split-KV attention.
+_DECODE_ATTENTION: Final[re.Pattern[str]] = re.compile(
+    r"paged_?att|decod|^_fwd_(grouped_)?kernel_stage[12]|splitkv_(mla_)?combine|mla_combine",
+    re.IGNORECASE,
+)
+
+
+def is_decode_attention(name: str) -> bool:
+    """Whether a kernel name is decode attention by name alone (see `decode_attention`)."""
+    return category_of(name) == "attention" and _DECODE_ATTENTION.search(name) is not None
+
+
+def decode_attention(names: pl.Series) -> pl.Series:
+    """Per kernel name: decode attention by name alone, vectorized.
+
+    Decode attention is memory-bound, whatever the batch: each generated token's query meets
+    its own sequence's whole KV cache, read from memory once per step, and no other sequence
+    shares it. Per KV head and cached token it reads K and V (2 x head_dim elements) and does
+    4 x head_dim FLOPs for each query head of the group, so its intensity is 2 x (query heads
+    per KV head) / (bytes per element): Qwen3-8B, 32 query and 8 KV heads in bf16, 4 FLOP/byte
+    (8 with an fp8 cache), against a ridge of ~250 FLOP/byte on H100/MI300X. Kernels that serve both
+    phases (vLLM ``kernel_unified_attention_2d/3d``, FlashAttention ``flash_fwd_splitkv``)
+    are not decode by name: `gpu_trace_analyzer.metrics.roofline` counts them memory-bound
+    only in traces whose served steps are all decode.
+    """
+    text = names.cast(pl.String)
+    distinct = text.unique().drop_nulls().to_list()
+    mapping = {name: is_decode_attention(name) for name in distinct}
+    return (
+        text.replace_strict(mapping, default=False, return_dtype=pl.Boolean)
+        .fill_null(False)
+        .alias("decode_attention")
+    )
 
 
 def is_communication(name: str) -> bool:

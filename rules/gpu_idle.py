@@ -124,6 +124,7 @@ def _finding(
     }
     for r in rows.iter_rows(named=True):
         evidence[f"idle_{r['cause']}_pct"] = round(float(r["idle_pct"]), 1)
+    evidence["python_stacks"] = int(pystacks.has_stacks(ctx))
     evidence.update(idle_ledger.claim_evidence(ctx, CAUSES, scope_rank))
     own = rows.filter(pl.col("cause").is_in(list(CAUSES)))
     own_pct = float(own["window_pct"].sum()) if own.height else 0.0
@@ -157,7 +158,7 @@ def _finding(
         evidence=evidence,
         recommendation=_CAPTURE_ADVICE
         if capture_only
-        else _recommendation(ctx, rows, profile, mid_pipeline),
+        else _recommendation(ctx, rows, profile, mid_pipeline) + _unrecorded_advice(ctx, rows),
         scope=Scope(
             rank=scope_rank,
             device=device if over.height == 1 else None,
@@ -248,6 +249,53 @@ def _top_phase(ctx: AnalysisContext, rows: pl.DataFrame, cause: str) -> str | No
         .sort(["idle_ns", "phase"], descending=[True, False])
     )
     return str(phases.item(0, "phase")) if phases.height else None
+
+
+#: Unrecorded host time ("other") at least this share of the idle gets its own advice when
+#: another cause leads (when it leads, the main advice is about it).
+UNRECORDED_ADVICE_PCT = 10.0
+
+
+def _unrecorded_advice(ctx: AnalysisContext, rows: pl.DataFrame) -> str:
+    """A second piece of advice for the ledger's ``other`` row (host work the trace does not
+    record) when it is a large share of the idle but not the lead cause: record Python
+    stacks (``with_stack=True``) to name the code, unless the trace already has them, in
+    which case the time is not in the main thread's Python code at all."""
+    if rows.height == 0:
+        return ""
+    lead = str(rows.sort("idle_ns", descending=True).item(0, "cause"))
+    other = rows.filter(pl.col("cause") == "other")
+    if lead == "other" or other.height == 0:
+        return ""
+    pct, ns = float(other.item(0, "idle_pct")), int(other.item(0, "idle_ns"))
+    if pct < UNRECORDED_ADVICE_PCT:
+        return ""
+    phase = _top_phase(ctx, rows, "other")
+    where = ""
+    if phase:
+        rank, device = int(rows.item(0, "rank")), int(rows.item(0, "device"))
+        in_phase = idle_ledger.ledger(ctx).filter(
+            (pl.col("rank") == rank)
+            & (pl.col("device") == device)
+            & (pl.col("cause") == "other")
+            & (pl.col("phase") == phase)
+        )
+        where = f", most of it inside `{phase}` ({int(in_phase['idle_ns'].sum()) / 1e6:.1f} ms)"
+    head = (
+        f" Separately, {ns / 1e6:.1f} ms ({pct:.0f}% of the idle time) is host work the trace "
+        f"does not record{where}"
+    )
+    if pystacks.has_stacks(ctx):
+        return (
+            head + ": the trace has Python stacks and no recorded op or user frame of the "
+            "main thread covers it, so it runs on another thread or process, or in the "
+            "interpreter between ops."
+        )
+    return (
+        head + ": the trace has no Python stacks (recorded without `with_stack`), so nothing "
+        "names that code. Profile again with `torch.profiler.profile(with_stack=True)` (or "
+        "sample the process with py-spy) to find it."
+    )
 
 
 def _blocker_visible(ctx: AnalysisContext) -> bool:

@@ -11,6 +11,10 @@ ledger's ``sync_wait`` and ``blocking_copy`` rows (`analyzer.metrics.idle_ledger
 time *inside* the calls, which this finding claims and its severity follows. What happens on
 the CPU after a call returns is charged to what ran then, not to the call.
 
+Severity and advice follow the steady state: GPU idle inside one-time calls of the first
+profiled step (`idle_ledger.cold_start_split`, the cold-start finding's cost) is reported
+apart and left out of the thresholds.
+
 When the GPU idles under 1% of the window inside the calls (`expected_bubble_pct`), the CPU
 is waiting for results it needs while the GPU computes them: removing or deferring the calls
 would not change GPU time, so the finding is informational and says so, with no fix.
@@ -125,22 +129,39 @@ def _per_rank(ctx: AnalysisContext, calls: pl.DataFrame) -> pl.DataFrame:
             pl.col("bubble_pct").fill_null(0.0),
         )
     )
+    split = idle_ledger.cold_start_split(ctx)
+    cold_idle = split.group_by("rank").agg(pl.col("cold_ns").sum().alias("cold_idle_ns"))
+    cold_calls = (
+        host_blocking.first_step_outliers(ctx)
+        .group_by("rank")
+        .agg(pl.col("dur_ns").sum().alias("cold_blocked_ns"))
+    )
+    out = (
+        out.join(cold_idle, on="rank", how="left")
+        .join(cold_calls, on="rank", how="left")
+        .with_columns(pl.col("cold_idle_ns").fill_null(0), pl.col("cold_blocked_ns").fill_null(0))
+    )
+
+    def of_window(ns: pl.Expr) -> pl.Expr:
+        return pl.when(pl.col("span_ns") > 0).then(100.0 * ns / pl.col("span_ns")).otherwise(0.0)
+
     return out.with_columns(
-        pl.when(pl.col("span_ns") > 0)
-        .then(100.0 * pl.col("blocked_ns") / pl.col("span_ns"))
-        .otherwise(0.0)
-        .alias("blocked_pct")
+        of_window(pl.col("blocked_ns")).alias("blocked_pct"),
+        of_window(pl.col("bubble_ns") - pl.col("cold_idle_ns")).alias("steady_bubble_pct"),
+        of_window(pl.col("blocked_ns") - pl.col("cold_blocked_ns")).alias("steady_blocked_pct"),
     )
 
 
 def _severity(row: dict[str, Any], cfg: HostSyncConfig) -> Severity | None:
-    """By the share of the window the GPU sat idle inside the calls."""
-    bubble_pct = float(row["bubble_pct"])
+    """By the share of the window the GPU sat idle inside the calls in the steady state:
+    one-time calls of the first profiled step are the cold-start finding's, not this one's."""
+    bubble_pct = float(row["steady_bubble_pct"])
     if bubble_pct >= cfg.critical_bubble_pct:
         return Severity.CRITICAL
     if bubble_pct >= cfg.warning_bubble_pct:
         return Severity.WARNING
-    if bubble_pct >= cfg.info_bubble_pct or float(row["blocked_pct"]) >= cfg.info_blocked_pct:
+    blocked_pct = float(row["steady_blocked_pct"])
+    if bubble_pct >= cfg.info_bubble_pct or blocked_pct >= cfg.info_blocked_pct:
         return Severity.INFO
     return None
 
@@ -186,13 +207,15 @@ def _finding(
             f"{int(pageable['dur_ns'].sum()) / 1e6:.2f} ms of CPU-blocked time is the "
             "`pageable-memcpy` finding's cost (see it), counted here only for the ranking."
         )
-    cold = host_blocking.first_step_outliers(ctx).filter(pl.col("rank") == rank)
-    if cold.height:
+    cold_ns = int(row["cold_idle_ns"])
+    if cold_ns:
         summary += (
-            f" {int(cold['idle_ns'].sum()) / 1e6:.2f} ms of the GPU idle inside the calls is "
-            "in one-time first-step call(s), a cold-start cost (see `cold-start`)."
+            f" {cold_ns / 1e6:.2f} ms of the GPU idle inside the calls is in one-time "
+            "first-step call(s), a cold-start cost (see `cold-start`); the steady state idles "
+            f"{(bubble_ns - cold_ns) / 1e6:.2f} ms ({float(row['steady_bubble_pct']):.2f}% of "
+            "the window), which sets this finding's severity and advice."
         )
-    expected = float(row["bubble_pct"]) < cfg.expected_bubble_pct
+    expected = float(row["steady_bubble_pct"]) < cfg.expected_bubble_pct
     if expected:
         summary += (
             " The CPU waits for GPU results it needs (expected); not a bottleneck: while the "
@@ -208,6 +231,9 @@ def _finding(
         "blocked_pct": round(float(row["blocked_pct"]), 2),
         "gpu_idle_in_calls_ns": bubble_ns,
         "gpu_idle_in_calls_pct": round(float(row["bubble_pct"]), 2),
+        "cold_start_idle_ns": cold_ns,
+        "steady_idle_in_calls_ns": bubble_ns - cold_ns,
+        "steady_idle_in_calls_pct": round(float(row["steady_bubble_pct"]), 2),
         "longest_call_ns": int(row["longest_ns"]),
         "window_ns": span_ns,
         "steps": steps,

@@ -31,6 +31,11 @@ class UnfusedAttentionConfig(RuleConfig):
     """Share of GPU time (%) in unfused attention chains at which the rule warns."""
     critical_share_pct: float = 40.0
     """Share of GPU time (%) at which the finding is critical."""
+    min_group_share_pct: float = 5.0
+    """A shape group (query, key length, head dim) is listed and claimed only when its
+    chains hold at least this share (%) of the unfused attention's GPU time; smaller groups
+    (tiny heads such as 5 x 5 text-query attention, where a fused kernel gains next to
+    nothing) are summed in one line."""
 
 
 @register
@@ -56,24 +61,55 @@ class UnfusedAttention:
             return []
         chains = attention.chains
         stake_ns = fam.ns("attention_unfused")
-        shapes = (
+        groups = (
             chains.group_by("q_len", "k_len", "head_dim")
-            .agg(pl.len().alias("chains"), pl.col("batch_heads").first())
-            .sort(["chains", "k_len"], descending=[True, True])
+            .agg(pl.len().alias("chains"), pl.col("batch_heads").first(), pl.col("gpu_ns").sum())
+            .sort(["gpu_ns", "chains", "k_len"], descending=[True, True, True])
+        )
+        chain_ns = max(int(groups["gpu_ns"].sum()), 1)
+        matters = pl.col("gpu_ns") >= cfg.min_group_share_pct / 100.0 * chain_ns
+        shapes = groups.filter(matters)
+        if shapes.height == 0:
+            shapes = groups.head(1)
+        minor = groups.filter(~matters) if shapes.height < groups.height else groups.clear()
+        minor = minor.join(
+            shapes.select("q_len", "k_len", "head_dim"),
+            on=["q_len", "k_len", "head_dim"],
+            how="anti",
         )
         top = shapes.row(0, named=True)
+        listed = int(shapes["chains"].sum())
         severity = Severity.CRITICAL if share >= cfg.critical_share_pct else Severity.WARNING
         ranks = chains["rank"].unique().to_list()
         profile = _advice.profile(ctx)
         hf = profile.uses("Hugging Face Transformers") or profile.uses("Hugging Face pipelines")
+        listed_ns = int(shapes["gpu_ns"].sum())
+        if minor.height:  # claim only the groups that matter
+            stake_ns = listed_ns
+            share = 100.0 * listed_ns / max(fam.total_ns, 1)
+            severity = Severity.CRITICAL if share >= cfg.critical_share_pct else Severity.WARNING
         summary = (
             f"{share:.1f}% of GPU time ({stake_ns / 1e6:.2f} ms) is attention computed as "
-            f"separate kernels: {chains.height} chains of batched matmul (Q·Kᵀ), softmax and "
-            f"batched matmul (P·V); the largest group has query length {top['q_len']:,}, key "
-            f"length {top['k_len']:,} and head dimension {top['head_dim']} "
-            f"({top['chains']} chains), so each writes and reads a "
-            f"{top['q_len']:,} x {top['k_len']:,} score matrix per head."
+            f"separate kernels: {listed} chains of batched matmul (Q·Kᵀ), softmax and "
+            f"batched matmul (P·V) in the shape groups that matter (each at least "
+            f"{cfg.min_group_share_pct:g}% of that time); the largest has query length "
+            f"{top['q_len']:,}, key length {top['k_len']:,} and head dimension "
+            f"{top['head_dim']} ({top['chains']} chains, {int(top['gpu_ns']) / 1e6:.2f} ms), "
+            f"so each writes and reads a {top['q_len']:,} x {top['k_len']:,} score matrix "
+            "per head."
         )
+        if minor.height:
+            minor_ns = int(minor["gpu_ns"].sum())
+            sizes = ", ".join(
+                f"{r['q_len']:,} x {r['k_len']:,}" for r in minor.head(3).iter_rows(named=True)
+            )
+            summary += (
+                f" {int(minor['chains'].sum())} more chain(s) in {minor.height} small shape "
+                f"group(s) ({sizes}{', ...' if minor.height > 3 else ''}) take "
+                f"{minor_ns / 1e6:.2f} ms ({100.0 * minor_ns / chain_ns:.1f}% of the unfused "
+                "attention time): too small for a fused kernel to gain more than a few "
+                "launches; not listed or claimed."
+            )
         fix = (
             'Load the model with `attn_implementation="sdpa"` (Hugging Face; '
             '"flash_attention_2" where the flash-attn package is installed) so attention runs '
@@ -103,6 +139,8 @@ class UnfusedAttention:
                     "unfused_attention_ns": stake_ns,
                     "gpu_time_ns": fam.total_ns,
                     "chains": chains.height,
+                    "chains_listed": listed,
+                    "chains_negligible": int(minor["chains"].sum()) if minor.height else 0,
                     "top_q_len": int(top["q_len"]),
                     "top_k_len": int(top["k_len"]),
                     "top_head_dim": int(top["head_dim"]),
@@ -117,6 +155,7 @@ class UnfusedAttention:
                         "head dim",
                         "batch x heads",
                         "chains",
+                        "GPU ms",
                     ],
                     rows=[
                         [
@@ -125,6 +164,7 @@ class UnfusedAttention:
                             int(r["head_dim"]),
                             int(r["batch_heads"]),
                             int(r["chains"]),
+                            round(int(r["gpu_ns"]) / 1e6, 2),
                         ]
                         for r in shapes.head(_TABLE_ROWS).iter_rows(named=True)
                     ],

@@ -106,6 +106,8 @@ EXPECTED = (
     ("void at::native::(anonymous namespace)::max_pool_forward_nchw", "reduction"),
     ("void moe::dev::routing::routingIndicesHistogramKernel", "elementwise"),
     ("void vllm::reshape_and_cache_flash_kernel", "copy"),
+    # SageAttention's Q/K quantization pass: elementwise (memory-bound), in the attention family.
+    ("sage_quant_kernel", "elementwise"),
 )
 
 # (name prefix, family): the finer taxonomy of "Where the time goes".
@@ -129,6 +131,7 @@ EXPECTED_FAMILIES = (
     ("triton_per_fused", "reduction"),
     ("_ZN7sgl_hip10activation18act_and_mul_kernel", "elementwise"),
     ("sage_fwd", "attention"),
+    ("sage_quant_kernel", "attention"),
     ("Cijk_Alik_Bljk", "gemm"),
     ("aiter::fmha_fwd_hd128", "attention"),
     ("ncclDevKernel_AllGather_RING_LL", "comm"),

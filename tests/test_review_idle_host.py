@@ -88,8 +88,9 @@ def test_resnet_first_step_copy_is_cold_start_owned_once() -> None:
         100.0 * steady / int(pageable.evidence["window_ns"]), abs=1e-3
     )
     assert pageable.severity is Severity.INFO  # 17.8 ms steady state of an 846 ms window
-    host = found["host-sync"]
-    assert "`pageable-memcpy` finding's cost" in host.summary
+    # host-sync follows the steady state (0.22% of the window idle): silent here (review E3,
+    # tests/test_host_sync_cold_split.py).
+    assert "host-sync" not in found
     variance = found["step-variance"]
     assert "Step 5 (181.6 ms) is left out: it is the first profiled step" in variance.summary
     assert ctx.tables.steps.filter(pl.col("step") == 5).height == 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
-from gpu_trace_analyzer.metrics.launch import kernel_launch_ops, launched_inside
+from gpu_trace_analyzer.metrics.launch import kernel_launch_ops, launching_window
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
 #: Largest inner dimension taken for a head dimension.
@@ -48,7 +48,9 @@ CHAIN_COLUMNS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class UnfusedAttention:
-    """The chains found, and per kernel (table order) whether it belongs to one."""
+    """The chains found, and per kernel (table order) whether it belongs to one.
+
+    ``chains.gpu_ns``: the summed durations of the kernels launched inside each chain."""
 
     chains: pl.DataFrame
     kernel_mask: pl.Series
@@ -63,9 +65,24 @@ def unfused_attention(t: TraceTables) -> UnfusedAttention:
     """Find the unfused attention chains and the kernels they launched."""
     chains = find_chains(t)
     mask = pl.Series("unfused_attention", [False] * t.kernels.height, dtype=pl.Boolean)
+    gpu = pl.Series("gpu_ns", [0] * chains.height, dtype=pl.Int64)
     if chains.height and t.kernels.height:
-        mask = launched_inside(t, kernel_launch_ops(t), chains).alias("unfused_attention")
-    return UnfusedAttention(chains, mask)
+        window = launching_window(t, kernel_launch_ops(t), chains)
+        mask = window.is_not_null().alias("unfused_attention")
+        per_chain = (
+            pl.DataFrame({"window": window, "dur_ns": t.kernels["dur_ns"]})
+            .drop_nulls("window")
+            .group_by("window")
+            .agg(pl.col("dur_ns").sum())
+        )
+        gpu = (
+            pl.DataFrame({"window": pl.int_range(chains.height, eager=True, dtype=pl.UInt32)})
+            .join(per_chain, on="window", how="left", maintain_order="left")["dur_ns"]
+            .fill_null(0)
+            .cast(pl.Int64)
+            .alias("gpu_ns")
+        )
+    return UnfusedAttention(chains.with_columns(gpu), mask)
 
 
 def _dims(text: str | None) -> list[list[int]] | None:

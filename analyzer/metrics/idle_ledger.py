@@ -80,6 +80,18 @@ CAUSE_LABELS: Final = {
     "cpu_work": "CPU work in a named op or Python frame",
     "other": "other (host work not recorded in the trace)",
 }
+#: Short names of the causes, for table cells (the Ranks table's largest cause).
+CAUSE_SHORT: Final = {
+    "dependency_wait": "dependency wait",
+    "queued_boundary": "queued before profiling",
+    "sync_wait": "host sync",
+    "blocking_copy": "blocking copy",
+    "dataloader": "DataLoader",
+    "comm_wait": "collective wait",
+    "launch_overhead": "launch overhead",
+    "cpu_work": "CPU work",
+    "other": "unrecorded host work",
+}
 LAUNCH_GAP_NS: Final = timeline.KERNEL_WAIT_THRESHOLD_NS
 #: Launched work counts as held back (``dependency_wait``) only this long after its launch
 #: call returned: ordinary launch latency (a few to tens of microseconds) is not a wait.
@@ -173,6 +185,67 @@ def by_cause(ctx: AnalysisContext) -> pl.DataFrame:
             "top_detail_ns",
             "brief_ns",
         )
+    )
+
+
+def largest_cause(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per (rank, device): the cause with the most idle time (``cause``, ``idle_ns``,
+    ``idle_pct`` of the device's idle); ties go to the earlier cause in precedence order."""
+    rows = by_cause(ctx).filter(pl.col("idle_ns") > 0)
+    return (
+        rows.with_row_index("_order")
+        .sort(["rank", "device", "idle_ns", "_order"], descending=[False, False, True, False])
+        .group_by("rank", "device", maintain_order=True)
+        .first()
+        .select("rank", "device", "cause", "idle_ns", "idle_pct")
+    )
+
+
+def cold_start_split(ctx: AnalysisContext) -> pl.DataFrame:
+    """Per (rank, cause) of the ledger's blocking rows (``sync_wait``, ``blocking_copy``):
+    ``idle_ns`` (the row, over the rank's devices), ``cold_ns`` (the part inside one-time
+    calls of the first profiled step, `host_blocking.first_step_outliers`, capped at the
+    row) and ``steady_ns`` (the rest). Only ranks and causes with a cold part.
+
+    A first-step call that is many times slower than the same call later (staging buffers,
+    allocator growth, lazy init) is the cold-start finding's; judging the blocking calls by
+    the whole row would sell a one-time cost as a steady-state one.
+    """
+    schema = {
+        "rank": pl.Int32,
+        "cause": pl.String,
+        "idle_ns": pl.Int64,
+        "cold_ns": pl.Int64,
+        "steady_ns": pl.Int64,
+    }
+    cold = host_blocking.first_step_outliers(ctx)
+    if cold.height == 0:
+        return pl.DataFrame(schema=schema)
+    cold = (
+        cold.with_columns(
+            pl.when(pl.col("kind") == "copy")
+            .then(pl.lit("blocking_copy"))
+            .otherwise(pl.lit("sync_wait"))
+            .alias("cause")
+        )
+        .group_by("rank", "cause")
+        .agg(pl.col("idle_ns").sum().alias("cold_ns"))
+    )
+    rows = (
+        ledger(ctx)
+        .filter(pl.col("cause").is_in(["sync_wait", "blocking_copy"]))
+        .group_by("rank", "cause")
+        .agg(pl.col("idle_ns").sum())
+    )
+    joined = rows.join(cold, on=["rank", "cause"], how="inner").with_columns(
+        pl.min_horizontal("cold_ns", "idle_ns").alias("cold_ns")
+    )
+    return (
+        joined.with_columns((pl.col("idle_ns") - pl.col("cold_ns")).alias("steady_ns"))
+        .filter(pl.col("cold_ns") > 0)
+        .sort("rank", "cause")
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
     )
 
 

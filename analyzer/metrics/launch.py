@@ -48,9 +48,15 @@ def launched_inside(t: TraceTables, launch: pl.DataFrame, windows: pl.DataFrame)
     """Per kernel (table order): its launching call started on a thread while one of
     ``windows`` (columns rank, tid, start_ns, end_ns: CPU ranges on that thread) was open.
     ``launch`` is `kernel_launch_ops(t)`."""
+    return launching_window(t, launch, windows).is_not_null().alias("inside")
+
+
+def launching_window(t: TraceTables, launch: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
+    """Per kernel (table order): the row index in ``windows`` of the window its launching
+    call started in (the latest one opened before it on its thread), null when none."""
     n = t.kernels.height
     if windows.height == 0 or n == 0:
-        return pl.Series("inside", [False] * n, dtype=pl.Boolean)
+        return pl.Series("window", [None] * n, dtype=pl.UInt32)
     k = pl.DataFrame(
         {
             "_row": pl.int_range(n, eager=True),
@@ -62,7 +68,9 @@ def launched_inside(t: TraceTables, launch: pl.DataFrame, windows: pl.DataFrame)
     hits = (
         k.sort("ts")
         .join_asof(
-            windows.select("rank", "tid", "start_ns", "end_ns").sort("start_ns"),
+            windows.select("rank", "tid", "start_ns", "end_ns")
+            .with_row_index("_window")
+            .sort("start_ns"),
             left_on="ts",
             right_on="start_ns",
             by=["rank", "tid"],
@@ -70,4 +78,6 @@ def launched_inside(t: TraceTables, launch: pl.DataFrame, windows: pl.DataFrame)
         )
         .filter(pl.col("end_ns").is_not_null() & (pl.col("ts") <= pl.col("end_ns")))
     )
-    return pl.int_range(n, eager=True).is_in(hits["_row"].implode()).alias("inside")
+    rows = pl.DataFrame({"_row": pl.int_range(n, eager=True)})
+    joined = rows.join(hits.select("_row", "_window"), on="_row", how="left", maintain_order="left")
+    return joined["_window"].alias("window")

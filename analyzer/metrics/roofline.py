@@ -22,6 +22,12 @@ Classification
     clipped. Kernels no modeled op claims are classified from their name category and marked
     ``basis = "heuristic"``: gemm/attention/conv count as compute-bound, elementwise/
     reduction/norm/copy as memory-bound, the rest (communication, other) as unclassified.
+    Decode attention is the exception among attention kernels: it reads each sequence's
+    whole KV cache per generated token at a few FLOP/byte, so it is memory-bound whatever the
+    batch; it is recognized by name (paged attention, decode kernels: `parsers.categories.
+    decode_attention`) and, for kernels that serve both phases (vLLM
+    ``kernel_unified_attention_*``, ``flash_fwd_splitkv*``), by the trace's served steps
+    being all decode (``RooflineSummary.decode_attention_note`` says which).
     Except in decode: when every served step the trace annotates is decode
     (`analyzer.metrics.workload.serving_decode`), name-only GEMM and MoE-expert kernels are
     *unclassified*, not compute-bound. A decode GEMM has M = the batch's sequence count (32
@@ -50,6 +56,7 @@ from gpu_trace_analyzer.metrics.perf_model import KEY_COLUMNS, may_have_cost, op
 from gpu_trace_analyzer.metrics.steps import without_queued
 from gpu_trace_analyzer.metrics.timeline import as_strings, kernel_devices, per_tables
 from gpu_trace_analyzer.metrics.workload import serving_decode
+from gpu_trace_analyzer.parsers.categories import decode_attention
 from gpu_trace_analyzer.parsers.schema import TraceTables
 
 METRIC_NAME: Final = "roofline"
@@ -101,6 +108,10 @@ class RooflineSummary:
     """Why name-only GEMM kernels are unclassified here (decode steps), else empty."""
     decode_step: str = ""
     """The decode-step annotation the note rests on (empty when none)."""
+    decode_attention_share: float = 0.0
+    """Share of kernel time in name-only attention kernels counted memory-bound as decode."""
+    decode_attention_note: str = ""
+    """Why those attention kernels are memory-bound, else empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,29 +169,79 @@ def compute(tables: TraceTables, options: AnalysisOptions) -> Roofline:
     classified = _classify_instances(instances, devices)
     per_kernel = _kernel_rows(linked, classified, devices, used)
     decode = serving_decode(tables)
-    note = ""
-    if decode is not None:
-        name_only_gemm = (pl.col("basis") == "heuristic") & (pl.col("category") == "gemm")
-        if per_kernel.select(name_only_gemm.any()).item():
-            per_kernel = per_kernel.with_columns(
-                pl.when(name_only_gemm)
-                .then(pl.lit("unclassified"))
-                .otherwise(pl.col("bound"))
-                .alias("bound")
-            )
-            note = (
-                "every served step is decode: its GEMM and MoE-expert "
-                "kernels multiply one token per sequence (small M), usually memory-bound, but "
-                "without recorded shapes their intensity is unknown, so kernels classified by "
-                "name only are left unclassified rather than called compute-bound"
-            )
+    per_kernel, note = _decode_gemms(per_kernel, decode)
+    per_kernel, attention_ns = _decode_attention(per_kernel, decode)
     groups = _op_groups(per_kernel)
+    total = int(per_kernel["dur_ns"].sum() or 0)
     summary = replace(
         _summary(per_kernel, groups, devices, used),
         unclassified_note=note,
         decode_step=decode or "" if note else "",
+        decode_attention_share=attention_ns / total if total > 0 else 0.0,
+        decode_attention_note=_decode_attention_note(attention_ns, decode),
     )
     return Roofline(_as_strings(per_kernel), groups, summary, devices)
+
+
+def _decode_gemms(per_kernel: pl.DataFrame, decode: str | None) -> tuple[pl.DataFrame, str]:
+    """Name-only GEMM/MoE kernels of an all-decode trace -> unclassified (module docstring)."""
+    if decode is None:
+        return per_kernel, ""
+    name_only_gemm = (pl.col("basis") == "heuristic") & (pl.col("category") == "gemm")
+    if not per_kernel.select(name_only_gemm.any()).item():
+        return per_kernel, ""
+    per_kernel = per_kernel.with_columns(
+        pl.when(name_only_gemm)
+        .then(pl.lit("unclassified"))
+        .otherwise(pl.col("bound"))
+        .alias("bound")
+    )
+    return per_kernel, (
+        "every served step is decode: its GEMM and MoE-expert "
+        "kernels multiply one token per sequence (small M), usually memory-bound, but "
+        "without recorded shapes their intensity is unknown, so kernels classified by "
+        "name only are left unclassified rather than called compute-bound"
+    )
+
+
+def _decode_attention(per_kernel: pl.DataFrame, decode: str | None) -> tuple[pl.DataFrame, int]:
+    """Name-only attention kernels that run decode -> memory-bound; returns their time (ns).
+
+    Decode attention reads each sequence's whole KV cache per generated token at a few
+    FLOP/byte (`gpu_trace_analyzer.parsers.categories.decode_attention` gives the
+    arithmetic), so it is memory-bound whatever its batch. A kernel runs decode when its name
+    says so (paged attention, decode kernels, split-KV combines) or, for kernels that serve
+    both phases (vLLM ``kernel_unified_attention_*``, ``flash_fwd_splitkv*``), when every
+    served step of the trace is decode (``decode`` is that step's annotation). Modeled
+    attention keeps its shape-based bound.
+    """
+    heuristic_attention = (pl.col("basis") == "heuristic") & (pl.col("category") == "attention")
+    candidates = per_kernel.select(heuristic_attention.any()).item()
+    if not candidates:
+        return per_kernel, 0
+    per_kernel = per_kernel.with_columns(decode_attention(per_kernel["name"]).alias("_decode"))
+    is_decode = heuristic_attention & (pl.lit(decode is not None) | pl.col("_decode"))
+    decode_ns = int(per_kernel.filter(is_decode)["dur_ns"].sum() or 0)
+    per_kernel = per_kernel.with_columns(
+        pl.when(is_decode).then(pl.lit("memory")).otherwise(pl.col("bound")).alias("bound")
+    ).drop("_decode")
+    return per_kernel, decode_ns
+
+
+def _decode_attention_note(attention_ns: int, decode: str | None) -> str:
+    """Why attention kernels count as memory-bound here (empty when none does)."""
+    if attention_ns <= 0:
+        return ""
+    which = (
+        "every served step is decode"
+        if decode is not None
+        else "their names say decode (paged attention, decode kernels, split-KV combines)"
+    )
+    return (
+        f"{which}, and each generated token's query reads its own sequence's whole KV cache: "
+        "about 2 x (query heads per KV head) / (bytes per element) FLOP per byte, far below "
+        "the ridge whatever the batch"
+    )
 
 
 # --- Devices ------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ def build(ctx: AnalysisContext, charts: bool = False) -> Section | None:
                 mine = rows.filter((pl.col("rank") == rank) & (pl.col("device") == device))
                 blocks.append(Paragraph.of(Strong(f"Rank {rank}, device {device}")))
                 blocks.append(_table(mine))
+            blocks.extend(_cold_start_split(ctx))
         else:
             blocks.append(
                 Paragraph.of(f"{devices.height} devices: totals over all of them (ms summed).")
@@ -127,3 +128,19 @@ def _basis(ctx: AnalysisContext) -> list[Block]:
         "ProfilerStep#N)"
     )
     return [Paragraph.from_prose(f"Step accounting: each GPU operation is charged to {words}.")]
+
+
+def _cold_start_split(ctx: AnalysisContext) -> list[Block]:
+    """One line per rank whose blocking rows hold one-time first-step calls: cold vs steady."""
+    split = idle_ledger.cold_start_split(ctx)
+    blocks: list[Block] = []
+    for rank in split["rank"].unique(maintain_order=True).to_list():
+        parts = [
+            f"{idle_ledger.CAUSE_SHORT[r['cause']]} {fmt.ms(r['idle_ns'])} ms = "
+            f"{fmt.ms(r['cold_ns'])} ms in one-time calls of the first profiled step (cold "
+            f"start, see `cold-start`) + {fmt.ms(r['steady_ns'])} ms in the steady state"
+            for r in split.filter(pl.col("rank") == rank).iter_rows(named=True)
+        ]
+        text = f"Rank {rank}, first step vs the rest: " + "; ".join(parts) + "."
+        blocks.append(Paragraph.from_prose(text))
+    return blocks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
-from gpu_trace_analyzer.metrics import timeline
+from gpu_trace_analyzer.metrics import idle_ledger, timeline
 from gpu_trace_analyzer.metrics.op_families import op_families
 from gpu_trace_analyzer.metrics.roofline import roofline
 from gpu_trace_analyzer.metrics.steps import step_metrics
@@ -21,11 +21,6 @@ def step_times(ctx: AnalysisContext) -> pl.DataFrame:
     """Per-step times: ``dur_ns`` is the CPU step time; ``gpu_busy_ns`` and ``gpu_span_ns``
     the GPU time of the work the step launched (`analyzer.metrics.steps`)."""
     return step_metrics(ctx).with_columns(pl.col("cpu_dur_ns").alias("dur_ns"))
-
-
-def idle_causes(ctx: AnalysisContext) -> pl.DataFrame:
-    """HTA-style idle causes per (rank, stream), computed once per analysis."""
-    return ctx.metric("timeline.idle_breakdown", timeline.idle_breakdown)
 
 
 def _step_row(steps: pl.DataFrame) -> list[Cell]:
@@ -115,6 +110,8 @@ def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
         note = f"{fmt.pct(100.0 * s.heuristic_share)} of kernel time classified by name only"
     if s.unclassified_note:
         note += "; decode steps: name-only GEMM/MoE kernels left unclassified (no shapes)"
+    if s.decode_attention_share > 0:
+        note += "; decode attention memory-bound (reads the KV cache per token)"
     if s.unknown_devices:
         note += "; device unknown: pass --device for a roofline"
     rows.append(
@@ -130,7 +127,12 @@ def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
 
 
 def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
-    """Per rank and device: span, steps, busy/compute/comm/memory/idle shares, idle causes."""
+    """Per rank and device: span, steps, busy/compute/comm/memory/idle shares, and the idle
+    ledger's largest cause (the same per-device figures as the ledger section, so the two
+    cannot disagree; HTA's per-stream host/kernel-wait split stays a metric,
+    `timeline.idle_breakdown`, checked against HTA's own output in the tests, but it cannot
+    see launched work held on the GPU and read as "99.9% host wait" on a capture whose GPU
+    sat waiting on a dependency)."""
     b = breakdown(ctx)
     if b.height == 0:
         return None
@@ -144,16 +146,19 @@ def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
             schema={"rank": pl.Int32(), "steps": pl.UInt32(), "step_median_ns": pl.Float64()}
         )
     )
-    causes = (
-        idle_causes(ctx)
-        .group_by("rank")
-        .agg(pl.col("host_wait_ns").sum(), pl.col("kernel_wait_ns").sum(), pl.col("other_ns").sum())
+    largest = idle_ledger.largest_cause(ctx).select(
+        "rank", "device", pl.col("cause").alias("top_cause"), pl.col("idle_pct").alias("top_pct")
     )
-    table = b.join(per_rank_steps, on="rank", how="left").join(causes, on="rank", how="left")
+    table = b.join(per_rank_steps, on="rank", how="left").join(
+        largest, on=["rank", "device"], how="left"
+    )
     rows: list[list[Cell]] = []
     for r in table.sort("rank", "device").iter_rows(named=True):
-        idle_total = (r["host_wait_ns"] or 0) + (r["kernel_wait_ns"] or 0) + (r["other_ns"] or 0)
-        host_share = fmt.pct(100.0 * (r["host_wait_ns"] or 0) / idle_total) if idle_total else ""
+        top = (
+            f"{idle_ledger.CAUSE_SHORT[r['top_cause']]} {fmt.pct(r['top_pct'])}"
+            if r["top_cause"] is not None
+            else ""
+        )
         rows.append(
             [
                 r["rank"],
@@ -167,7 +172,7 @@ def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
                 fmt.pct(r["exposed_comm_pct"]),
                 fmt.pct(r["memory_pct"]),
                 fmt.pct(r["idle_pct"]),
-                host_share,
+                top,
             ]
         )
     columns = [
@@ -182,16 +187,16 @@ def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
         "exposed comm",
         "memory ops",
         "idle",
-        "idle that is host wait",
+        "largest idle cause (% of idle)",
     ]
     note = Paragraph.of(
-        "Shares are of each rank's analysis window. Host wait: the GPU finished its previous "
-        "work before the CPU launched the next (per stream, as HTA defines it, kept for "
-        "comparison with HTA; it does not see work held on the GPU). The idle ledger above "
-        "gives each idle nanosecond its one cause."
+        "Shares are of each rank's analysis window. Largest idle cause: the device's biggest "
+        "row of the idle ledger (Idle time by cause), as a share of its idle time."
     )
     return Section(
-        "Ranks", [Table(columns, rows, numeric=[True] * len(columns)), note], key="ranks"
+        "Ranks",
+        [Table(columns, rows, numeric=[True] * (len(columns) - 1) + [False]), note],
+        key="ranks",
     )
 
 

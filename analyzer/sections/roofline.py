@@ -69,6 +69,11 @@ def _intro(summary: RooflineSummary, ctx: AnalysisContext) -> Paragraph:
         "kernels count as compute-bound, elementwise, reduction, norm and copy kernels as "
         "memory-bound).",
     ]
+    if summary.decode_attention_note:
+        parts.append(
+            f" Attention kernels running decode ({fmt.pct(100 * summary.decode_attention_share)}"
+            " of kernel time) count as memory-bound instead: " + summary.decode_attention_note + "."
+        )
     if summary.unclassified_note:
         parts.extend(
             [
