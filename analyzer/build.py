@@ -20,6 +20,7 @@ from gpu_trace_analyzer.metrics.timeline import kernel_devices
 from gpu_trace_analyzer.metrics.workload import workload_profile
 from gpu_trace_analyzer.parsers.errors import BadConfigError
 from gpu_trace_analyzer.parsers.schema import TraceMeta
+from gpu_trace_analyzer.raw_figures import figures
 from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.report.model import Code, Inline, Paragraph, Report, Strong, Table
 from gpu_trace_analyzer.sections import overview
@@ -282,6 +283,7 @@ def _data(ctx: AnalysisContext) -> dict[str, object]:
         }
         fam = op_families(ctx).table
         data["families"] = _rows(fam.drop("top_ops")) if fam.height else []
+    data["raw"] = figures(ctx)  # lifted to top-level keys by the JSON renderer
     return data
 
 

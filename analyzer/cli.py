@@ -64,6 +64,12 @@ def _report_parser() -> argparse.ArgumentParser:
         choices=tuple(RENDERERS),
         help="output format (default: term on a terminal, md otherwise or for -o *.md)",
     )
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="Markdown on one screen: headline, time by op family, the top three findings; "
+        "the rest collapsed, at most 65,536 characters (a pull-request comment)",
+    )
     p.add_argument("--charts-dir", type=Path, help="write charts here (default: next to -o)")
     p.add_argument("--device", help="device name to assume (overrides the trace's)")
     p.add_argument("--peak-tflops", type=float, help="peak dense TFLOP/s of an unknown device")
@@ -153,6 +159,8 @@ def run_report(argv: Sequence[str]) -> int:
 
     args = _report_parser().parse_args(argv)
     out_format = _output_format(args)
+    if args.summary and out_format != "md":
+        raise BadConfigError(f"--summary writes Markdown, not --format {out_format}")
     charts = _charts_dir(args) if out_format != "term" else None
     _check_outputs(args.paths, args.output, charts, explicit_charts=args.charts_dir is not None)
     note = _jobs_note(args)
@@ -173,7 +181,11 @@ def run_report(argv: Sequence[str]) -> int:
         report = analysis.report_model(charts)
     except OSError as exc:  # the chart folder cannot be written
         raise BadConfigError(f"cannot write the charts: {exc.strerror or exc}", charts) from exc
-    if out_format != "term" or args.output is not None:
+    if args.summary:
+        from gpu_trace_analyzer.report.markdown import render_summary
+
+        text = render_summary(report)
+    elif out_format != "term" or args.output is not None:
         text = render(report, out_format)
     else:
         from gpu_trace_analyzer.report import terminal  # rich: imported only for this format

@@ -16,6 +16,7 @@ Ray is an optional extra (``pip install '.[ray]'``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -117,9 +118,14 @@ def _on_ray(files: Sequence[Path], options: ExecutorOptions) -> list[TraceTables
 
     ray = _ray_module()
     started = _start_ray(ray, options.ray_address)
+    refs: list[Any] = []
     try:
         task = ray.remote(num_cpus=1)(_parquet_task)
-        packed = ray.get([task.remote(str(f)) for f in files])
+        refs = [task.remote(str(f)) for f in files]
+        packed = ray.get(refs)
+    except KeyboardInterrupt:
+        _cancel(ray, refs)  # as the local pool does: nothing runs on, no worker speaks
+        raise
     finally:
         if started:
             ray.shutdown()
@@ -134,6 +140,15 @@ def _on_ray(files: Sequence[Path], options: ExecutorOptions) -> list[TraceTables
                 (folder / name).write_bytes(data)
             tables.append(parquet.read(folder))
     return tables
+
+
+def _cancel(ray: Any, refs: Sequence[Any]) -> None:
+    """Ctrl-C: stop every task still queued or running (force: its worker is killed, so no
+    rank keeps parsing after the CLI has exited 130). Errors while cancelling are not the
+    user's concern: the interrupt goes on either way."""
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=True)
 
 
 def _start_ray(ray: Any, address: str | None) -> bool:

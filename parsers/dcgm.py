@@ -34,10 +34,10 @@ through `parsers.dcgm_fields`, the one mapping table.
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from gpu_trace_analyzer.parsers.bounded import bounded_bytes
 from gpu_trace_analyzer.parsers.dcgm_common import SOURCES, Rows, bundle
 from gpu_trace_analyzer.parsers.dcgm_csv import parse_csv, ts_column
 from gpu_trace_analyzer.parsers.dcgm_dmon import DMON_CMD, GPU_ENTITY, parse_dmon
@@ -136,38 +136,12 @@ def _read_text(path: Path) -> str:
 
 
 def _bounded_bytes(handle: BinaryIO, path: Path) -> bytes:
-    """The content of an open file, gunzipped block by block when gzip, refused past
-    `MAX_TEXT_BYTES` before more is held."""
-    out = bytearray()
-    head = handle.read(_READ_BLOCK)
-    if head[:2] != b"\x1f\x8b":
-        while head:
-            out += head
-            if len(out) > MAX_TEXT_BYTES:
-                raise _too_big(path)
-            head = handle.read(_READ_BLOCK)
-        return bytes(out)
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    pending = head
-    try:
-        while True:
-            if not pending:
-                pending = handle.read(_READ_BLOCK)
-                if not pending:
-                    raise UnreadableInputError("corrupt gzip data: the stream is cut short", path)
-            out += inflater.decompress(pending, _READ_BLOCK)
-            if len(out) > MAX_TEXT_BYTES:
-                raise _too_big(path)
-            pending = inflater.unconsumed_tail
-            if inflater.eof:  # another gzip member may follow
-                rest = inflater.unused_data or handle.read(_READ_BLOCK)
-                if rest[:2] != b"\x1f\x8b":
-                    break  # the last member (trailing bytes ignored, as gzip -d does)
-                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                pending = rest
-    except zlib.error as exc:
-        raise UnreadableInputError(f"corrupt gzip data: {exc}", path) from None
-    return bytes(out)
+    """The content of an open file, gunzipped when gzip, refused past `MAX_TEXT_BYTES`
+    before more is held (`parsers.bounded`); a gzip stream cut short is an error here."""
+    raw, cut = bounded_bytes(handle, path, MAX_TEXT_BYTES, lambda: _too_big(path))
+    if cut:
+        raise UnreadableInputError("corrupt gzip data: the stream is cut short", path)
+    return raw
 
 
 def _too_big(path: Path) -> UnreadableInputError:

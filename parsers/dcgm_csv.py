@@ -39,7 +39,15 @@ def parse_csv(text: str, name: str, rows: Rows) -> None:
     ts_col = ts_column(df.columns)
     if ts_col is None:
         raise UnsupportedFormatError("CSV without a timestamp column", name)
-    ts = _csv_times(df[ts_col], rows, name)
+    ns = _csv_times(df[ts_col], rows, name)
+    if ns.null_count():  # rows whose time is no time: dropped, counted, said
+        bad = ns.null_count()
+        df = df.filter(ns.is_not_null())
+        ns = ns.drop_nulls()
+        rows.warnings.append(
+            f"{bad} CSV row(s) with a timestamp that is not a time were dropped ({df.height} kept)"
+        )
+    ts = [int(v) for v in ns.to_list()]
     gpu_col = _pick(df.columns, ("gpu", "gpu_id", "gpu_index", "entity", "entityid"))
     if gpu_col is None:
         raise UnsupportedFormatError("CSV without a gpu column", name)
@@ -105,19 +113,20 @@ def _csv_field(column: str) -> DcgmField | None:
     return BY_PROM_NAME.get(key) or BY_SHORT.get(key) or BY_METRIC.get(key)
 
 
-def _csv_times(col: pl.Series, rows: Rows, name: str) -> list[int]:
-    """Timestamps as ns: ISO strings, or unix s/ms/us/ns by magnitude; small numbers relative.
+def _csv_times(col: pl.Series, rows: Rows, name: str) -> pl.Series:
+    """Timestamps as Int64 ns: ISO strings, or unix s/ms/us/ns by magnitude; small numbers
+    relative. Null where a value is no time (the caller drops those rows).
 
-    Times that are no time at all (or beyond int64 nanoseconds) are a one-line error."""
+    A column where no value is a time (or beyond int64 nanoseconds) is a one-line error."""
     try:
         ns = _csv_ns(col, rows)
     except (pl.exceptions.PolarsError, OverflowError, ValueError) as exc:
         raise UnreadableInputError(
             f"CSV timestamps are not times in a known format ({str(exc).splitlines()[0]})", name
         ) from exc
-    if ns.null_count():
-        raise UnreadableInputError(f"{ns.null_count()} CSV timestamp(s) are not times", name)
-    return [int(v) for v in ns.to_list()]
+    if ns.len() and ns.null_count() == ns.len():
+        raise UnreadableInputError(f"none of the {ns.len()} CSV timestamp(s) is a time", name)
+    return ns
 
 
 def _csv_ns(col: pl.Series, rows: Rows) -> pl.Series:

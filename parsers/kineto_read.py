@@ -8,14 +8,13 @@ the object, and report how many bytes were dropped. Every other problem becomes 
 
 from __future__ import annotations
 
-import gzip
 import re
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
 import msgspec
+from gpu_trace_analyzer.parsers.bounded import bounded_bytes
 from gpu_trace_analyzer.parsers.detect import describe
 from gpu_trace_analyzer.parsers.errors import (
     EmptyTraceError,
@@ -48,35 +47,34 @@ class ReadResult:
     warnings: tuple[str, ...]
 
 
+#: Most JSON text the whole-file fallback holds once decompressed: a document past it could
+#: not be decoded in memory anyway, and a small ``.gz`` past it is a decompression bomb.
+MAX_WHOLE_FILE_BYTES: int = 8 << 30
+
+
 def read_bytes(path: Path) -> tuple[bytes, bool]:
-    """The file's JSON bytes (gunzipped when gzip) and whether the gzip stream ended early."""
+    """The file's JSON bytes (gunzipped when gzip, at most `MAX_WHOLE_FILE_BYTES`) and
+    whether the gzip stream ended early."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data, gzip_cut = bounded_bytes(
+                handle, path, MAX_WHOLE_FILE_BYTES, lambda: _too_big(path)
+            )
     except OSError as exc:
         raise UnreadableInputError(f"cannot read: {exc.strerror or exc}", path) from exc
     if not data:
-        raise UnreadableInputError("empty file", path)
-    if data[:2] != GZIP_MAGIC:
-        return data, False
-    return _gunzip(data, path)
+        raise UnreadableInputError(
+            "gzip stream ends before any data" if gzip_cut else "empty file", path
+        )
+    return data, gzip_cut
 
 
-def _gunzip(data: bytes, path: Path) -> tuple[bytes, bool]:
-    """Decompress gzip; a stream cut short yields its prefix, corrupt data is an error."""
-    try:
-        return gzip.decompress(data), False
-    except EOFError:
-        pass
-    except (OSError, zlib.error) as exc:
-        raise UnreadableInputError(f"corrupt gzip data ({exc})", path) from exc
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        prefix = inflater.decompress(data)
-    except zlib.error as exc:
-        raise UnreadableInputError(f"corrupt gzip data ({exc})", path) from exc
-    if not prefix:
-        raise UnreadableInputError("gzip stream ends before any data", path)
-    return prefix, True
+def _too_big(path: Path) -> UnreadableInputError:
+    return UnreadableInputError(
+        f"holds more than {MAX_WHOLE_FILE_BYTES >> 20} MiB of JSON once decompressed "
+        "(a decompression bomb?)",
+        path,
+    )
 
 
 def read_document(path: Path) -> ReadResult:

@@ -112,7 +112,7 @@ def test_fail_on_sets_the_exit_code(tmp_path: Path) -> None:
 def test_json_format_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(SAMPLES / "synthetic_train.json.gz"), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert {f["rule_id"] for f in data["findings"]} >= {"gpu-idle"}
     assert (
         data["data"]["kernel_count"]

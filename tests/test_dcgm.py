@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import SAMPLES, shared_trace
+from gpu_trace_analyzer.cli import main
 from gpu_trace_analyzer.parsers import dcgm, dcgm_fields
 from gpu_trace_analyzer.parsers.errors import (
     AnalyzerError,
@@ -553,3 +554,33 @@ def test_synthetic_formats_agree_with_truth(scenario: str) -> None:
     assert int(epoch.counters["ts_ns"].min()) == truth["start_unix_s"] * 10**9  # type: ignore[arg-type]
     assert {d.name for d in epoch.meta.devices} == {truth["model_name"]}
     assert len(epoch.meta.devices) == truth["gpu_count"]
+
+
+def test_csv_rows_with_unparseable_dates_are_dropped_counted_and_reported(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "timestamp,hostname,gpu,DCGM_FI_PROF_SM_ACTIVE,POWER\n"
+        "2024-05-01T10:00:00Z,n1,0,0.5,300.5\n"
+        "yesterday at noon,n1,0,0.6,301.5\n"
+        "2024-05-01T10:00:01Z,n1,0,0.7,302.5\n"
+        "2024-13-45T99:99:99Z,n1,0,0.6,301.5\n"
+    )
+    tables = dcgm.parse_text(text, "csv", "d.csv")
+    t0 = 1714557600 * 10**9
+    assert _value(tables.counters, "power_w") == [300.5, 302.5]  # the two good rows only
+    assert sorted(set(tables.counters["ts_ns"].to_list())) == [t0, t0 + 10**9]
+    note = "2 CSV row(s) with a timestamp that is not a time were dropped (2 kept)"
+    assert any(note in w for w in tables.meta.warnings)
+    # The count reaches the report's warnings section.
+    path = tmp_path / "dcgm.csv"
+    path.write_text(text)
+    assert main([str(path), "-o", str(tmp_path / "r.md")]) == 0
+    report = (tmp_path / "r.md").read_text()
+    warnings = report.split("Warnings while reading the input")[1].split("##")[0]
+    assert "2 CSV row(s) with a timestamp that is not a time were dropped" in warnings
+    # A file where no timestamp is a time stays a one-line error.
+    with pytest.raises(
+        UnreadableInputError, match=r"CSV timestamps are not times|none of the 2 CSV timestamp"
+    ):
+        dcgm.parse_text("timestamp,gpu,POWER\nnot a date,0,300\nnoon,0,1\n", "csv", "b.csv")

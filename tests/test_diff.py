@@ -299,9 +299,14 @@ def test_kernel_names_are_cut_only_where_rows_stay_distinguishable() -> None:
     head = "void at::native::elementwise_kernel<128, 4, " + "x" * 60
     a, b = head + "<AddFunctor>>(int)", head + "<MulFunctor>>(int)"
     other = "void cudnn::ops::scalePackedTensor_kernel<float, float>(" + "y" * 80 + ")"
-    short = diff_markdown._short_names([a, b, other])
-    assert short[a] == a and short[b] == b  # cut, they would read the same
-    assert short[other].endswith("…") and len(short[other]) == 90
+    # Cut in the middle, the tail (the functor) tells them apart; the parameter list goes.
+    mid = "elementwise_kernel<128, 4, " + "x" * 40
+    c, d = mid + "A" + "z" * 60 + ">(int)", mid + "B" + "z" * 60 + ">(int)"
+    short = diff_markdown._short_names([a, b, other, c, d])
+    assert short[a] != short[b] and "AddFunctor" in short[a] and "MulFunctor" in short[b]
+    assert all(len(short[n]) == 90 and "…" in short[n] for n in (a, b))
+    assert short[other] == "cudnn::ops::scalePackedTensor_kernel<float, float>"
+    assert short[c] == c.removesuffix("(int)") and short[d] == d.removesuffix("(int)")
 
 
 def _gemm_run(path: Path, m: int) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SAMPLES
 from gpu_trace_analyzer.parsers import dcgm, kineto_assemble, kineto_chunks, nsys_db
+from gpu_trace_analyzer.parsers.errors import UnreadableInputError
 from gpu_trace_analyzer.parsers.kineto import parse_file
 from hostile_support import check_run, dump_json, load_json_trace, run_cli
 
@@ -240,3 +241,30 @@ def test_jobs_capped_at_core_count(jobs: int, tmp_path: Path) -> None:
     cores = os.cpu_count() or 1
     if jobs > cores:
         assert f"--jobs {jobs} lowered to {cores}" in out.read_text()
+
+
+# --- Kineto: the whole-file fallback is capped too -----------------------------------------
+
+
+def test_kineto_whole_file_fallback_refuses_a_bomb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Malformed JSON sends a file to the whole-file reader; its gzip is inflated within
+    `kineto_read.MAX_WHOLE_FILE_BYTES`, refused in one line past it."""
+    from gpu_trace_analyzer.parsers import kineto_read
+
+    monkeypatch.setattr(kineto_read, "MAX_WHOLE_FILE_BYTES", CAP)
+    doc = b'{"traceEvents": [' + b'{"ph": "X", "name": "k", "ts": 1, "dur": 1},' * 200_000
+    bomb = tmp_path / "trace.json.gz"
+    bomb.write_bytes(gzip.compress(doc))
+    assert len(doc) > CAP
+    with pytest.raises(UnreadableInputError, match="decompression bomb"):
+        kineto_read.read_bytes(bomb)
+    small = tmp_path / "small.json.gz"
+    small.write_bytes(gzip.compress(doc[: CAP // 2]))
+    data, cut = kineto_read.read_bytes(small)
+    assert data == doc[: CAP // 2] and not cut
+    cut_file = tmp_path / "cut.json.gz"
+    cut_file.write_bytes(gzip.compress(doc[: CAP // 2])[:-200])
+    data, cut = kineto_read.read_bytes(cut_file)
+    assert cut and doc[: CAP // 2].startswith(data) and data

@@ -95,3 +95,61 @@ def test_ctrl_c_ends_every_worker_quietly(delay_s: float, rank_dir: Path, tmp_pa
     time.sleep(0.3)
     assert not [pid for pid in seen if _alive(pid)], "a worker still runs"
     assert not list(scratch.iterdir()), "a temporary folder was left"
+
+
+class _FakeRay:
+    """Stands in for Ray (an optional extra, absent here): ``get`` is interrupted by
+    Ctrl-C, as ``ray.get`` is when the terminal sends SIGINT to the driver."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[tuple[int, bool]] = []
+        self.shut_down = False
+        self.submitted = 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **_: object) -> None:
+        return None
+
+    def remote(self, **_: object) -> object:
+        fake = self
+
+        class _Task:
+            @staticmethod
+            def remote(_path: str) -> int:
+                fake.submitted += 1
+                return fake.submitted
+
+        return lambda _fn: _Task()
+
+    def get(self, _refs: list[int]) -> list[object]:
+        raise KeyboardInterrupt
+
+    def cancel(self, ref: int, force: bool = False) -> None:
+        self.cancelled.append((ref, force))
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+def test_ray_ctrl_c_cancels_every_task_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpu_trace_analyzer import executor
+    from gpu_trace_analyzer.cli import INTERRUPTED, main
+
+    fake = _FakeRay()
+    monkeypatch.setattr(executor, "_ray_module", lambda: fake)
+    folder = tmp_path / "ranks"
+    folder.mkdir()
+    trace = load_json_trace(SAMPLES / "synthetic_train.json.gz")
+    for rank in range(3):
+        info = {**trace.get("distributedInfo", {}), "rank": rank, "world_size": 3}
+        (folder / f"rank-{rank}.json").write_text(json.dumps({**trace, "distributedInfo": info}))
+    assert main([str(folder), "--executor", "ray", "-o", str(tmp_path / "r.md")]) == INTERRUPTED
+    assert fake.cancelled == [(1, True), (2, True), (3, True)]  # every task, forcibly
+    assert fake.shut_down  # the local Ray we started is stopped
+    err = capsys.readouterr().err
+    assert err == "analyze: interrupted\n"  # one line, no traceback
+    assert not (tmp_path / "r.md").exists()

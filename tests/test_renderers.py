@@ -87,7 +87,7 @@ def test_markdown_line_start_escaping_only_at_line_start() -> None:
 
 def test_json_round_trips_with_plain_strings() -> None:
     data = json.loads(json_report.render(_report()))
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["findings"][0]["rule_id"] == "gpu-idle"
     assert data["findings"][0]["severity"] == "critical"
     assert data["findings"][0]["evidence"]["idle_ns"] == 184_000_000

@@ -10,7 +10,6 @@ pass GitHub's limit, tables are cut by whole rows, last tables first, each with 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Final
 
@@ -24,46 +23,27 @@ from gpu_trace_analyzer.diff import (
     RunDiff,
 )
 from gpu_trace_analyzer.report import fmt
-from gpu_trace_analyzer.report.markdown import code_span, escape_text
-from gpu_trace_analyzer.sections.common import short_name
+from gpu_trace_analyzer.report.markdown import (
+    COMMENT_LIMIT,
+    CutTable,
+    Piece,
+    code_span,
+    escape_text,
+    fit,
+)
 
-#: GitHub's limit on the body of a comment, in characters.
-COMMENT_LIMIT: Final = 65_536
 #: Last line of every comment: a CI job finds its earlier comment by it and updates it
 #: instead of adding another (see examples/github-actions/profile-diff.yml).
 MARKER: Final = "<!-- analyze-diff -->"
 #: Rows shown outside a <details> block in the explanation table.
 TOP_ROWS: Final = 10
-_CUT_NOTE_RESERVE: Final = 160
 #: An idle-ledger row is named as the largest change only when it moved this many points.
 LEDGER_NOTE_PP: Final = 0.5
 CONFIDENCE_PCT: Final = round(100 * CONFIDENCE)
 
 
-@dataclass
-class _Table:
-    """A table the budget may cut: fixed text before and after, a header, its rows."""
-
-    before: str
-    header: str
-    rows: list[str]
-    after: str = ""
-    kept: int = -1  # rows kept (-1: all)
-
-    def text(self) -> str:
-        rows = self.rows if self.kept < 0 else self.rows[: self.kept]
-        body = "\n".join([self.header, *rows])
-        cut = len(self.rows) - len(rows)
-        note = (
-            f"\n\n*{cut} more rows cut to fit GitHub's {COMMENT_LIMIT:,}-character comment "
-            "limit; `--format json` has every row.*"
-            if cut
-            else ""
-        )
-        return f"{self.before}{body}{note}{self.after}"
-
-
-Piece = str | _Table
+_Table = CutTable  # the single report's size discipline, shared (markdown.fit)
+__all__ = ["COMMENT_LIMIT", "MARKER", "fit", "pieces", "render", "verdict_line"]
 
 
 def _cell(text: str) -> str:
@@ -190,13 +170,9 @@ def _calls(x: float) -> str:
 
 
 def _short_names(names: Sequence[str]) -> dict[str, str]:
-    """Kernel names cut to `short_name`'s length (the head: namespace, kernel, first template
-    arguments), except where two would then read the same: those stay whole."""
-    cut = {n: short_name(n) for n in names}
-    seen: dict[str, int] = {}
-    for short in cut.values():
-        seen[short] = seen.get(short, 0) + 1
-    return {n: (c if seen[c] == 1 else n) for n, c in cut.items()}
+    """Kernel names shortened (`fmt.short_names`: boilerplate dropped, the functor kept),
+    except where two would then read the same."""
+    return fmt.short_names(names)
 
 
 def _group_rows(groups: Sequence[GroupDelta], step_delta: float, shapes: bool) -> list[str]:
@@ -369,31 +345,6 @@ def pieces(d: RunDiff) -> list[Piece]:
     out.extend(_findings(d))
     out.append(MARKER)
     return out
-
-
-def _join(parts: Sequence[Piece]) -> str:
-    return "\n\n".join(p if isinstance(p, str) else p.text() for p in parts).rstrip() + "\n"
-
-
-def fit(parts: list[Piece], limit: int = COMMENT_LIMIT) -> str:
-    """Join ``parts`` within ``limit`` characters: when too long, tables keep rows in
-    order (earlier tables first) while the budget lasts; never a partial row."""
-    text = _join(parts)
-    if len(text) <= limit:
-        return text
-    tables = [p for p in parts if isinstance(p, _Table)]
-    for t in tables:
-        t.kept = 0
-    budget = limit - len(_join(parts)) - _CUT_NOTE_RESERVE * len(tables)
-    for t in tables:
-        kept = 0
-        for row in t.rows:
-            if len(row) + 1 > budget:
-                break
-            budget -= len(row) + 1
-            kept += 1
-        t.kept = kept if kept < len(t.rows) else -1
-    return _join(parts)
 
 
 def render(d: RunDiff, limit: int = COMMENT_LIMIT) -> str:

@@ -3,8 +3,11 @@
 Top-level keys: ``schema_version``, ``title``, ``config`` (lines of text), ``headline``
 (``columns``/``rows``), ``findings`` and ``skipped`` (as in
 ``analyzer/report/findings_schema.json``), ``sections`` (``key``, ``title``, ``tables``,
-``text``, ``images``), ``warnings``, and ``data``: machine-readable figures whose keys carry
-their units (``busy_ns``, ``idle_pct``).
+``text``, ``images``), ``warnings``, ``data`` (machine-readable figures whose keys carry
+their units: ``busy_ns``, ``idle_pct``; kept for compatibility), and since schema_version 2
+every figure raw (`analyzer.raw_figures.RAW_KEYS`): ``headline_figures``, ``op_groups``,
+``kernels``, ``op_families``, ``steps``, ``idle_ledger``. Schema:
+``analyzer/report/report_schema.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from gpu_trace_analyzer.report.model import (
 from gpu_trace_analyzer.untrusted import clean_tree
 
 EXTENSION = ".json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _text(parts: Sequence[Inline]) -> str:
@@ -67,10 +70,17 @@ def to_dict(report: Report) -> dict[str, Any]:
             "skipped": [{"rule_id": s.rule_id, "reason": s.reason} for s in report.skipped],
             "sections": [_section(s.key or s.title, s.title, s.blocks) for s in report.sections],
             "warnings": list(report.warnings),
-            "data": report.data,
+            "data": {k: v for k, v in report.data.items() if k != "raw"},
+            **_raw(report),
         }
     )
     return cleaned
+
+
+def _raw(report: Report) -> dict[str, Any]:
+    """The raw figures (`analyzer.raw_figures`), each under its own top-level key."""
+    raw = report.data.get("raw")
+    return dict(raw) if isinstance(raw, dict) else {}
 
 
 def render(report: Report) -> str:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-MAX_NAME_CHARS = 90
+from gpu_trace_analyzer.report.fmt import MAX_NAME_CHARS
+from gpu_trace_analyzer.report.fmt import short_name as _short_name
 
 
 def short_name(name: str, limit: int = MAX_NAME_CHARS) -> str:
-    """A kernel or op name cut to ``limit`` characters, with an ellipsis when cut.
-
-    C++ template kernel names run to hundreds of characters; the report shows the head,
-    which carries the distinguishing part (namespace, kernel, first template arguments).
-    """
-    name = " ".join(name.split())
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    """A kernel or op name for a table cell: `analyzer.report.fmt.short_name` (C++ boilerplate
+    dropped, cut in the middle to ``limit`` characters, the functor kept)."""
+    return _short_name(name, limit)

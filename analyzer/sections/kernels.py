@@ -8,7 +8,6 @@ from gpu_trace_analyzer.metrics.steps import without_queued
 from gpu_trace_analyzer.parsers.schema import TraceTables
 from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.report.model import Cell, Code, Paragraph, Section, Table
-from gpu_trace_analyzer.sections.common import short_name
 
 TOP_KERNELS = 15
 
@@ -61,16 +60,18 @@ def build(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     summary = ctx.metric("kernels.summary", kernel_summary)
     ranks = ctx.tables.kernels["rank"].n_unique()
     scope = "summed over all ranks" if ranks > 1 else "on the one rank traced"
+    top_rows = summary.head(TOP_KERNELS)
+    names = fmt.short_names(top_rows["name"].to_list())  # distinguishable rows, functor kept
     rows: list[list[Cell]] = [
         [
-            Code(short_name(r["name"])),
+            Code(names[r["name"]]),
             r["category"],
             fmt.count(r["calls"]),
             fmt.ms(r["total_ns"], 2),
             f"{r['mean_ns'] / 1e3:.1f}",
             fmt.pct(r["share_pct"]),
         ]
-        for r in summary.head(TOP_KERNELS).iter_rows(named=True)
+        for r in top_rows.iter_rows(named=True)
     ]
     top = Table(
         ["kernel", "category", "calls", "GPU time ms", "mean us", "share of kernel time"],
