@@ -27,9 +27,11 @@ from gpu_trace_analyzer.report.markdown import (
     COMMENT_LIMIT,
     CutTable,
     Piece,
-    code_span,
+    code_cell,
     escape_text,
     fit,
+    table_header,
+    table_row,
 )
 
 #: Last line of every comment: a CI job finds its earlier comment by it and updates it
@@ -48,20 +50,6 @@ __all__ = ["COMMENT_LIMIT", "MARKER", "fit", "pieces", "render", "verdict_line"]
 
 def _cell(text: str) -> str:
     return escape_text(text)
-
-
-def _code(text: str) -> str:
-    return code_span(text).replace("|", "\\|")
-
-
-def _header(columns: Sequence[str], numeric: Sequence[bool]) -> str:
-    head = "| " + " | ".join(columns) + " |"
-    rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
-    return f"{head}\n{rule}"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
 
 
 def _name(paths: Sequence[str]) -> str:
@@ -147,12 +135,12 @@ def _notes(d: RunDiff) -> str:
 
 def _headline(d: RunDiff) -> _Table:
     rows = [
-        _row([escape_text(m.label), _value(m, m.base), _value(m, m.candidate), _change(m)])
+        table_row([escape_text(m.label), _value(m, m.base), _value(m, m.candidate), _change(m)])
         for m in d.metrics
     ]
     return _Table(
         "## Headline\n\n",
-        _header(
+        table_header(
             ["metric", "base", "candidate", "change [95% interval]"], [False, True, True, True]
         ),
         rows,
@@ -180,9 +168,9 @@ def _group_rows(groups: Sequence[GroupDelta], step_delta: float, shapes: bool) -
     names = _short_names([g.name for g in groups])
     for g in groups:
         share = f"{100.0 * g.delta_ns / step_delta:+.0f}%" if step_delta else "n/a"
-        cells = [_code(names[g.name])]
+        cells = [code_cell(names[g.name])]
         if shapes:
-            cells += [_code(g.shapes) if g.shapes else "", escape_text(g.dtype or "")]
+            cells += [code_cell(g.shapes) if g.shapes else "", escape_text(g.dtype or "")]
         cells += [
             _calls(g.base_calls_per_step),
             _calls(g.candidate_calls_per_step),
@@ -191,7 +179,7 @@ def _group_rows(groups: Sequence[GroupDelta], step_delta: float, shapes: bool) -
             f"{g.delta_ns / 1e6:+.3f}",
             share,
         ]
-        out.append(_row(cells))
+        out.append(table_row(cells))
     return out
 
 
@@ -205,7 +193,7 @@ def _group_header(shapes: bool, what: str) -> str:
         "change ms/step",
         "of step change",
     ]
-    return _header(cols, [False] * (3 if shapes else 1) + [True] * 6)
+    return table_header(cols, [False] * (3 if shapes else 1) + [True] * 6)
 
 
 def _where(d: RunDiff) -> str:
@@ -310,7 +298,9 @@ def _finding_row(fc: FindingChange) -> str:
     scope = "all ranks" if fc.rank is None else f"rank {fc.rank}"
     if fc.stream is not None:
         scope += f", stream {fc.stream}"
-    return _row([fc.kind, _code(f.rule_id), scope, f"{sev_b} -> {sev_c}", escape_text(f.title)])
+    return table_row(
+        [fc.kind, code_cell(f.rule_id), scope, f"{sev_b} -> {sev_c}", escape_text(f.title)]
+    )
 
 
 def _findings(d: RunDiff) -> list[Piece]:
@@ -324,7 +314,7 @@ def _findings(d: RunDiff) -> list[Piece]:
         head,
         _Table(
             "",
-            _header(["change", "rule", "scope", "severity", "title"], [False] * 5),
+            table_header(["change", "rule", "scope", "severity", "title"], [False] * 5),
             [_finding_row(fc) for fc in d.findings],
             f"\n\n{d.findings_unchanged} findings unchanged.",
         ),

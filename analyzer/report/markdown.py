@@ -75,6 +75,23 @@ def code_span(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def code_cell(text: str) -> str:
+    """`code_span` for a table cell: a ``|`` inside would end the cell, so it is escaped."""
+    return code_span(text).replace("|", "\\|")
+
+
+def table_header(columns: Sequence[str], numeric: Sequence[bool]) -> str:
+    """A pipe table's header and rule line; numeric columns are right-aligned."""
+    head = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
+    return f"{head}\n{rule}"
+
+
+def table_row(cells: Sequence[str]) -> str:
+    """One pipe-table row of already escaped cells."""
+    return "| " + " | ".join(cells) + " |"
+
+
 _TICKED = re.compile(r"`([^`\n]+)`")
 
 

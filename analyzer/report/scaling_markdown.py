@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from gpu_trace_analyzer.report import fmt
-from gpu_trace_analyzer.report.markdown import escape_text
+from gpu_trace_analyzer.report.markdown import escape_text, table_header, table_row
 from gpu_trace_analyzer.scaling import (
     NodeRow,
     RankRow,
@@ -19,16 +19,6 @@ from gpu_trace_analyzer.scaling import (
     ideal_step_ns,
     unit_word,
 )
-
-
-def _header(columns: Sequence[str], numeric: Sequence[bool]) -> str:
-    head = "| " + " | ".join(columns) + " |"
-    rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
-    return f"{head}\n{rule}"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
 
 
 def _ms(ns: float | None) -> str:
@@ -78,7 +68,7 @@ def _run_table(d: ScalingReport) -> str:
         "slow ranks",
     ]
     rows = [
-        _row(
+        table_row(
             [
                 escape_text(r.label),
                 str(r.gpus),
@@ -101,12 +91,12 @@ def _run_table(d: ScalingReport) -> str:
         for r in d.runs
     ]
     numeric = [False, True, False] + [True] * 11 + [False, False]
-    return _header(cols, numeric) + "\n" + "\n".join(rows)
+    return table_header(cols, numeric) + "\n" + "\n".join(rows)
 
 
 def _rank_row(r: RankRow) -> str:
     why = "; ".join(r.reasons)
-    return _row(
+    return table_row(
         [
             escape_text(r.run),
             str(r.rank),
@@ -142,12 +132,12 @@ def _rank_table(d: ScalingReport) -> str:
         "why",
     ]
     numeric = [False, True, False] + [True] * 8 + [False, False]
-    return _header(cols, numeric) + "\n" + "\n".join(_rank_row(r) for r in d.ranks)
+    return table_header(cols, numeric) + "\n" + "\n".join(_rank_row(r) for r in d.ranks)
 
 
 def _node_row(n: NodeRow) -> str:
     steps = str(n.steps_min) if n.steps_min == n.steps_max else f"{n.steps_min}-{n.steps_max}"
-    return _row(
+    return table_row(
         [
             escape_text(n.run),
             escape_text(n.node),
@@ -177,7 +167,7 @@ def _node_table(d: ScalingReport) -> str:
         "status",
     ]
     numeric = [False, False, False] + [True] * 6 + [False]
-    return _header(cols, numeric) + "\n" + "\n".join(_node_row(n) for n in d.nodes)
+    return table_header(cols, numeric) + "\n" + "\n".join(_node_row(n) for n in d.nodes)
 
 
 def _latency_table(d: ScalingReport) -> str:
@@ -187,10 +177,10 @@ def _latency_table(d: ScalingReport) -> str:
     for r in d.ranks:
         lat = r.latency
         if lat is None:
-            rows.append(_row([escape_text(r.run), str(r.rank), "0", *(["n/a"] * 6)]))
+            rows.append(table_row([escape_text(r.run), str(r.rank), "0", *(["n/a"] * 6)]))
             continue
         rows.append(
-            _row(
+            table_row(
                 [
                     escape_text(r.run),
                     str(r.rank),
@@ -204,12 +194,12 @@ def _latency_table(d: ScalingReport) -> str:
                 ]
             )
         )
-    return _header(cols, [False] + [True] * 8) + "\n" + "\n".join(rows)
+    return table_header(cols, [False] + [True] * 8) + "\n" + "\n".join(rows)
 
 
 def _cold_table(d: ScalingReport) -> str:
     rows = [
-        _row(
+        table_row(
             [
                 escape_text(r.run),
                 str(r.rank),
@@ -227,7 +217,7 @@ def _cold_table(d: ScalingReport) -> str:
         return ""
     cols = ["run", "rank", "first step", "first step ms", "median of the others ms", "ratio",
             "extra ms"]  # fmt: skip
-    return _header(cols, [False] + [True] * 6) + "\n" + "\n".join(rows) + "\n\n"
+    return table_header(cols, [False] + [True] * 6) + "\n" + "\n".join(rows) + "\n\n"
 
 
 def _recommendations(d: ScalingReport) -> str:

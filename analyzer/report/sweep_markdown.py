@@ -13,26 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gpu_trace_analyzer.report import fmt
-from gpu_trace_analyzer.report.markdown import code_span, escape_text
+from gpu_trace_analyzer.report.markdown import (
+    code_cell,
+    escape_text,
+    table_header,
+    table_row,
+)
 from gpu_trace_analyzer.sweep import Series, Sweep
 
 
 def _e(text: str) -> str:
     return escape_text(text).replace("|", "\\|")
-
-
-def _code(text: str) -> str:
-    return code_span(text).replace("|", "\\|")
-
-
-def _header(columns: Sequence[str], numeric: Sequence[bool]) -> str:
-    head = "| " + " | ".join(columns) + " |"
-    rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
-    return f"{head}\n{rule}"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
 
 
 def _ms(ns: float | None) -> str:
@@ -125,7 +116,7 @@ def _config_table(s: Sweep) -> str:
         ),
     )
     for r in ordered:
-        cells = [_code(r.name)] + [_e(r.labels.get(k, "")) for k in keys]
+        cells = [code_cell(r.name)] + [_e(r.labels.get(k, "")) for k in keys]
         cells += [str(r.steps), _ms(r.latency_median_ns), _ms(r.latency_p90_ns)]
         cells.append(_num(r.samples_per_s))
         if tokens:
@@ -142,8 +133,8 @@ def _config_table(s: Sweep) -> str:
             cells.append(fmt.size(r.peak_memory_bytes) if r.peak_memory_bytes else "n/a")
         if energy:
             cells += [_g(r.energy_per_sample_j), _num(r.avg_power_w)]
-        rows.append(_row(cells))
-    table = _header([c for c, _ in cols], [n for _, n in cols]) + "\n" + "\n".join(rows)
+        rows.append(table_row(cells))
+    table = table_header([c for c, _ in cols], [n for _, n in cols]) + "\n" + "\n".join(rows)
     return f"## Configurations\n\n{table}\n\n{_config_sentence(s)}"
 
 
@@ -160,15 +151,15 @@ def _config_sentence(s: Sweep) -> str:
     slow = max(s.runs, key=lambda r: r.latency_median_ns)
     text = (
         f"Median step latency ranges from {_ms(fast.latency_median_ns)} ms "
-        f"({_code(fast.name)}) to {_ms(slow.latency_median_ns)} ms ({_code(slow.name)})"
+        f"({code_cell(fast.name)}) to {_ms(slow.latency_median_ns)} ms ({code_cell(slow.name)})"
     )
     rated = [r for r in s.runs if r.samples_per_s is not None]
     if rated:
         lo = min(rated, key=lambda r: r.samples_per_s or 0.0)
         hi = max(rated, key=lambda r: r.samples_per_s or 0.0)
         text += (
-            f"; throughput from {_num(lo.samples_per_s)} samples/s ({_code(lo.name)}) to "
-            f"{_num(hi.samples_per_s)} ({_code(hi.name)})"
+            f"; throughput from {_num(lo.samples_per_s)} samples/s ({code_cell(lo.name)}) to "
+            f"{_num(hi.samples_per_s)} ({code_cell(hi.name)})"
         )
     text += "."
     if s.cpu_only:
@@ -181,7 +172,7 @@ def _config_sentence(s: Sweep) -> str:
         if mfu:
             top = max(mfu, key=lambda r: r.mfu_pct or 0.0)
             text += (
-                f" The highest MFU is {_num(top.mfu_pct, 2)}% ({_code(top.name)}: "
+                f" The highest MFU is {_num(top.mfu_pct, 2)}% ({code_cell(top.name)}: "
                 f"{_g(top.flops_per_step)} modeled FLOPs per step over a "
                 f"{_ms(top.latency_median_ns)} ms step against the "
                 f"{_e(top.peak_dtype or '')} peak of {_g(top.peak_tflops)} TFLOP/s)."
@@ -203,7 +194,7 @@ def _scaling_table(s: Sweep, series: Series) -> str:
     for p in series.points:
         grow = p.growth_per_doubling_pct
         rows.append(
-            _row(
+            table_row(
                 [
                     _e(p.label),
                     _num(p.run.samples_per_s),
@@ -217,7 +208,7 @@ def _scaling_table(s: Sweep, series: Series) -> str:
                 ]
             )
         )
-    return _header([c for c, _ in cols], [n for _, n in cols]) + "\n" + "\n".join(rows)
+    return table_header([c for c, _ in cols], [n for _, n in cols]) + "\n" + "\n".join(rows)
 
 
 def _scaling_sentence(s: Sweep, series: Series) -> str:
@@ -262,7 +253,7 @@ def _across_table(s: Sweep, series: Series) -> str:
     for p in series.points:
         r = p.run
         rows.append(
-            _row(
+            table_row(
                 [
                     _e(p.label),
                     _num(r.samples_per_s),
@@ -278,7 +269,7 @@ def _across_table(s: Sweep, series: Series) -> str:
                 ]
             )
         )
-    table = _header(cols, [False] + [True] * 6) + "\n" + "\n".join(rows)
+    table = table_header(cols, [False] + [True] * 6) + "\n" + "\n".join(rows)
     fast = max(series.points, key=lambda p: p.run.samples_per_s or 0.0)
     slow = min(series.points, key=lambda p: p.run.samples_per_s or 0.0)
     text = ""
@@ -334,7 +325,7 @@ def _utilization(s: Sweep) -> str:
     for series in s.series:
         a, b = series.first.run, series.last.run
         rows.append(
-            _row(
+            table_row(
                 [
                     _e(series.title),
                     f"{_e(series.first.label)} -> {_e(series.last.label)}",
@@ -353,7 +344,7 @@ def _utilization(s: Sweep) -> str:
                 f"{series.util_gain_x:.2f}x) from {s.swept}={_e(series.first.label)} to "
                 f"{_e(series.last.label)}."
             )
-    table = _header(cols, [False, False, True, True, True, True]) + "\n" + "\n".join(rows)
+    table = table_header(cols, [False, False, True, True, True, True]) + "\n" + "\n".join(rows)
     return f"{head}\n\n{table}\n\n" + " ".join(sentences)
 
 
@@ -361,7 +352,7 @@ def _best(s: Sweep) -> str:
     rows = []
     for b in s.best:
         if b.run is None or b.value is None:
-            rows.append(_row([_e(b.goal), "n/a", "n/a", _e(b.why)]))
+            rows.append(table_row([_e(b.goal), "n/a", "n/a", _e(b.why)]))
             continue
         value = (
             f"{b.value / 1e6:.3f} ms"
@@ -375,8 +366,10 @@ def _best(s: Sweep) -> str:
         labels = ", ".join(
             f"{k}={v}" for k, v in b.run.labels.items() if k not in ("world_size", "device")
         )
-        rows.append(_row([_e(b.goal), f"{_code(b.run.name)} ({_e(labels)})", value, _e(b.why)]))
-    table = _header(["goal", "configuration", "value", "basis"], [False] * 4) + "\n"
+        rows.append(
+            table_row([_e(b.goal), f"{code_cell(b.run.name)} ({_e(labels)})", value, _e(b.why)])
+        )
+    table = table_header(["goal", "configuration", "value", "basis"], [False] * 4) + "\n"
     table += "\n".join(rows)
     by_goal = {b.goal: b for b in s.best}
     low, high = by_goal.get("lowest latency"), by_goal.get("highest throughput")
@@ -384,12 +377,12 @@ def _best(s: Sweep) -> str:
     if low and high and low.run and high.run and low.run is not high.run and high.value:
         text = (
             f"Lowest latency and highest throughput are different configurations: "
-            f"{_code(low.run.name)} answers in {_ms(low.run.latency_median_ns)} ms at "
-            f"{_num(low.run.samples_per_s)} samples/s, {_code(high.run.name)} delivers "
+            f"{code_cell(low.run.name)} answers in {_ms(low.run.latency_median_ns)} ms at "
+            f"{_num(low.run.samples_per_s)} samples/s, {code_cell(high.run.name)} delivers "
             f"{_num(high.value)} samples/s at {_ms(high.run.latency_median_ns)} ms."
         )
     elif low and low.run and high and high.run:
-        text = f"{_code(low.run.name)} is both the fastest step and the best throughput."
+        text = f"{code_cell(low.run.name)} is both the fastest step and the best throughput."
     if s.latency_budget_ns is not None:
         budget = by_goal.get("highest throughput within the latency budget")
         if budget is not None and budget.run is None:
@@ -407,18 +400,20 @@ def _ceiling(s: Sweep) -> str:
         return ""
     if not r.has_gpu:
         return (
-            f"{head}\n\n{_code(r.name)} is a CPU-only trace: no GPU idle, roofline or grid "
+            f"{head}\n\n{code_cell(r.name)} is a CPU-only trace: no GPU idle, roofline or grid "
             "figures exist. Its step latency is "
             f"{_ms(r.latency_median_ns)} ms (p90 {_ms(r.latency_p90_ns)} ms)."
         )
     if not s.ceiling:
-        return f"{head}\n\nNothing measured at {_code(r.name)}."
-    rows = [_row([_e(c.what), f"{c.share_pct:.1f}", _e(c.of), _e(c.detail)]) for c in s.ceiling]
-    table = _header(["what", "share %", "of", "evidence"], [False, True, False, False])
+        return f"{head}\n\nNothing measured at {code_cell(r.name)}."
+    rows = [
+        table_row([_e(c.what), f"{c.share_pct:.1f}", _e(c.of), _e(c.detail)]) for c in s.ceiling
+    ]
+    table = table_header(["what", "share %", "of", "evidence"], [False, True, False, False])
     table += "\n" + "\n".join(rows)
     top = max(s.ceiling, key=lambda c: c.share_pct)
     text = (
-        f"At {_code(r.name)} (median step {_ms(r.latency_median_ns)} ms) the largest "
+        f"At {code_cell(r.name)} (median step {_ms(r.latency_median_ns)} ms) the largest "
         f"figure is {_e(top.what)}: {top.share_pct:.1f}% of {_e(top.of)}."
     )
     if r.intensity_flop_per_byte is not None and r.memory_bound_pct is not None:
