@@ -88,13 +88,13 @@ def _report_parser() -> argparse.ArgumentParser:
         choices=("info", "warning", "critical"),
         help="exit 1 when a finding of this severity or worse exists (for CI)",
     )
-    _add_executor_options(p)
+    add_executor_options(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"analyze {__version__}")
     return p
 
 
-def _add_executor_options(p: argparse.ArgumentParser) -> None:
+def add_executor_options(p: argparse.ArgumentParser) -> None:
     """Where parsing runs: ``--executor``, ``--jobs``, ``--ray-address``."""
     p.add_argument(
         "--executor",
@@ -114,7 +114,7 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _executor(args: argparse.Namespace) -> ExecutorOptions:
+def executor_options(args: argparse.Namespace) -> ExecutorOptions:
     """The executor options, ``--jobs`` capped at the core count (see `_jobs_note`)."""
     jobs = args.jobs
     if jobs is not None and args.executor == "local":
@@ -174,7 +174,7 @@ def run_report(argv: Sequence[str]) -> int:
         config=args.config,
         rules=_ids(args.rules) or None,
         skip=_ids(args.skip),
-        executor=_executor(args),
+        executor=executor_options(args),
         warnings=() if note is None else (note,),
     )
     try:
@@ -265,13 +265,13 @@ def run_export(argv: Sequence[str]) -> int:
     p = _ArgumentParser(prog="analyze export", description="Write the canonical tables.")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--parquet", type=Path, required=True, help="output directory")
-    _add_executor_options(p)
+    add_executor_options(p)
     args = p.parse_args(argv)
     from gpu_trace_analyzer.outputs import check_output_dir
 
     check_output_dir("--parquet", args.parquet, args.paths)
     # Thresholds play no part in the tables: the defaults, not ./pyproject.toml's.
-    analysis = load(args.paths, config=default_config(), executor=_executor(args))
+    analysis = load(args.paths, config=default_config(), executor=executor_options(args))
     try:
         written = parquet.write(analysis.tables, args.parquet)
     except OSError as exc:

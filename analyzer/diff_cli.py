@@ -53,12 +53,16 @@ def parser(base: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p.add_argument("--device", help="device name to assume on both sides")
     p.add_argument("--config", type=Path, help="TOML file with rule thresholds")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    from gpu_trace_analyzer.cli import add_executor_options  # the CLI imports us lazily
+
+    add_executor_options(p)  # a large side parses in chunks on every core, as a report does
     return p
 
 
 def run_diff(argv: Sequence[str], base_parser: type[argparse.ArgumentParser]) -> int:
     """Load both sides, compare, write the comment; return the exit code."""
     from gpu_trace_analyzer.api import load
+    from gpu_trace_analyzer.cli import executor_options
     from gpu_trace_analyzer.diff import compare, new_findings_at, regression
     from gpu_trace_analyzer.outputs import check_output_file, write_text_atomic
     from gpu_trace_analyzer.report import diff_json, diff_markdown
@@ -72,8 +76,9 @@ def run_diff(argv: Sequence[str], base_parser: type[argparse.ArgumentParser]) ->
     fmt = args.format or (
         "json" if args.output is not None and args.output.suffix == ".json" else "md"
     )
-    base = load(args.base, device=args.device, config=args.config)
-    cand = load(args.candidate, device=args.device, config=args.config)
+    executor = executor_options(args)
+    base = load(args.base, device=args.device, config=args.config, executor=executor)
+    cand = load(args.candidate, device=args.device, config=args.config, executor=executor)
     d = compare(base, cand)
     if args.fail_on_regression is not None and d.metric(args.metric) is None:
         keys = ", ".join(m.key for m in d.metrics)
