@@ -121,6 +121,9 @@ def _wait_evidence(waits: dict[str, dict[str, Any]]) -> dict[str, float | int | 
         ev[f"wait_share_pct_{kind}"] = round(float(row["wait_share_pct"]), 1)
         ev[f"max_start_spread_ns_{kind}"] = int(row["max_spread_ns"])
         ev[f"last_rank_{kind}"] = int(row["last_rank"])
+        if row.get("ranks_traced") is not None:
+            ev[f"ranks_traced_{kind}"] = int(row["ranks_traced"])
+            ev[f"group_size_{kind}"] = int(row["group_size"])
     return ev
 
 
@@ -344,6 +347,8 @@ def _finding(
             "wait_share_pct": stats.get(f"wait_share_pct_{kind}"),
             "max_spread_ns": stats.get(f"max_start_spread_ns_{kind}"),
             "last_rank": stats.get(f"last_rank_{kind}"),
+            "ranks_traced": stats.get(f"ranks_traced_{kind}"),
+            "group_size": stats.get(f"group_size_{kind}"),
         }
         for kind in str(stats.get("waiting_collectives", "")).split(",")
         if kind
@@ -515,13 +520,29 @@ def _waiting_advice(label: str, share: str, wait: dict[str, Any]) -> str:
     spread = wait.get("max_spread_ns")
     last = wait.get("last_rank")
     by = f" by up to {fmt.duration(spread)}" if isinstance(spread, int) else ""
-    who = f"rank {last} arrives last{by}" if last is not None else "one rank arrives late"
+    traced, world = wait.get("ranks_traced"), wait.get("group_size")
+    partial = isinstance(traced, int) and isinstance(world, int) and traced < world
     share_pct = wait.get("wait_share_pct")
     spent = (
         f"{share_pct:.0f}% of the longest rank's time in it is the spread of its start across ranks"
         if isinstance(share_pct, int | float)
         else "most of its time is the spread of its start across ranks"
     )
+    if partial:
+        # Fewer ranks traced than the group: the late rank may be one not in the trace.
+        who = (
+            f"rank {last} is the later of the {traced} ranks traced, out of {world}, "
+            f"arriving late{by}"
+            if last is not None
+            else f"one of the {traced} ranks traced, out of {world}, arrives late"
+        )
+        return (
+            f"{label}{share} is waiting, not slow: {spent} ({who}); the straggler may be any "
+            f"of the {world} ranks, so trace all of them (or the slowest) and even out the "
+            "work before the call there (uneven batches or shards, data loading, a host "
+            "stall), since faster communication would not shorten the wait"
+        )
+    who = f"rank {last} arrives last{by}" if last is not None else "one rank arrives late"
     return (
         f"{label}{share} is waiting, not slow: {spent} ({who}); even out the work before it "
         f"on rank {last if last is not None else 'the late rank'} (uneven batches or shards, "

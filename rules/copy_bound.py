@@ -15,7 +15,7 @@ durations), and the CPU op and enclosing annotation or NVTX range that issued th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import polars as pl
@@ -26,6 +26,7 @@ from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import intervals, timeline
 from gpu_trace_analyzer.metrics.host_blocking import copies_with_callers
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile
+from gpu_trace_analyzer.parsers.schema import TraceMeta
 from gpu_trace_analyzer.rules.base import register
 
 #: Copy directions, in report order; memsets and host-to-host copies are not GPU copies.
@@ -87,7 +88,107 @@ class CopyBound:
             how="left",
             maintain_order="left",
         ).with_columns(pl.col("has_call").fill_null(False))
-        yield _finding(cfg, worst, mine, over.height, _advice.profile(ctx), _host_links(ctx))
+        finding = _finding(cfg, worst, mine, over.height, _advice.profile(ctx), _host_links(ctx))
+        top_kind = str(finding.evidence["top_direction"])
+        host = same_host_ranks(ctx.tables.meta, int(worst["rank"]))
+        yield _with_concurrency(finding, concurrent_host_copies(copies, worst, top_kind, host))
+
+
+#: Per-GPU copy rates within this fraction of each other count as "equal".
+_EQUAL_RATE = 0.05
+#: Share of the reported GPU's copy time overlapped by the other GPUs' copies from which the
+#: copies are "concurrent".
+_CONCURRENT_PCT = 50.0
+
+
+def same_host_ranks(meta: TraceMeta, rank: int) -> list[int]:
+    """Ranks on ``rank``'s host: the same hostname when the trace records one, else the
+    same trace file (one nsys report holds one host's processes)."""
+    infos = {r.rank: r for r in meta.ranks}
+    me = infos.get(rank)
+    if me is None:
+        return [rank]
+    if me.hostname:
+        return sorted(r.rank for r in meta.ranks if r.hostname == me.hostname)
+    return sorted(r.rank for r in meta.ranks if r.path == me.path and not r.hostname)
+
+
+def concurrent_host_copies(
+    copies: pl.DataFrame, row: dict[str, Any], kind: str, ranks: list[int] | None = None
+) -> dict[str, float | int | str]:
+    """Host-path copies of ``kind`` on the reported GPU and the other GPUs of its host
+    (``ranks``, `same_host_ranks`; a GPU is a (rank, device)), inside each one's window:
+    how much of the reported GPU's copy time the others' copies overlap (union(A) +
+    union(others) - union(all)), and the host's aggregate rate over the union of all of
+    them (all bytes / union). Empty when ``kind`` does not cross the host link or no other
+    GPU of the host copies in that direction."""
+    if kind not in _HOST_PATH:
+        return {}
+    rank, device = int(row["rank"]), int(row["device"])
+    mine = copies.filter(
+        pl.col("rank").is_in(ranks or [rank])
+        & (pl.col("kind").cast(pl.String) == kind)
+        & (pl.col("start_ns") < pl.col("window_end_ns"))
+        & (pl.col("start_ns") + pl.col("dur_ns") > pl.col("window_start_ns"))
+    ).with_columns(
+        (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
+        ((pl.col("rank") == rank) & (pl.col("device") == device)).alias("own"),
+    )
+    gpus = mine.select("rank", "device").unique().height
+    if gpus < 2:
+        return {}
+    spans = mine.select("own", "start_ns", "end_ns")
+
+    def union(df: pl.DataFrame) -> int:
+        return int(intervals.union_ns(df.select("start_ns", "end_ns"), [])["union_ns"][0])
+
+    own = spans.filter(pl.col("own"))
+    others = spans.filter(~pl.col("own"))
+    if own.height == 0 or others.height == 0:
+        return {}
+    own_ns, all_ns = union(own), union(spans)
+    overlap = own_ns + union(others) - all_ns
+    rates = (
+        mine.group_by("rank", "device")
+        .agg(pl.col("bytes").fill_null(0).sum().alias("b"), pl.col("dur_ns").sum().alias("t"))
+        .filter(pl.col("t") > 0)
+        .with_columns((pl.col("b") / pl.col("t")).alias("gbps"))
+    )
+    per_gpu = [float(x) for x in rates["gbps"].to_list()]
+    low, high = min(per_gpu, default=0.0), max(per_gpu, default=0.0)
+    return {
+        f"{kind}_gpus_on_host": gpus,
+        f"{kind}_overlap_ns": overlap,
+        f"{kind}_overlap_pct": round(100.0 * overlap / own_ns, 1) if own_ns else 0.0,
+        f"{kind}_aggregate_gbps": round(int(mine["bytes"].fill_null(0).sum()) / all_ns, 2)
+        if all_ns
+        else 0.0,
+        f"{kind}_per_gpu_gbps_equal": int(high > 0 and (high - low) <= _EQUAL_RATE * high),
+    }
+
+
+def _with_concurrency(finding: Finding, conc: dict[str, float | int | str]) -> Finding:
+    """The finding with the host's concurrent copies in its summary and evidence."""
+    if not conc:
+        return finding
+    kind = str(finding.evidence["top_direction"])
+    pct = float(conc[f"{kind}_overlap_pct"])
+    if pct < _CONCURRENT_PCT:
+        return replace(finding, evidence={**finding.evidence, **conc})
+    n = int(conc[f"{kind}_gpus_on_host"])
+    overlap_ms = int(conc[f"{kind}_overlap_ns"]) / 1e6
+    text = (
+        f" The {n} GPUs of this host copy {kind} at the same time ({overlap_ms:.1f} ms, "
+        f"{pct:.0f}% of this GPU's {kind} time, overlaps the others' copies): together they move "
+        f"{float(conc[f'{kind}_aggregate_gbps']):.1f} GB/s, so compare that, not one GPU's rate, "
+        "with the host's bandwidth."
+    )
+    if conc[f"{kind}_per_gpu_gbps_equal"]:
+        text += (
+            " Every GPU gets the same rate: a limit they share upstream (a PCIe switch, the "
+            "CPU root port or host memory), not each GPU's own link, sets it."
+        )
+    return replace(finding, summary=finding.summary + text, evidence={**finding.evidence, **conc})
 
 
 def _host_links(ctx: AnalysisContext) -> tuple[LinkSpec, ...]:

@@ -35,6 +35,7 @@ from gpu_trace_analyzer.metrics.collective_link import (
     arrival_spread,
     bus_factor,
     collective_link_table,
+    latency_floor_ns,
     link_choice,
     link_table,
 )
@@ -47,6 +48,7 @@ from gpu_trace_analyzer.sections import collectives as section
 
 _DTYPE_BYTES = {
     "signed char": 1,
+    "unsigned char": 1,
     "float": 4,
     "long": 8,
     "int": 4,
@@ -391,3 +393,137 @@ def test_copy_bound_against_pcie_and_unlinked_copies() -> None:
     linked = load(shared_trace("nsys/h100_2gpu_1s.sqlite"), link="pcie5-x16").context
     (only,) = CopyBound().check(linked, CopyBoundConfig())
     assert "HtoD_pct_of_pcie4_x16" not in only.evidence
+
+
+# -- review 2: latency floor, partial rank sets, one-rank bounds ----------------------------
+
+
+@needs_shared
+def test_trace_filter_small_all_to_all_is_waiting_not_latency() -> None:
+    """Review 2, defect 1: ``c10d::alltoall_base_`` on [[384],[384]] int64 = 3,072 B, one call
+    per rank (30.67 and 39.63 ms kernels). 128 ranks: the latency floor is 100 us x
+    ceil(log2 128) = 700 us; a 35 ms call is waiting, not latency. The 1 - 16 MiB all-to-all
+    reaches 0.36 GB/s: below any datacenter link even without a link figure."""
+    tables = kineto.parse(shared_trace("hta/trace_filter"))
+    raw = [
+        k
+        for r in (0, 1)
+        for k in _linked_kernels(
+            _events(shared_trace(f"hta/trace_filter/sampled_rank-{r}.json.gz")),
+            "c10d::alltoall_base_",
+        )
+    ]
+    small = [k for k in raw if k[0] < 64 * 2**10]
+    assert [k[0] for k in small] == [3072, 3072]
+    mean_call = sum(k[2] for k in small) / len(small)
+    assert mean_call == pytest.approx(35.15e6, rel=1e-3)
+    table = collective_link_table(tables)
+    row = _row(table, "all_to_all", "< 64 KiB")
+    assert row["latency_floor_ns"] == latency_floor_ns(128) == 700_000
+    assert row["mean_call_ns"] == pytest.approx(mean_call)
+    assert row["verdict"] == "small message, long time"
+    mid = [k for k in raw if 2**20 <= k[0] < 16 * 2**20]
+    busbw = sum(k[0] for k in mid) / sum(k[2] for k in mid) * 127 / 128
+    row = _row(table, "all_to_all", "1 - 16 MiB")
+    assert row["busbw_gbps"] == pytest.approx(busbw, rel=1e-9)
+    assert busbw < 1.0 and row["link"] is None
+    assert row["verdict"] == "below any link"
+    # Not firing: the 1 GiB all-gathers at 20 GB/s stay "no link figure".
+    assert _row(table, "allgather")["verdict"] == "no link figure"
+    text = " ".join(str(b) for b in section.build(AnalysisContext(tables)).blocks)  # type: ignore[union-attr]
+    assert "far above the latency floor of 700.0 us for 128 ranks" in text
+    assert "below any datacenter link" in text
+    assert "coalesce" not in text.split("small messages (median 3.1 KB)")[1].split(".")[0]
+
+
+@needs_shared
+def test_b200_small_all_gather_near_the_floor_stays_latency_bound() -> None:
+    """Not firing: vLLM's one 402 KB all-gather over 8 ranks takes far less than twice the
+    300 us floor (100 us x log2 8): latency-bound, and its sentence says coalesce."""
+    events = _events(shared_trace("tracelens/b200__eager_trace.json.gz"))
+    kernels = [e for e in events if e.get("cat") == "kernel" and "AllGather" in e["name"]]
+    dur = sum(round(k["dur"] * 1000) for k in kernels) / len(kernels)
+    table = collective_link_table(kineto.parse(shared_trace("tracelens/b200__eager_trace.json.gz")))
+    row = _row(table, "allgather")
+    assert row["latency_floor_ns"] == 300_000 and dur <= 2 * 300_000
+    assert row["verdict"] == "latency-bound"
+
+
+@needs_shared
+def test_trace_filter_names_no_straggler_with_2_of_128_ranks() -> None:
+    """Review 2, defect 4: only ranks 0 and 1 of 128 are traced, so rank 1 is only the later
+    of the two: the section and comm-overhead say so and do not send the user to rank 1."""
+    tables = kineto.parse(shared_trace("hta/trace_filter"))
+    ranks = sorted(tables.kernels["rank"].unique().to_list())
+    assert ranks == [0, 1]
+    row = _row(collective_link_table(tables), "allreduce")
+    assert row["verdict"] == "waiting" and row["ranks_traced"] == 2 and row["group_size"] == 128
+    ctx = AnalysisContext(tables)
+    text = " ".join(str(b) for b in section.build(ctx).blocks)  # type: ignore[union-attr]
+    assert "rank 1 was the later of the 2 ranks traced, out of 128" in text
+    assert "look at the late rank's work" not in text
+    (finding,) = CommOverhead().check(ctx, CommOverheadConfig())
+    assert "rank 1 is the later of the 2 ranks traced, out of 128" in finding.recommendation
+    assert "on rank 1 (" not in finding.recommendation
+
+
+@needs_shared
+def test_nccl_parser_config_one_rank_uses_the_fastest_call_as_the_bound() -> None:
+    """Review 2, defect 5: one rank of 2 traced; the 9 all-reduces of 16 - 256 MiB. The
+    fastest call's busbw (by hand: max of S / t) is the transfer bound; it is still 4% of
+    NVLink 3, so the topology advice stays, worded as from one rank's view."""
+    events = _events(shared_trace("hta/nccl_parser_config/nccl_data.json.gz"))
+    big = [
+        (e["args"]["In msg nelems"] * 4, round(e["dur"] * 1000))
+        for e in events
+        if e.get("cat") == "kernel"
+        and e.get("args", {}).get("Collective name") == "allreduce"
+        and e["args"]["In msg nelems"] * 4 >= 16 * 2**20
+    ]
+    best = max(s / t for s, t in big)  # x 2(n-1)/n = 1 for n = 2
+    tables = kineto.parse(shared_trace("hta/nccl_parser_config"))
+    row = _row(collective_link_table(tables), "allreduce", "16 - 256 MiB")
+    assert row["busbw_best_gbps"] == pytest.approx(best, rel=1e-9)
+    assert row["busbw_best_pct_of_link"] == pytest.approx(100 * best / 300, rel=1e-9)
+    assert best == pytest.approx(13.0, abs=0.05)
+    text = " ".join(str(b) for b in section.build(AnalysisContext(tables)).blocks)  # type: ignore[union-attr]
+    assert "cannot separate waiting for other ranks from the transfer" in text
+    assert "its fastest call reaches 13.0 GB/s (4.3% of the link)" in text
+    assert "may include waiting for other ranks)" not in text  # the old contradiction
+    assert "'time ms' is the total over the calls" in text  # 13(a)
+
+
+@needs_shared
+def test_verdict_quotes_exposed_communication_beside_kernel_share() -> None:
+    """Review 2, 13(f): nccl_parser_config's 28.4% of summed kernel time is communication,
+    but only 5.9% of the window is exposed; trace_filter 60.8% vs 27.4% (rank 0). The
+    verdict's first sentence says both; b200 names communication second, with its exposed
+    share beside it. Not firing: a trace without communication (nsys h100_2gpu)."""
+    from gpu_trace_analyzer.metrics import timeline
+    from gpu_trace_analyzer.sections.overview import family_sentence
+
+    for trace, share, exposed, where in (
+        ("hta/nccl_parser_config", "28.4%", 5.9, "the"),
+        ("hta/trace_filter", "60.8%", 27.4, "rank 0's"),
+    ):
+        ctx = AnalysisContext(kineto.parse(shared_trace(trace)))
+        b = timeline.breakdown(ctx.tables)
+        worst = b.sort("exposed_comm_ns", descending=True).row(0, named=True)
+        assert worst["exposed_comm_pct"] == pytest.approx(exposed, abs=0.05)
+        assert worst["exposed_comm_pct"] == pytest.approx(
+            100 * worst["exposed_comm_ns"] / worst["span_ns"]
+        )
+        text = family_sentence(ctx)
+        assert text is not None
+        assert text.startswith(
+            f"{share} of summed GPU kernel time is communication, but only {exposed:.1f}% of "
+            f"{where} window is exposed communication"
+        )
+    ctx = AnalysisContext(kineto.parse(shared_trace("tracelens/b200__eager_trace.json.gz")))
+    b200 = timeline.breakdown(ctx.tables).row(0, named=True)
+    text = family_sentence(ctx)
+    assert text is not None and "of GPU time is MoE" in text
+    assert f"communication 18.4% (exposed: {b200['exposed_comm_pct']:.1f}% of the window)" in text
+    ctx = AnalysisContext(load([shared_trace("nsys/h100_2gpu_1s.sqlite")]).tables)
+    text = family_sentence(ctx)
+    assert text is not None and "exposed" not in text and "of GPU time is" in text

@@ -73,3 +73,62 @@ def test_nvtx_ranges_make_the_workload_profile() -> None:
     assert profile.mode == "inference"
     assert "no CPU ops recorded" not in profile.evidence
     assert profile.data_parallel == "FSDP"
+
+
+def _union(spans: list[tuple[int, int]]) -> int:
+    total, end = 0, None
+    for s, e in sorted(spans):
+        if end is None or s > end:
+            total += e - s
+            end = e
+        elif e > end:
+            total += e - end
+            end = e
+    return total
+
+
+def test_concurrent_htod_on_one_host_is_aggregated() -> None:
+    """Review 2, defect 11: both H100s (ranks 0 and 1, one nsys report, hostname ``modal``)
+    copy HtoD at 27.66 GB/s each, at the same time: the host moves the sum. Overlap and
+    aggregate recomputed from the raw CUPTI memcpy rows."""
+    path = shared_trace(_NSYS)
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "select deviceId, start, end, bytes from CUPTI_ACTIVITY_KIND_MEMCPY where copyKind = 1"
+        ).fetchall()
+    spans = {d: [(s, e) for dd, s, e, _ in rows if dd == d] for d in (0, 1)}
+    overlap = _union(spans[0]) + _union(spans[1]) - _union(spans[0] + spans[1])
+    aggregate = sum(r[3] for r in rows) / _union(spans[0] + spans[1])
+    (finding,) = _run(path)
+    ev = finding.evidence
+    assert ev["HtoD_gpus_on_host"] == 2
+    assert ev["HtoD_overlap_ns"] == overlap
+    assert overlap / 1e6 == pytest.approx(906.7, abs=0.1)
+    assert ev["HtoD_aggregate_gbps"] == pytest.approx(aggregate, abs=0.01)
+    assert ev["HtoD_per_gpu_gbps_equal"] == 1
+    assert "The 2 GPUs of this host copy HtoD at the same time (906.7 ms" in finding.summary
+    assert "a limit they share upstream" in finding.summary
+
+
+def test_no_aggregate_for_gpus_on_other_hosts() -> None:
+    """Not firing: the same copies, but the ranks on different hosts (hostnames differ), or a
+    single GPU: no concurrency sentence."""
+    from dataclasses import replace
+
+    from gpu_trace_analyzer.rules.copy_bound import concurrent_host_copies, same_host_ranks
+
+    tables = load([shared_trace(_NSYS)])
+    meta = tables.meta
+    assert same_host_ranks(meta, 0) == [0, 1]
+    apart = replace(
+        meta,
+        ranks=tuple(replace(r, hostname=f"node{r.rank}") for r in meta.ranks),
+    )
+    assert same_host_ranks(apart, 0) == [0]
+    ctx = AnalysisContext(tables)
+    from gpu_trace_analyzer.metrics.host_blocking import copies_with_callers
+
+    copies = copies_with_callers(ctx)
+    row = {"rank": 0, "device": 0}
+    assert concurrent_host_copies(copies, row, "HtoD", [0]) == {}
+    assert concurrent_host_copies(copies, row, "DtoD", [0, 1]) == {}  # not the host link

@@ -22,6 +22,7 @@ not slow: its fix is the late rank's work (load imbalance), not faster communica
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,13 +34,16 @@ from gpu_trace_analyzer.parsers.schema import TraceMeta, TraceTables
 
 __all__ = [
     "FAR_BELOW_PCT",
+    "LATENCY_PER_STEP_NS",
     "SIZE_BUCKETS",
+    "SLOW_ABSOLUTE_GBPS",
     "WAITING_SHARE_PCT",
     "LinkChoice",
     "arrival_spread",
     "bus_factor",
     "collective_instances",
     "collective_link_table",
+    "latency_floor_ns",
     "link_choice",
     "link_table",
     "spread_table",
@@ -55,13 +59,30 @@ SIZE_BUCKETS: Final[tuple[tuple[int, str], ...]] = (
     (16 * 2**20, "16 - 256 MiB"),
     (256 * 2**20, ">= 256 MiB"),
 )
-#: Under this median message size a collective is latency-bound: no link peak is reachable.
+#: Under this median message size no link peak is reachable: the call is latency-bound when
+#: its time is near the latency floor (`latency_floor_ns`), waiting when far above it.
 _LATENCY_BOUND_BYTES: Final = 2**20
+#: Latency per step of a ring/tree collective (ns). NCCL's tuning model (src/graph/tuning.cc)
+#: puts the base and per-hop latencies of its ring/tree algorithms at a few to tens of
+#: microseconds (inter-node hops included); 100 us per step of a log2(n)-deep tree is a
+#: generous bound: a small message taking far longer than that is waiting, not latency.
+LATENCY_PER_STEP_NS: Final = 100_000
+#: Without a link figure, a bus bandwidth under this (GB/s) for a message of at least
+#: `_SLOW_MIN_BYTES` is below any datacenter link (PCIe 3 x16 ~16 GB/s, 100 GbE ~12.5 GB/s).
+SLOW_ABSOLUTE_GBPS: Final = 1.0
+_SLOW_MIN_BYTES: Final = 2**20
 #: Bus bandwidth under this share of the link's peak is "far below" it.
 FAR_BELOW_PCT: Final = 25.0
 #: Share of the longest rank's time spent in the start spread from which a collective is
 #: "waiting": most of its time is the wait for the last rank, not the transfer.
 WAITING_SHARE_PCT: Final = 50.0
+
+
+def latency_floor_ns(group_size: int) -> int:
+    """Generous latency floor of one collective call on ``group_size`` ranks:
+    `LATENCY_PER_STEP_NS` x ceil(log2 n) (a tree's depth; at least one step)."""
+    n = max(int(group_size), 2)
+    return LATENCY_PER_STEP_NS * max(1, math.ceil(math.log2(n)))
 
 
 def bus_factor(collective: str, group_size: int) -> float:
@@ -313,10 +334,15 @@ _TABLE_SCHEMA: Final = {
     "algbw_gbps": pl.Float64(),
     "busbw_gbps": pl.Float64(),
     "busbw_nowait_gbps": pl.Float64(),
+    "busbw_best_gbps": pl.Float64(),
+    "mean_call_ns": pl.Float64(),
+    "latency_floor_ns": pl.Int64(),
+    "ranks_traced": pl.Int64(),
     "link": pl.String(),
     "link_peak_gbps": pl.Float64(),
     "busbw_pct_of_link": pl.Float64(),
     "busbw_nowait_pct_of_link": pl.Float64(),
+    "busbw_best_pct_of_link": pl.Float64(),
     "median_spread_ns": pl.Float64(),
     "max_spread_ns": pl.Int64(),
     "wait_share_pct": pl.Float64(),
@@ -341,8 +367,12 @@ def collective_link_table(
     time_ns (sum of each instance's mean duration over its ranks), algbw_gbps (sum S / time:
     as the ranks saw it, wait included), busbw_gbps (algbw x `bus_factor`),
     busbw_nowait_gbps (from each instance's shortest duration over its ranks, TraceLens'
-    latency, which removes the wait where 2+ ranks recorded it), link, link_peak_gbps (its
-    unidirectional peak), busbw_pct_of_link, busbw_nowait_pct_of_link, median_spread_ns and
+    latency, which removes the wait where 2+ ranks recorded it), busbw_best_gbps (the
+    fastest single instance: with one rank traced, the transfer bound), mean_call_ns,
+    latency_floor_ns (`latency_floor_ns`), ranks_traced (most ranks recording one instance),
+    link, link_peak_gbps (its
+    unidirectional peak), busbw_pct_of_link, busbw_nowait_pct_of_link,
+    busbw_best_pct_of_link, median_spread_ns and
     max_spread_ns (start spread of matched instances), wait_share_pct (sum of spreads / sum of
     the longest durations), last_rank (the rank most often last to arrive) and
     last_rank_times, verdict (`_verdict`). Rows: most time first. Empty without collectives.
@@ -377,6 +407,11 @@ def collective_link_table(
         pl.col("mean_dur_ns").sum().alias("_time"),
         pl.col("min_dur_ns").sum().alias("_min_time"),
         pl.col("factor").first(),
+        (pl.col("bytes") * pl.col("factor") / pl.col("min_dur_ns").cast(pl.Float64))
+        .filter(pl.col("min_dur_ns") > 0)
+        .max()
+        .alias("_best"),
+        pl.col("ranks").max().alias("_ranks_traced"),
         pl.col("spread_ns").filter(matched).median().cast(pl.Float64).alias("median_spread_ns"),
         pl.col("spread_ns").filter(matched).max().alias("max_spread_ns"),
         pl.col("spread_ns").filter(matched).sum().alias("_spread"),
@@ -394,6 +429,8 @@ def collective_link_table(
         min_time = float(r["_min_time"] or 0)
         nowait = r["bytes"] * r["factor"] / min_time if min_time > 0 else None
         wait_share = 100.0 * r["_spread"] / r["_max_time"] if r["_max_time"] else None
+        mean_call = time_ns / r["count"] if r["count"] else None
+        floor = latency_floor_ns(int(r["group_size"]))
         last = r["last_rank"]
         rows.append(
             {
@@ -409,10 +446,15 @@ def collective_link_table(
                 "algbw_gbps": algbw,
                 "busbw_gbps": busbw,
                 "busbw_nowait_gbps": nowait,
+                "busbw_best_gbps": r["_best"],
+                "mean_call_ns": mean_call,
+                "latency_floor_ns": floor,
+                "ranks_traced": r["_ranks_traced"],
                 "link": choice.link.key if choice.link is not None else None,
                 "link_peak_gbps": peak,
                 "busbw_pct_of_link": _pct(busbw, peak),
                 "busbw_nowait_pct_of_link": _pct(nowait, peak),
+                "busbw_best_pct_of_link": _pct(r["_best"], peak),
                 "median_spread_ns": r["median_spread_ns"],
                 "max_spread_ns": r["max_spread_ns"],
                 "wait_share_pct": wait_share,
@@ -421,7 +463,13 @@ def collective_link_table(
                 if last is None
                 else sum(1 for x in r["_last_ranks"] if x == last),
                 "verdict": _verdict(
-                    int(r["matched"]), wait_share, _pct(busbw, peak), r["median_bytes"]
+                    int(r["matched"]),
+                    wait_share,
+                    _pct(busbw, peak),
+                    r["median_bytes"],
+                    mean_call,
+                    floor,
+                    busbw,
                 ),
             }
         )
@@ -437,17 +485,35 @@ def _pct(value: float | None, peak: float | None) -> float | None:
 
 
 def _verdict(
-    matched: int, wait_share: float | None, pct: float | None, median_bytes: float | None
+    matched: int,
+    wait_share: float | None,
+    pct: float | None,
+    median_bytes: float | None,
+    mean_call_ns: float | None = None,
+    floor_ns: int = LATENCY_PER_STEP_NS,
+    busbw: float | None = None,
 ) -> str:
     """``waiting``: the start spread is most of the time and the bus bandwidth is far below
-    the link (or no link figure); ``latency-bound``: small messages; ``far below link`` /
-    ``below link`` / ``near link`` by the share of peak; ``no link figure`` otherwise."""
+    the link (or no link figure); small messages (median under 1 MiB) are ``latency-bound``
+    when a call takes at most twice the latency floor (`latency_floor_ns`), else
+    ``small message, long time`` (waiting for peers or the host, not latency); without a
+    link figure a bus bandwidth under `SLOW_ABSOLUTE_GBPS` on messages of 1 MiB or more is
+    ``below any link``; ``far below link`` / ``below link`` / ``near link`` by the share of
+    peak; ``no link figure`` otherwise."""
     far = pct is None or pct < FAR_BELOW_PCT
     if matched and wait_share is not None and wait_share >= WAITING_SHARE_PCT and far:
         return "waiting"
     if median_bytes is not None and median_bytes < _LATENCY_BOUND_BYTES and far:
+        if mean_call_ns is not None and mean_call_ns > 2 * floor_ns:
+            return "small message, long time"
         return "latency-bound"
     if pct is None:
+        if (
+            busbw is not None
+            and busbw < SLOW_ABSOLUTE_GBPS
+            and (median_bytes or 0) >= _SLOW_MIN_BYTES
+        ):
+            return "below any link"
         return "no link figure"
     if pct < FAR_BELOW_PCT:
         return "far below link"

@@ -16,6 +16,8 @@ import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics.collective_link import (
     FAR_BELOW_PCT,
+    LATENCY_PER_STEP_NS,
+    SLOW_ABSOLUTE_GBPS,
     WAITING_SHARE_PCT,
     LinkChoice,
     link_choice,
@@ -79,30 +81,77 @@ def _row_sentence(r: dict[str, Any]) -> str | None:
     of_link = "" if pct is None else f", {pct:.1f}% of the link's {r['link_peak_gbps']:g} GB/s"
     bw = f"{r['busbw_gbps']:.1f} GB/s bus bandwidth{of_link}"
     if r["verdict"] == "waiting":
+        traced, world = r.get("ranks_traced") or 0, r["group_size"]
+        if traced and traced < world:
+            who = (
+                f"rank {r['last_rank']} was the later of the {traced} ranks traced, out of "
+                f"{world}, in {r['last_rank_times']} of {r['matched']} matched calls; the "
+                "ranks not traced may be the late ones"
+            )
+            fix = (
+                "trace all ranks (or the slowest) to find the late one before changing the "
+                "communication"
+            )
+        else:
+            who = (
+                f"rank {r['last_rank']} arrived last in {r['last_rank_times']} of "
+                f"{r['matched']} matched calls"
+            )
+            fix = (
+                "look at the late rank's work before the call (load imbalance, data loading, "
+                "a host stall), not at the communication"
+            )
         return (
             f"{name} is waiting, not slow: it reaches {bw}, but {r['wait_share_pct']:.0f}% of "
             f"its longest rank's time is the spread of its start across ranks (median "
             f"{fmt.duration(r['median_spread_ns'])}, up to {fmt.duration(r['max_spread_ns'])}; "
-            f"rank {r['last_rank']} arrived last in {r['last_rank_times']} of "
-            f"{r['matched']} matched calls). Without the wait it runs at "
-            f"{r['busbw_nowait_gbps']:.1f} GB/s: look at the late rank's work before the call "
-            "(load imbalance, data loading, a host stall), not at the communication."
+            f"{who}). Without the wait it runs at {r['busbw_nowait_gbps']:.1f} GB/s: {fix}."
         )
+    floor = fmt.duration(r["latency_floor_ns"])
     if r["verdict"] == "latency-bound":
         return (
-            f"{name} moves small messages (median {fmt.size(r['median_bytes'])}): {bw}; "
-            "at this size latency, not the link, sets the time: coalesce such calls."
+            f"{name} moves small messages (median {fmt.size(r['median_bytes'])}) in "
+            f"{fmt.duration(r['mean_call_ns'])} per call, within twice the latency floor of "
+            f"{floor} for {r['group_size']} ranks: {bw}; latency, not the link, sets the "
+            "time: coalesce such calls."
+        )
+    if r["verdict"] == "small message, long time":
+        return (
+            f"{name} moves small messages (median {fmt.size(r['median_bytes'])}) but takes "
+            f"{fmt.duration(r['mean_call_ns'])} per call, far above the latency floor of "
+            f"{floor} for {r['group_size']} ranks (100 us x ceil(log2 n)): it is waiting for "
+            "peers (or the host), not latency-bound; coalescing would not remove that wait."
+        )
+    if r["verdict"] == "below any link":
+        return (
+            f"{name} reaches only {bw} on messages of median {fmt.size(r['median_bytes'])}, "
+            "below any datacenter link: the time is waiting for peers (or a stalled "
+            "transfer), not the link's bandwidth."
         )
     if r["verdict"] == "far below link":
-        waited = (
-            f" with ranks arriving close together ({r['wait_share_pct']:.0f}% of the time is "
-            "start spread)"
-            if r["wait_share_pct"] is not None
-            else " (one rank in the trace: its time may include waiting for other ranks)"
+        if r["wait_share_pct"] is not None:
+            return (
+                f"{name} reaches only {bw} with ranks arriving close together "
+                f"({r['wait_share_pct']:.0f}% of the time is start spread): the transfer "
+                "itself is slow; check the NCCL topology, algorithm and protocol "
+                "(`NCCL_DEBUG=INFO`)."
+            )
+        best, best_pct = r["busbw_best_gbps"], r["busbw_best_pct_of_link"]
+        head = (
+            f"{name} reaches {bw} from one rank's view, which cannot separate waiting for "
+            "other ranks from the transfer"
         )
+        if best is None or best_pct is None:
+            return head + "."
+        bound = f"its fastest call reaches {best:.1f} GB/s ({best_pct:.1f}% of the link)"
+        if best_pct < FAR_BELOW_PCT:
+            return (
+                f"{head}; even {bound}, so the transfer is far below the link even without "
+                "waiting: check the NCCL topology, algorithm and protocol (`NCCL_DEBUG=INFO`)."
+            )
         return (
-            f"{name} reaches only {bw}{waited}: the transfer itself is slow; check the "
-            "NCCL topology, algorithm and protocol (`NCCL_DEBUG=INFO`)."
+            f"{head}; {bound}, so the link can go faster and the slower calls are likely "
+            "waiting: trace all ranks before tuning the topology."
         )
     return None
 
@@ -209,10 +258,15 @@ def build(ctx: AnalysisContext, charts: bool = False) -> Section | None:
         Paragraph.of(
             "Bandwidths follow NCCL-tests (doc/PERFORMANCE.md): algbw = bytes / time; busbw = "
             "algbw x 2(n-1)/n for all-reduce, x (n-1)/n for all-gather, reduce-scatter and "
-            "all-to-all, x 1 for broadcast, reduce and send/recv. Time is each call's mean "
-            "duration over the ranks that recorded it; 'without wait' uses its shortest one. "
+            "all-to-all, x 1 for broadcast, reduce and send/recv. 'time ms' is the total over "
+            "the calls of each call's mean duration over the ranks that recorded it; 'without "
+            "wait' uses each call's shortest one. "
             f"Verdicts: waiting when the start spread is at least {WAITING_SHARE_PCT:.0f}% of "
-            f"the longest rank's time and busbw is under {FAR_BELOW_PCT:.0f}% of the link."
+            f"the longest rank's time and busbw is under {FAR_BELOW_PCT:.0f}% of the link; "
+            "latency-bound when messages are under 1 MiB and a call takes at most twice "
+            f"{LATENCY_PER_STEP_NS // 1000} us x ceil(log2 n) (a generous bound on NCCL's "
+            "per-hop latency), else small message, long time; without a link figure, below "
+            f"any link under {SLOW_ABSOLUTE_GBPS:g} GB/s for messages of 1 MiB or more."
         ),
         _main_table(table),
         *_interpretation(table),

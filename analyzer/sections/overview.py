@@ -211,8 +211,32 @@ def family_sentence(ctx: AnalysisContext) -> str | None:
         return None
     rows = fam.table.head(3).rows(named=True)
     first = rows[0]
-    text = f"{fmt.pct(first['share_pct'])} of GPU time is {first['label']}"
-    rest = [f"{r['label']} {fmt.pct(r['share_pct'])}" for r in rows[1:] if r["share_pct"] >= 0.5]
+    exposed = _exposed_comm(ctx) if any(r["family"] == "comm" for r in rows) else ""
+    if first["family"] == "comm" and exposed:
+        text = (
+            f"{fmt.pct(first['share_pct'])} of summed GPU kernel time is communication, but "
+            f"only {exposed} is exposed communication (not overlapped by compute)"
+        )
+    else:
+        text = f"{fmt.pct(first['share_pct'])} of GPU time is {first['label']}"
+    rest = [
+        f"{r['label']} {fmt.pct(r['share_pct'])}"
+        + (f" (exposed: {exposed})" if r["family"] == "comm" and exposed else "")
+        for r in rows[1:]
+        if r["share_pct"] >= 0.5
+    ]
     if rest:
         text += "; then " + ", ".join(rest)
     return text + "."
+
+
+def _exposed_comm(ctx: AnalysisContext) -> str:
+    """``27.4% of rank 0's window``: the share of the analysis window in which communication
+    runs with no compute beside it, on the device with the most of it ("" without a
+    window). A share of summed kernel time says nothing about what communication costs."""
+    b = breakdown(ctx).filter(pl.col("span_ns") > 0)
+    if b.height == 0:
+        return ""
+    worst = b.sort(["exposed_comm_ns", "rank"], descending=[True, False]).row(0, named=True)
+    where = f"rank {worst['rank']}'s" if b["rank"].n_unique() > 1 else "the"
+    return f"{fmt.pct(worst['exposed_comm_pct'])} of {where} window"
