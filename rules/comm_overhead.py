@@ -83,6 +83,7 @@ class CommOverhead:
         waits = waiting_collectives(ctx)
         stats.update(_wait_evidence(waits))
         stats.update(_stream_evidence(ctx, int(worst["rank"]), int(worst["device"])))
+        stats.update(collective_phases(ctx, int(worst["rank"])))
         yield _finding(
             cfg,
             worst,
@@ -141,6 +142,73 @@ def _stream_evidence(ctx: AnalysisContext, rank: int, device: int) -> dict[str, 
         "compute_streams": ",".join(map(str, compute)),
         "comm_on_own_stream": int(not set(comm) & set(compute)),
     }
+
+
+#: Enclosing CPU ranges that say which part of the program issues a collective, in order of
+#: precedence: (phase, pattern on the range's name).
+_PHASES: tuple[tuple[str, str], ...] = (
+    ("optimizer", r"^Optimizer\.step#"),
+    ("FSDP", r"FSDP"),
+    ("TorchRec", r"(?i)torchrec|TrainPipeline"),
+)
+
+
+def collective_phases(ctx: AnalysisContext, rank: int) -> dict[str, str]:
+    """Per collective on ``rank``: the phase enclosing most of its calls (``phase_<kind>``:
+    optimizer / FSDP / TorchRec; the range name in ``phase_range_<kind>``), from the CPU
+    range on the launching thread that contains the launch call; and the streams it runs
+    on (``streams_<kind>``). All-gather in ``Optimizer.step#Shampoo.step`` is the
+    optimizer's communication, not FSDP's parameter gather."""
+    t = ctx.tables
+    comms = _normalized_comms(ctx).filter(pl.col("rank") == rank)
+    if comms.height == 0 or "correlation" not in comms.columns:
+        return {}
+    out: dict[str, str] = {}
+    k = t.kernels.filter(pl.col("rank") == rank).select("correlation", "stream")
+    streams = (
+        comms.join(k, on="correlation", how="inner")
+        .group_by("collective")
+        .agg(pl.col("stream").drop_nulls().unique().sort())
+    )
+    for kind, ids in streams.iter_rows():
+        if ids:
+            out[f"streams_{kind}"] = ",".join(str(int(x)) for x in ids)
+    launches = comms.select("collective", "correlation").join(
+        t.runtime.filter(pl.col("rank") == rank).select(
+            "correlation", "tid", pl.col("start_ns").alias("launch_ns")
+        ),
+        on="correlation",
+        how="inner",
+    )
+    name = pl.col("name").cast(pl.String)
+    ranges = t.ops.filter(pl.col("rank") == rank).select(
+        "tid",
+        name.alias("range"),
+        "start_ns",
+        (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"),
+    )
+    for phase, pattern in _PHASES:
+        found = ranges.filter(pl.col("range").str.contains(pattern))
+        if found.height == 0 or launches.height == 0:
+            continue
+        inside = (
+            launches.join(found, on="tid", how="inner")
+            .filter(
+                (pl.col("launch_ns") >= pl.col("start_ns"))
+                & (pl.col("launch_ns") <= pl.col("end_ns"))
+            )
+            .unique(["collective", "correlation"])
+        )
+        calls = launches.group_by("collective").len()
+        counts = inside.group_by("collective").agg(
+            pl.len().alias("n"), pl.col("range").mode().first()
+        )
+        for kind, n, rng in counts.iter_rows():
+            total = int(calls.filter(pl.col("collective") == kind)["len"].sum())
+            if f"phase_{kind}" not in out and total and 2 * int(n) >= total:
+                out[f"phase_{kind}"] = phase
+                out[f"phase_range_{kind}"] = str(rng)
+    return out
 
 
 def collective_instances(ctx: AnalysisContext) -> pl.DataFrame:
@@ -416,8 +484,23 @@ def _recommendation(
             "allreduce": "all-reduce",
             "all_to_all": "all-to-all",
         }.get(kind, kind)
+        phase = stats.get(f"phase_{kind}")
+        own_streams = str(stats.get(f"streams_{kind}", streams))
         if kind in waits:
             parts.append(_waiting_advice(label, share, waits[kind]))
+        elif phase == "optimizer":
+            parts.append(
+                f"{label}{share} runs inside `{stats.get(f'phase_range_{kind}')}`: it is the "
+                "optimizer's own communication (e.g. Distributed Shampoo's gather of "
+                "preconditioned updates), not a parameter gather: use the optimizer's "
+                "settings (communication dtype such as `communication_dtype=BF16`, the size of "
+                "its distributed groups) or step it less often, not FSDP prefetch"
+            )
+        elif phase == "TorchRec" and kind != "all_to_all":
+            parts.append(
+                f"{label}{share} runs inside TorchRec's pipeline: pipeline it behind compute "
+                "with `TrainPipelineSparseDist` and cut the bytes (`QCommsConfig`)"
+            )
         elif kind == "all_to_all" and torchrec:
             parts.append(
                 f"all-to-all{share} is TorchRec's sparse input and embedding distribution: "
@@ -434,7 +517,7 @@ def _recommendation(
                 "or embedding shards so most traffic stays on NVLink/xGMI), and cut the bytes "
                 "per token (capacity factor, fp8/bf16 dispatch)"
             )
-        elif kind in ("allgather", "reduce_scatter") and wrapper == "FSDP":
+        elif kind in ("allgather", "reduce_scatter") and (wrapper == "FSDP" or phase == "FSDP"):
             parts.append(
                 f"{label}{share} is FSDP's parameter gather / gradient "
                 "reduction: prefetch so it overlaps compute (`forward_prefetch=True`, "
@@ -443,7 +526,7 @@ def _recommendation(
             )
         elif kind in ("allgather", "reduce_scatter") and own:
             parts.append(
-                f"{label}{share} already runs on its own stream ({_streams(streams)}, apart "
+                f"{label}{share} already runs on its own stream ({_streams(own_streams)}, apart "
                 "from compute) yet is exposed: issue it earlier (the next gather while the "
                 "current layer computes) and wait only where the result is used, and move "
                 "fewer or lower-precision bytes"

@@ -374,8 +374,56 @@ def test_allgather_already_on_its_own_stream_is_not_told_to_move() -> None:
     ev = finding.evidence
     assert ev["comm_streams"] == "84,203" and ev["comm_on_own_stream"] == 1
     text = finding.recommendation
-    assert "already runs on its own stream (streams 84 and 203" in text
     assert "on its own stream and wait" not in text
+
+
+@needs_shared
+def test_trace_filter_allgather_advice_follows_the_optimizer_phase() -> None:
+    """Review 2, defect 4: both 1 GiB ``c10d::_allgather_base_`` calls are launched inside
+    ``Optimizer.step#Shampoo.step`` (raw: the launching cudaLaunchKernel's ts lies inside the
+    annotation on the same thread), and their kernels run only on stream 203: the advice is
+    the optimizer's communication, not FSDP's "next gather while the layer computes"."""
+    events = _events(shared_trace("hta/trace_filter/sampled_rank-0.json.gz"))
+    steps = [
+        e for e in events if e.get("name") == "Optimizer.step#Shampoo.step" and e.get("ph") == "X"
+    ]
+    kernels = {
+        e["args"]["correlation"]: e
+        for e in events
+        if e.get("cat") == "kernel" and "correlation" in e.get("args", {})
+    }
+    ops = [e for e in events if e.get("name") == "c10d::_allgather_base_" and e.get("ph") == "X"]
+    ops = [e for e in ops if e.get("cat") == "cpu_op"]
+    runtime = [e for e in events if e.get("cat") == "cuda_runtime"]
+    launches = [
+        [
+            c
+            for c in runtime
+            if c["tid"] == op["tid"]
+            and op["ts"] <= c["ts"] <= op["ts"] + op["dur"]
+            and c["args"].get("correlation") in kernels
+        ][-1]
+        for op in ops
+    ]
+    assert len(launches) == 2
+    assert all(
+        any(s["tid"] == c["tid"] and s["ts"] <= c["ts"] <= s["ts"] + s["dur"] for s in steps)
+        for c in launches
+    )
+    assert {kernels[c["args"]["correlation"]]["args"]["stream"] for c in launches} == {203}
+    tables = kineto.parse(shared_trace("hta/trace_filter"))
+    (finding,) = CommOverhead().check(AnalysisContext(tables), CommOverheadConfig())
+    ev = finding.evidence
+    assert ev["phase_allgather"] == "optimizer"
+    assert ev["phase_range_allgather"] == "Optimizer.step#Shampoo.step"
+    assert ev["streams_allgather"] == "203"
+    text = finding.recommendation
+    assert (
+        "all-gather (27% of communication time) runs inside `Optimizer.step#Shampoo.step`" in text
+    )
+    assert "next gather while the current layer computes" not in text
+    # Not firing: the all-reduce and all-to-all are in no optimizer range.
+    assert "phase_allreduce" not in ev and "phase_all_to_all" not in ev
 
 
 @needs_shared
