@@ -100,6 +100,18 @@ class RunSummary:
     avg_power_w: float | None = None
     idle_ns_per_step: Mapping[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    gpu_ns_per_step: float | None = None  # GPU busy time of the steps' own work, mean per step
+    vendor: str | None = None  # the device database's vendor when every device agrees
+
+    @property
+    def step_ns_range(self) -> tuple[int, int] | None:
+        """Shortest and longest profiled step (the interval shown per configuration)."""
+        return (min(self.step_ns), max(self.step_ns)) if self.step_ns else None
+
+    @property
+    def compute_units(self) -> str:
+        """What the device calls its compute units: ``CUs`` on AMD, ``SMs`` otherwise."""
+        return "CUs" if self.vendor == "amd" else "SMs"
 
 
 # -- naming and labels ------------------------------------------------------------------------
@@ -394,6 +406,14 @@ def _avg_power(a: Analysis) -> float | None:
     return None
 
 
+def _vendor(names: Sequence[str]) -> str | None:
+    """The vendor of the named devices (device database), None when unknown or mixed."""
+    from gpu_trace_analyzer.devices import match
+
+    vendors = {spec.vendor if (spec := match(n)) else None for n in names}
+    return vendors.pop() if len(vendors) == 1 else None
+
+
 def summarize(run: Run, batch_dim_op: str | None = None) -> RunSummary:
     """The run's figures (see `RunSummary`)."""
     a = run.analysis
@@ -418,6 +438,7 @@ def summarize(run: Run, batch_dim_op: str | None = None) -> RunSummary:
         has_steps=has_steps,
         has_gpu=a.kernels.height > 0,
         step_ns=step_ns,
+        vendor=_vendor(tuple(d.name for d in a.meta.devices)),
         latency_median_ns=median,
         latency_p90_ns=_p90(step_ns) if step_ns else 0.0,
         samples_per_step=samples,
@@ -457,6 +478,7 @@ def _with_gpu(base: RunSummary, a: Analysis, steps: pl.DataFrame, samples: float
     return replace(
         base,
         gpu_busy_pct=100.0 * busy / total_step if total_step > 0 else None,
+        gpu_ns_per_step=busy / steps.height if steps.height else None,
         flops_per_step=fps,
         bytes_per_step=nbytes / per if nbytes else None,
         peak_dtype=dtype,

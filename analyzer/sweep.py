@@ -23,9 +23,10 @@ A CPU-only trace has no GPU and no device peak: GPU figures stay None and the no
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from gpu_trace_analyzer.errors import BadConfigError
@@ -34,6 +35,15 @@ from gpu_trace_analyzer.runs import RunSummary
 
 #: Default threshold of the point of diminishing returns: throughput growth per doubling, %.
 PLATEAU_PCT: Final = 10.0
+#: A configuration's throughput within this % of its series maximum counts as reaching it
+#: (the knee: the smallest such configuration).
+KNEE_PCT: Final = 90.0
+#: Growth per doubling above this % is impossible in steady state (superlinear): noise.
+NOISE_GROWTH_PCT: Final = 100.0
+#: Fewer profiled steps than this per configuration: no "best" claim (one step is not a rate).
+MIN_STEPS_BEST: Final = 3
+#: GPU busy below this % of the step: the step is host-bound and its latency measures the host.
+HOST_BOUND_BUSY_PCT: Final = 50.0
 #: Labels never used to split series (they describe, not configure).
 _DESCRIPTIVE: Final = frozenset({"world_size"})
 #: Preferred swept labels, in order.
@@ -65,6 +75,8 @@ class Series:
     latency_growth_x: float | None
     util_gain_pp: float | None
     util_gain_x: float | None
+    knee_x: float | None = None  # smallest x within KNEE_PCT of the series maximum
+    noise: str | None = None  # why the series reads as noise (no plateau claim), or None
 
     @property
     def title(self) -> str:
@@ -249,7 +261,62 @@ def _series(key: Mapping[str, str], runs: Sequence[RunSummary], swept: str, plat
         if i and prev is not None and prev.run.samples_per_s and r.samples_per_s:
             growth = growth_per_doubling(prev.x, prev.run.samples_per_s, x, r.samples_per_s)
         points.append(Point(x, r, ideal, eff, growth, r.labels[swept]))
-    return _with_gains(key, points, plateau(points, plateau_pct) if len(points) > 1 else None)
+    why = noise(points)
+    plat = plateau(points, plateau_pct) if len(points) > 1 and why is None else None
+    return replace(_with_gains(key, points, plat), knee_x=knee(points), noise=why)
+
+
+def rate_range(r: RunSummary) -> tuple[float, float] | None:
+    """Throughput at the slowest and at the fastest profiled step (samples/s)."""
+    rng = r.step_ns_range
+    if rng is None or not r.samples_per_step or rng[0] <= 0:
+        return None
+    return r.samples_per_step * 1e9 / rng[1], r.samples_per_step * 1e9 / rng[0]
+
+
+def noise(points: Sequence[Point]) -> str | None:
+    """Why a series' throughput reads as noise rather than scaling: a growth per doubling
+    above `NOISE_GROWTH_PCT` (superlinear), or a drop followed by a rise (non-monotonic)."""
+    for p in points[1:]:
+        g = p.growth_per_doubling_pct
+        if g is not None and g > NOISE_GROWTH_PCT:
+            return (
+                f"growth per doubling {g:+.1f}% at {_fmt_x(p.x)} is above "
+                f"{NOISE_GROWTH_PCT:g}% (superlinear, impossible in steady state)"
+            )
+    thr = [p.run.samples_per_s for p in points]
+    if any(t is None for t in thr):
+        return None
+    dropped = None
+    for a, b in itertools.pairwise(points):
+        ta, tb = a.run.samples_per_s or 0.0, b.run.samples_per_s or 0.0
+        if tb < ta and dropped is None:
+            dropped = (a, b)
+        elif tb > ta and dropped is not None:
+            a0, b0 = dropped
+            return (
+                f"throughput is not monotonic: {a0.run.samples_per_s:,.0f} ({_fmt_x(a0.x)}) -> "
+                f"{b0.run.samples_per_s:,.0f} ({_fmt_x(b0.x)}) then {tb:,.0f} ({_fmt_x(b.x)})"
+            )
+    return None
+
+
+def knee(points: Sequence[Point], pct: float = KNEE_PCT) -> float | None:
+    """The smallest swept value whose throughput is within ``pct``% of the series maximum,
+    or whose step interval (throughput at its fastest step) reaches the maximum's slowest."""
+    rated = [p for p in points if p.run.samples_per_s]
+    if not rated:
+        return None
+    top = max(rated, key=lambda p: p.run.samples_per_s or 0.0)
+    tmax = top.run.samples_per_s or 0.0
+    top_rng = rate_range(top.run)
+    for p in rated:
+        t = p.run.samples_per_s or 0.0
+        rng = rate_range(p.run)
+        overlaps = rng is not None and top_rng is not None and rng[1] >= top_rng[0]
+        if t >= pct / 100.0 * tmax or overlaps:
+            return p.x
+    return top.x
 
 
 def _categorical_series(key: Mapping[str, str], runs: Sequence[RunSummary], swept: str
@@ -288,16 +355,112 @@ def _with_gains(key: Mapping[str, str], points: Sequence[Point], plateau_x: floa
 # -- best per goal --------------------------------------------------------------------------
 
 
-def _best(runs: Sequence[RunSummary], budget_ns: float | None) -> list[Best]:
+def _seq_key(runs: Sequence[RunSummary]) -> str | None:
+    """The sequence-length label when it varies across the runs (different work per sample)."""
+    from gpu_trace_analyzer.runs import SEQ_KEYS
+
+    for k in SEQ_KEYS:
+        if len({r.labels.get(k) for r in runs}) > 1:
+            return k
+    return None
+
+
+def _overlap_note(best: RunSummary, pool: Sequence[RunSummary]) -> str:
+    """``; within noise of X`` when another configuration's step range overlaps the best's."""
+    rng = best.step_ns_range
+    for r in sorted(pool, key=lambda r: r.latency_median_ns):
+        other = r.step_ns_range
+        if r is best or rng is None or other is None:
+            continue
+        if other[0] <= rng[1] and rng[0] <= other[1]:
+            return (
+                f"; within noise of {r.name} (steps {other[0] / 1e6:.3f}-{other[1] / 1e6:.3f} ms "
+                f"against {rng[0] / 1e6:.3f}-{rng[1] / 1e6:.3f} ms)"
+            )
+    return ""
+
+
+def _rate_overlap_note(best: RunSummary, pool: Sequence[RunSummary]) -> str:
+    """``; within noise of X`` when another configuration's throughput interval (its
+    slowest to fastest step) reaches the best's."""
+    rng = rate_range(best)
+    for r in sorted(pool, key=lambda r: -(r.samples_per_s or 0.0)):
+        other = rate_range(r)
+        if r is best or rng is None or other is None:
+            continue
+        if other[1] >= rng[0]:
+            return (
+                f"; within noise of {r.name} ({other[0]:,.0f}-{other[1]:,.0f} against "
+                f"{rng[0]:,.0f}-{rng[1]:,.0f} samples/s over the steps)"
+            )
+    return ""
+
+
+def _best(runs: Sequence[RunSummary], budget_ns: float | None, numeric: bool = True
+          ) -> list[Best]:  # fmt: skip
+    """Best per goal among configurations doing the same work: within one sequence length
+    when it varies; none when a configuration has fewer than `MIN_STEPS_BEST` steps; no
+    utilization ranking across devices; host-bound device sweeps rank GPU time per step."""
+    few = [r for r in runs if r.steps < MIN_STEPS_BEST]
+    devices_vary = len({r.labels.get("device") for r in runs}) > 1
+    seq = _seq_key(runs)
+    groups: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        groups.setdefault(f" ({seq}={r.labels.get(seq, '')})" if seq else "", []).append(r)
     out: list[Best] = []
-    pool = list(runs)
+    if few:
+        why = (
+            f"not ranked: {len(few)} of {len(runs)} configurations have fewer than "
+            f"{MIN_STEPS_BEST} profiled steps (e.g. {few[0].name}: {few[0].steps}); one step's "
+            "time cannot separate a difference from noise"
+        )
+        goals = [("lowest latency", "ns"), ("highest throughput", "samples/s")]
+        if budget_ns is not None:
+            goals.insert(0, ("highest throughput within the latency budget", "samples/s"))
+        if not numeric and any(r.gpu_ns_per_step is not None for r in runs):
+            goals.append(("lowest GPU time per step", "ns"))
+        goals.append(("lowest energy per sample", "J"))
+        return [Best(g, None, None, u, why) for g, u in goals] + [_util_best(runs, devices_vary)]
+    for suffix, members in sorted(groups.items(), key=lambda kv: _sort_label(kv[0])):
+        out += _best_group(members, budget_ns, suffix, numeric and not devices_vary)
+    out.append(_util_best(runs, devices_vary))
+    return out
+
+
+def _sort_label(text: str) -> tuple[float, str]:
+    digits = "".join(c for c in text if c.isdigit() or c == ".")
+    try:
+        return float(digits), text
+    except ValueError:
+        return 0.0, text
+
+
+def _util_best(runs: Sequence[RunSummary], devices_vary: bool) -> Best:
+    util = [r for r in runs if r.gpu_busy_pct is not None]
+    if not util:
+        return Best("highest utilization", None, None, "pct", "no GPU in the traces")
+    if devices_vary:
+        return Best(
+            "highest utilization",
+            None,
+            None,
+            "pct",
+            "not ranked across devices: a slower kernel raises the GPU busy share",
+        )
+    u = max(util, key=lambda r: r.gpu_busy_pct or 0.0)
+    return Best("highest utilization", u, u.gpu_busy_pct, "pct", "GPU busy share")
+
+
+def _best_group(runs: Sequence[RunSummary], budget_ns: float | None, suffix: str,
+                same_device: bool) -> list[Best]:  # fmt: skip
+    out: list[Best] = []
     if budget_ns is not None:
         pool = [r for r in runs if r.latency_median_ns <= budget_ns]
         within = [r for r in pool if r.samples_per_s is not None]
         top = max(within, key=lambda r: r.samples_per_s or 0.0) if within else None
         out.append(
             Best(
-                "highest throughput within the latency budget",
+                "highest throughput within the latency budget" + suffix,
                 top,
                 top.samples_per_s if top else None,
                 "samples/s",
@@ -305,26 +468,67 @@ def _best(runs: Sequence[RunSummary], budget_ns: float | None) -> list[Best]:
                 f"{budget_ns / 1e6:.3g} ms",
             )
         )
+    host = [r for r in runs if r.gpu_busy_pct is not None and r.gpu_busy_pct < HOST_BOUND_BUSY_PCT]
     low = min(runs, key=lambda r: r.latency_median_ns)
-    out.append(Best("lowest latency", low, low.latency_median_ns, "ns", "median step latency"))
+    if host and not same_device:
+        shown = ", ".join(f"{r.name} {r.gpu_busy_pct:.1f}%" for r in host[:4])
+        out.append(
+            Best(
+                "lowest latency" + suffix,
+                None,
+                None,
+                "ns",
+                f"host-bound: GPU busy under {HOST_BOUND_BUSY_PCT:g}% of the step ({shown}); "
+                "the latency difference measures the host, not the device",
+            )
+        )
+    else:
+        out.append(
+            Best(
+                "lowest latency" + suffix,
+                low,
+                low.latency_median_ns,
+                "ns",
+                "median step latency" + _overlap_note(low, runs),
+            )
+        )
+    if not same_device:
+        gpu = [r for r in runs if r.gpu_ns_per_step is not None]
+        if gpu:
+            g = min(gpu, key=lambda r: r.gpu_ns_per_step or 0.0)
+            out.append(
+                Best(
+                    "lowest GPU time per step" + suffix,
+                    g,
+                    g.gpu_ns_per_step,
+                    "ns",
+                    "GPU busy time per step (the device figure)",
+                )
+            )
     rated = [r for r in runs if r.samples_per_s is not None]
     if rated:
         top = max(rated, key=lambda r: r.samples_per_s or 0.0)
-        out.append(Best("highest throughput", top, top.samples_per_s, "samples/s", "samples/s"))
+        out.append(
+            Best(
+                "highest throughput" + suffix,
+                top,
+                top.samples_per_s,
+                "samples/s",
+                "samples/s" + _rate_overlap_note(top, rated),
+            )
+        )
     else:
-        out.append(Best("highest throughput", None, None, "samples/s", "no samples per step"))
+        out.append(
+            Best("highest throughput" + suffix, None, None, "samples/s", "no samples per step")
+        )
     energy = [r for r in runs if r.energy_per_sample_j is not None]
     if energy:
         e = min(energy, key=lambda r: r.energy_per_sample_j or 0.0)
-        out.append(Best("lowest energy per sample", e, e.energy_per_sample_j, "J", "DCGM"))
+        out.append(Best("lowest energy per sample" + suffix, e, e.energy_per_sample_j, "J", "DCGM"))
     else:
-        out.append(Best("lowest energy per sample", None, None, "J", "no DCGM counters given"))
-    util = [r for r in runs if r.gpu_busy_pct is not None]
-    if util:
-        u = max(util, key=lambda r: r.gpu_busy_pct or 0.0)
-        out.append(Best("highest utilization", u, u.gpu_busy_pct, "pct", "GPU busy share"))
-    else:
-        out.append(Best("highest utilization", None, None, "pct", "no GPU in the traces"))
+        out.append(
+            Best("lowest energy per sample" + suffix, None, None, "J", "no DCGM counters given")
+        )
     return out
 
 
@@ -364,10 +568,10 @@ def _ceiling(r: RunSummary) -> list[CeilingRow]:
     if r.small_grid_pct is not None and r.small_grid_pct > 0:
         rows.append(
             CeilingRow(
-                "kernels with fewer blocks than SMs",
+                f"kernels with fewer blocks than {r.compute_units}",
                 r.small_grid_pct,
                 "kernel time",
-                f"{r.small_grid_pct:.1f}% of compute-kernel time leaves SMs idle",
+                f"{r.small_grid_pct:.1f}% of compute-kernel time leaves {r.compute_units} idle",
             )
         )
     if step > 0:
@@ -392,24 +596,29 @@ def _recommendations(sw_series: Sequence[Series], ceiling: Sequence[CeilingRow],
     out: list[Recommendation] = []
     for s in sw_series:
         where = f" ({s.title})" if len(sw_series) > 1 else ""
-        last = s.last.run
-        if s.plateau_x is not None and s.plateau_x < s.last.x:
-            p = next(pt for pt in s.points if pt.x == s.plateau_x)
+        if s.noise is not None:
+            continue  # a noisy series carries no batch advice (the notes say why)
+        rated = [pt for pt in s.points if pt.run.samples_per_s]
+        peak = max(rated, key=lambda pt: pt.run.samples_per_s or 0.0) if rated else None
+        last = peak.run if peak is not None else s.last.run
+        if peak is not None and s.knee_x is not None and s.knee_x < peak.x:
+            p = next(pt for pt in s.points if pt.x == s.knee_x)
             if p.run.samples_per_s and last.samples_per_s and last.latency_median_ns:
                 lost = 100.0 * (1.0 - p.run.samples_per_s / last.samples_per_s)
                 saved = 100.0 * (1.0 - p.run.latency_median_ns / last.latency_median_ns)
                 than = f"{lost:.1f}% less" if lost >= 0 else f"{-lost:.1f}% more"
                 out.append(
                     Recommendation(
-                        f"Run at {swept}={_fmt_x(s.plateau_x)}{where}: past it throughput grows "
-                        f"less than the threshold per doubling; it gives "
+                        f"Run at {swept}={_fmt_x(s.knee_x)}{where}: the smallest {swept} within "
+                        f"{KNEE_PCT:g}% of the series' highest throughput (or whose step "
+                        f"interval reaches it); it gives "
                         f"{p.run.samples_per_s:,.1f} samples/s against {last.samples_per_s:,.1f} "
-                        f"at {swept}={_fmt_x(s.last.x)} ({than}) with a "
+                        f"at {swept}={_fmt_x(peak.x)} ({than}) with a "
                         f"{saved:.1f}% lower median latency "
                         f"({p.run.latency_median_ns / 1e6:.3f} ms vs "
                         f"{last.latency_median_ns / 1e6:.3f} ms).",
                         saved,
-                        "latency saved at the plateau",
+                        "latency saved at the knee",
                     )
                 )
         elif s.plateau_x is None and len(s.points) > 1 and s.last.efficiency_pct is not None:
@@ -450,7 +659,7 @@ def _recommendations(sw_series: Sequence[Series], ceiling: Sequence[CeilingRow],
                 "lower precision)"
                 if row.what == "memory-bound kernels"
                 else "raise the work per kernel (larger batch or sequence, fused kernels) so "
-                "every SM gets a block"
+                f"every {top.compute_units[:-1]} gets a block"
             )
             out.append(
                 Recommendation(
@@ -504,6 +713,19 @@ def sweep(
         _series(dict(k), members, key, plateau_pct, numeric)
         for k, members in sorted(groups.items(), key=lambda kv: kv[0])
     ]
+    out_notes += [
+        f"{se.title}: read as noise, not scaling ({se.noise}); no plateau or batch "
+        "advice is drawn from it: profile more steps per configuration"
+        for se in series
+        if se.noise is not None
+    ]
+    few = sorted({r.steps for r in runs if r.steps < MIN_STEPS_BEST})
+    if few:
+        out_notes.append(
+            f"some configurations have {'/'.join(map(str, few))} profiled step(s), fewer than "
+            f"{MIN_STEPS_BEST}: no best configuration is named (one step's time is not a rate "
+            "and cannot separate a difference from noise)"
+        )
     cpu_only = not any(r.has_gpu for r in runs)
     if cpu_only:
         out_notes.insert(
@@ -537,7 +759,7 @@ def sweep(
         swept=key,
         runs=tuple(runs),
         series=tuple(series),
-        best=tuple(_best(runs, latency_budget_ns)),
+        best=tuple(_best(runs, latency_budget_ns, numeric)),
         ceiling_run=largest,
         ceiling=tuple(ceiling),
         recommendations=tuple(_recommendations(series, ceiling, largest, key, why)),

@@ -40,6 +40,8 @@ def _run(r: RunSummary) -> dict[str, Any]:
         "samples_per_s": r.samples_per_s,
         "tokens_per_s": r.tokens_per_s,
         "gpu_busy_pct": r.gpu_busy_pct,
+        "gpu_ns_per_step": r.gpu_ns_per_step,
+        "vendor": r.vendor,
         "modeled_flops_per_step": r.flops_per_step,
         "modeled_bytes_per_step": r.bytes_per_step,
         "peak_roof": r.peak_dtype,
@@ -79,6 +81,8 @@ def _series(s: Series) -> dict[str, Any]:
             for p in s.points
         ],
         "plateau_x": s.plateau_x,
+        "knee_x": s.knee_x,
+        "noise": s.noise,
         "throughput_gain_x": s.throughput_gain_x,
         "latency_growth_x": s.latency_growth_x,
         "util_gain_pp": s.util_gain_pp,

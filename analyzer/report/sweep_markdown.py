@@ -19,7 +19,7 @@ from gpu_trace_analyzer.report.markdown import (
     table_header,
     table_row,
 )
-from gpu_trace_analyzer.sweep import Series, Sweep
+from gpu_trace_analyzer.sweep import HOST_BOUND_BUSY_PCT, KNEE_PCT, Series, Sweep, rate_range
 
 
 def _e(text: str) -> str:
@@ -40,6 +40,15 @@ def _g(v: float | None) -> str:
 
 def _x(v: float) -> str:
     return f"{v:g}"
+
+
+def _range(rng: tuple[float, float] | None, scale: float = 1e6, digits: int = 3) -> str:
+    return "n/a" if rng is None else f"{rng[0] / scale:,.{digits}f}-{rng[1] / scale:,.{digits}f}"
+
+
+def _table(cols: Sequence[str], numeric: Sequence[bool], rows: Sequence[str]) -> str:
+    """A pipe table, or nothing when it has no rows (a header alone says nothing)."""
+    return table_header(list(cols), list(numeric)) + "\n" + "\n".join(rows) if rows else ""
 
 
 def _has(s: Sweep, attr: str) -> bool:
@@ -87,7 +96,8 @@ def _notes(s: Sweep) -> str:
 def _config_table(s: Sweep) -> str:
     keys = [k for k in s.label_keys if k != "world_size"]
     cols: list[tuple[str, bool]] = [("run", False)] + [(k, False) for k in keys]
-    cols += [("steps", True), ("latency median ms", True), ("latency p90 ms", True)]
+    cols += [("steps", True), ("latency median ms", True), ("step min-max ms", True)]
+    cols += [("latency p90 ms", True)]
     cols += [("samples/s", True)]
     tokens = _has(s, "tokens_per_s")
     if tokens:
@@ -117,7 +127,8 @@ def _config_table(s: Sweep) -> str:
     )
     for r in ordered:
         cells = [code_cell(r.name)] + [_e(r.labels.get(k, "")) for k in keys]
-        cells += [str(r.steps), _ms(r.latency_median_ns), _ms(r.latency_p90_ns)]
+        cells += [str(r.steps), _ms(r.latency_median_ns), _range(r.step_ns_range)]
+        cells.append(_ms(r.latency_p90_ns))
         cells.append(_num(r.samples_per_s))
         if tokens:
             cells.append(_num(r.tokens_per_s, 0))
@@ -184,6 +195,7 @@ def _scaling_table(s: Sweep, series: Series) -> str:
     cols = [
         (s.swept, True),
         ("samples/s", True),
+        ("samples/s min-max (steps)", True),
         ("ideal samples/s", True),
         ("efficiency %", True),
         ("growth per doubling %", True),
@@ -198,6 +210,7 @@ def _scaling_table(s: Sweep, series: Series) -> str:
                 [
                     _e(p.label),
                     _num(p.run.samples_per_s),
+                    _range(rate_range(p.run), 1.0, 0),
                     _num(p.ideal_samples_per_s),
                     _num(p.efficiency_pct),
                     "" if grow is None else f"{grow:+.1f}",
@@ -208,7 +221,7 @@ def _scaling_table(s: Sweep, series: Series) -> str:
                 ]
             )
         )
-    return table_header([c for c, _ in cols], [n for _, n in cols]) + "\n" + "\n".join(rows)
+    return _table([c for c, _ in cols], [n for _, n in cols], rows)
 
 
 def _scaling_sentence(s: Sweep, series: Series) -> str:
@@ -227,6 +240,16 @@ def _scaling_sentence(s: Sweep, series: Series) -> str:
             f"({_ms(first.run.latency_median_ns)} -> {_ms(last.run.latency_median_ns)} ms)"
         )
     text = "; ".join(parts) + "." if parts else ""
+    if series.noise is not None:
+        return (
+            f"{text} This series reads as noise, not scaling: {_e(series.noise)}; no plateau "
+            "is claimed from it (profile more steps per configuration)."
+        ).strip()
+    if series.knee_x is not None and series.knee_x < series.last.x:
+        text += (
+            f" Knee: {s.swept}={_x(series.knee_x)} is the smallest within {KNEE_PCT:g}% of the "
+            "series' highest throughput (or whose step interval reaches it)."
+        )
     if series.plateau_x is not None:
         p = next(pt for pt in series.points if pt.x == series.plateau_x)
         after = [pt.growth_per_doubling_pct for pt in series.points if pt.x > series.plateau_x]
@@ -248,7 +271,7 @@ def _across_table(s: Sweep, series: Series) -> str:
     """A categorical sweep: each value against the first (no ideal to scale to)."""
     first = series.first.run
     cols = [s.swept, "samples/s", "x of first", "latency median ms", "x of first"]
-    cols += ["GPU busy %", "MFU %"]
+    cols += ["GPU ms/step", "GPU busy %", "MFU %"]
     rows = []
     for p in series.points:
         r = p.run
@@ -264,12 +287,13 @@ def _across_table(s: Sweep, series: Series) -> str:
                     _num(r.latency_median_ns / first.latency_median_ns, 2)
                     if first.latency_median_ns
                     else "n/a",
+                    _ms(r.gpu_ns_per_step),
                     _num(r.gpu_busy_pct),
                     _num(r.mfu_pct, 2),
                 ]
             )
         )
-    table = table_header(cols, [False] + [True] * 6) + "\n" + "\n".join(rows)
+    table = _table(cols, [False] + [True] * 7, rows)
     fast = max(series.points, key=lambda p: p.run.samples_per_s or 0.0)
     slow = min(series.points, key=lambda p: p.run.samples_per_s or 0.0)
     text = ""
@@ -280,12 +304,31 @@ def _across_table(s: Sweep, series: Series) -> str:
             f"{_num(slow.run.samples_per_s)} samples/s; median step "
             f"{_ms(fast.run.latency_median_ns)} vs {_ms(slow.run.latency_median_ns)} ms)."
         )
-        if fast.run.gpu_busy_pct is not None and slow.run.gpu_busy_pct is not None:
-            text += (
-                f" GPU busy {_num(fast.run.gpu_busy_pct)}% vs {_num(slow.run.gpu_busy_pct)}% "
-                "of the step."
-            )
+    text = (text + " " + _device_figure(series)).strip()
     return f"{table}\n\n{text}".rstrip()
+
+
+def _device_figure(series: Series) -> str:
+    """GPU time per step (the device figure) and whether the latency measures the host."""
+    gpu = [p for p in series.points if p.run.gpu_ns_per_step]
+    if len(gpu) < 2:
+        return ""
+    lo = min(gpu, key=lambda p: p.run.gpu_ns_per_step or 0.0)
+    hi = max(gpu, key=lambda p: p.run.gpu_ns_per_step or 0.0)
+    text = (
+        f"GPU time per step (the device figure): {_e(lo.label)} {_ms(lo.run.gpu_ns_per_step)} ms "
+        f"vs {_e(hi.label)} {_ms(hi.run.gpu_ns_per_step)} ms "
+        f"({(hi.run.gpu_ns_per_step or 0.0) / (lo.run.gpu_ns_per_step or 1.0):.2f}x)."
+    )
+    host = [p for p in gpu if (p.run.gpu_busy_pct or 0.0) < HOST_BOUND_BUSY_PCT]
+    if host:
+        shown = ", ".join(f"{_e(p.label)} {100.0 - (p.run.gpu_busy_pct or 0.0):.1f}%" for p in host)
+        text += (
+            f" The GPU is busy less than {HOST_BOUND_BUSY_PCT:g}% of the step (host share: "
+            f"{shown}): the median latency difference measures the host, not the device."
+        )
+    text += " GPU busy share is not a device ranking: a slower kernel raises it."
+    return text
 
 
 def _scaling(s: Sweep) -> str:
@@ -344,7 +387,13 @@ def _utilization(s: Sweep) -> str:
                 f"{series.util_gain_x:.2f}x) from {s.swept}={_e(series.first.label)} to "
                 f"{_e(series.last.label)}."
             )
-    table = table_header(cols, [False, False, True, True, True, True]) + "\n" + "\n".join(rows)
+    table = _table(cols, [False, False, True, True, True, True], rows)
+    if not table:
+        return ""
+    if not s.numeric:
+        sentences.append(
+            "Across devices the busy share is not a ranking: a slower kernel raises it."
+        )
     return f"{head}\n\n{table}\n\n" + " ".join(sentences)
 
 
@@ -372,17 +421,24 @@ def _best(s: Sweep) -> str:
     table = table_header(["goal", "configuration", "value", "basis"], [False] * 4) + "\n"
     table += "\n".join(rows)
     by_goal = {b.goal: b for b in s.best}
-    low, high = by_goal.get("lowest latency"), by_goal.get("highest throughput")
-    text = ""
-    if low and high and low.run and high.run and low.run is not high.run and high.value:
-        text = (
-            f"Lowest latency and highest throughput are different configurations: "
-            f"{code_cell(low.run.name)} answers in {_ms(low.run.latency_median_ns)} ms at "
-            f"{_num(low.run.samples_per_s)} samples/s, {code_cell(high.run.name)} delivers "
-            f"{_num(high.value)} samples/s at {_ms(high.run.latency_median_ns)} ms."
-        )
-    elif low and low.run and high and high.run:
-        text = f"{code_cell(low.run.name)} is both the fastest step and the best throughput."
+    texts = []
+    for b in s.best:
+        if not b.goal.startswith("lowest latency"):
+            continue
+        low, high = b, by_goal.get("highest throughput" + b.goal[len("lowest latency") :])
+        if low.run and high and high.run and low.run is not high.run and high.value:
+            texts.append(
+                f"Lowest latency and highest throughput{_e(b.goal[len('lowest latency') :])} are "
+                f"different configurations: {code_cell(low.run.name)} answers in "
+                f"{_ms(low.run.latency_median_ns)} ms at {_num(low.run.samples_per_s)} "
+                f"samples/s, {code_cell(high.run.name)} delivers {_num(high.value)} samples/s "
+                f"at {_ms(high.run.latency_median_ns)} ms."
+            )
+        elif low.run and high and high.run:
+            texts.append(
+                f"{code_cell(low.run.name)} is both the fastest step and the best throughput."
+            )
+    text = " ".join(texts)
     if s.latency_budget_ns is not None:
         budget = by_goal.get("highest throughput within the latency budget")
         if budget is not None and budget.run is None:
