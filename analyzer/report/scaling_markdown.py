@@ -268,7 +268,11 @@ def _how(d: ScalingReport) -> str:
         "coefficient of variation of the ranks' median step times. Cold start: the first "
         f"profiled step at least {th.cold_ratio:g}x the median of the rank's other steps and "
         f"{th.cold_min_excess_ms:g} ms above it (the cold-start rule, {th.cold_min_steps}+ "
-        "steps). Comm and GPU idle are shares of the analysis window."
+        "steps), in step time and in the rank's own work (the step less its collectives on "
+        "a GPU, its non-collective CPU ops on the CPU): a long first step spent waiting in a "
+        "collective is not a cold start. Transfer is each collective's duration on the rank "
+        "that arrived last, wait the rest. Comm and GPU idle are shares of the analysis "
+        "window."
     )
 
 
