@@ -15,10 +15,18 @@ figure is read from that run's own metrics:
   communication is the union of the gloo collectives' CPU ranges (``gloo:*`` ops, which run
   on gloo's worker threads; ``c10d::*`` ops counted as calls) inside the rank's steps;
   exposure cannot be told from CPU ranges and is left out, said so;
+- transfer and wait (GPU runs): each collective lasts only its transfer on the rank that
+  arrived last (`transfer_per_step`); the rest of the communication is waiting for slower
+  ranks, which the straggler and cold-start recommendations claim, so the "hide
+  communication" gain is capped at the transfer;
+- CPU ranks sharing one host (gloo): the effective all-reduce rate (the gloo ops' tensor
+  bytes over the collective time); below `CPU_COMM_FLOOR_GBS` the collective time is
+  waiting for descheduled peers, and dedicated cores come before any DDP advice;
 - per rank: completed steps, step-time distribution (min, max, mean, population std, share of
   steps within `WITHIN_PCT` of the rank's mean), GPU compute per step, idle, collective wait
   and peak memory (`rules.stragglers.rank_table`, `rules.memory_headroom.peaks`), cold start
-  (`rules.cold_start`'s first-step-against-median test with its configured thresholds);
+  (`rules.cold_start`'s first-step-against-median test with its configured thresholds, in
+  step time and in the rank's own work, `own_work`);
 - status per rank: ``failed`` when it completed fewer steps than the rank with the most (a
   rank the world size names but no file holds is noted, not judged: profilers often record
   a sample of the ranks), ``slow`` when its median step time
@@ -38,7 +46,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import polars as pl
 from gpu_trace_analyzer.api import Analysis
@@ -47,6 +55,9 @@ from gpu_trace_analyzer.errors import BadConfigError
 from gpu_trace_analyzer.metrics.steps import step_metrics
 from gpu_trace_analyzer.runs import run_name
 from gpu_trace_analyzer.sections import overview
+
+if TYPE_CHECKING:
+    from gpu_trace_analyzer.rules.cold_start import ColdStartConfig
 
 Mode = Literal["strong", "weak"]
 Status = Literal["ok", "slow", "failed"]
@@ -57,6 +68,10 @@ WITHIN_PCT: Final = 15.0
 GLOO_PATTERN: Final = r"^gloo:"
 C10D_PATTERN: Final = r"^c10d::"
 _STATUS_ORDER: Final = {"ok": 0, "slow": 1, "failed": 2}
+#: Effective all-reduce rate (GB/s, bytes per rank / collective time) below which CPU ranks
+#: sharing one host are not moving data: a memory copy over loopback runs at several GB/s,
+#: so the collective time is waiting (descheduled peers), not transfer.
+CPU_COMM_FLOOR_GBS: Final = 1.0
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -242,6 +257,11 @@ class RunRow:
     exposed_comm_per_step_ns: float | None
     comm_source: str
     collectives_per_step: float | None
+    transfer_per_step_ns: float | None
+    wait_per_step_ns: float | None
+    comm_bytes_per_step: float | None
+    comm_gbs: float | None
+    shared_cpu_host: str | None
     rank_cv_pct: float | None
     failed_ranks: tuple[int, ...]
     slow_ranks: tuple[int, ...]
@@ -261,6 +281,7 @@ class Recommendation:
     title: str
     gain_ns_per_step: float | None
     text: str
+    first_because: str = "a correctness issue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,13 +343,14 @@ def latency(values: Sequence[int], within_pct: float = WITHIN_PCT) -> Latency | 
 
 def _cold_starts(a: Analysis) -> dict[int, ColdStart]:
     """Ranks whose first step passes `rules.cold_start`'s test (its configured ratio, excess
-    and minimum steps)."""
+    and minimum steps) both in step time and in its own work (`own_work`)."""
     from gpu_trace_analyzer.rules.cold_start import _first_vs_median
 
     cfg = a.config.rule_config("cold-start")
     stats = step_metrics(a.context).with_columns(pl.col("step_ns").alias("dur_ns"))
     if stats.height == 0:
         return {}
+    own = own_work(a)
     rows = _first_vs_median(stats, cfg.min_steps).filter(
         (pl.col("ratio") >= cfg.warning_ratio) & (pl.col("excess_ns") >= cfg.min_excess_ms * 1e6)
     )
@@ -341,7 +363,57 @@ def _cold_starts(a: Analysis) -> dict[int, ColdStart]:
             float(r["excess_ns"]),
         )
         for r in rows.iter_rows(named=True)
+        if _own_work_slower(own.get(int(r["rank"]), []), cfg)
     }
+
+
+def _own_work_slower(own: Sequence[int], cfg: ColdStartConfig) -> bool:
+    """`rules.cold_start`'s "own work" test: the first step's own work (``own``, per step in
+    order) passes the rule's ratio and excess against the median of the other steps'. A long
+    first step that is collective wait (the rank waiting for its peers) is not its cold start."""
+    if len(own) < max(cfg.min_steps, 2):
+        return False
+    med = statistics.median(own[1:])
+    return (
+        med > 0 and own[0] >= cfg.warning_ratio * med and (own[0] - med >= cfg.min_excess_ms * 1e6)
+    )
+
+
+def own_work(a: Analysis) -> dict[int, list[int]]:
+    """Per rank, each step's own work (ns, steps in order), net of collectives.
+
+    GPU runs: the step time less the union of the rank's communication kernels inside the
+    step (transfer and wait). CPU-only runs: gloo's collectives run on worker threads beside
+    the main thread, and the main thread's waiting for them is not an op, so the step less
+    the collective would still hold the wait; the own work is the union of the rank's
+    non-collective CPU ops (``ProfilerStep#``, ``gloo:*`` and ``c10d::*`` left out) inside
+    the step: its compute.
+    """
+    from gpu_trace_analyzer.metrics import segments
+
+    steps = step_metrics(a.context).sort("rank", "start_ns")
+    has_gpu = bool(a.kernels.height)
+    if has_gpu:
+        src = a.kernels.filter(pl.col("category").cast(pl.String) == "comm")
+    else:
+        src = a.ops.filter(
+            ~pl.col("name")
+            .cast(pl.String)
+            .str.contains(f"{GLOO_PATTERN}|{C10D_PATTERN}|^ProfilerStep#")
+        )
+    src = src.select("rank", "start_ns", (pl.col("start_ns") + pl.col("dur_ns")).alias("end_ns"))
+    out: dict[int, list[int]] = {}
+    for rank, lo, hi, step_ns in steps.select("rank", "start_ns", "end_ns", "step_ns").iter_rows():
+        mine = src.filter(
+            (pl.col("rank") == rank) & (pl.col("start_ns") < hi) & (pl.col("end_ns") > lo)
+        )
+        covered = 0
+        if mine.height:
+            s, e = segments.merge(mine["start_ns"].clip(lo, hi), mine["end_ns"].clip(lo, hi))
+            covered = int((e - s).sum())
+        own = max(int(step_ns) - covered, 0) if has_gpu else covered
+        out.setdefault(int(rank), []).append(own)
+    return out
 
 
 def _gloo_union(a: Analysis) -> pl.DataFrame:
@@ -380,6 +452,63 @@ def _gloo_union(a: Analysis) -> pl.DataFrame:
         },
         orient="row",
     )
+
+
+def transfer_per_step(a: Analysis) -> float | None:
+    """GPU runs: the transfer part of the collectives, ns per step and rank: each collective
+    instance (matched across ranks as `rules.stragglers` matches them) lasts, on the rank that
+    arrived last, only its transfer; every other rank's longer duration is waiting. Summed
+    per rank over its instances, divided by the rank's own steps, mean over ranks (None
+    without matched collectives)."""
+    from gpu_trace_analyzer.rules.stragglers import _instances
+
+    inst = _instances(a.context)
+    steps = step_metrics(a.context).group_by("rank").agg(pl.len().alias("steps"))
+    if inst.height == 0 or steps.height == 0:
+        return None
+    per = (
+        inst.filter(pl.col("rank").n_unique().over("instance") > 1)
+        .with_columns(pl.col("dur_ns").min().over("instance").alias("transfer_ns"))
+        .group_by("rank")
+        .agg(pl.col("transfer_ns").sum())
+        .join(steps, on="rank", how="inner")
+    )
+    if per.height == 0:
+        return None
+    return float((per["transfer_ns"] / per["steps"]).mean())  # type: ignore[arg-type]
+
+
+def gloo_bytes_per_step(a: Analysis) -> float | None:
+    """CPU-only runs: bytes each rank all-reduces per step, from the ``gloo:*`` ops' recorded
+    tensor (``Input Dims`` x ``Input type``), mean over ranks (None when unrecorded)."""
+    from gpu_trace_analyzer.metrics.collectives import op_tensor_bytes
+
+    steps = step_metrics(a.context)
+    if steps.height == 0:
+        return None
+    lo, hi = steps["start_ns"].min(), steps["end_ns"].max()
+    gloo = a.ops.filter(
+        pl.col("name").cast(pl.String).str.contains(GLOO_PATTERN)
+        & (pl.col("start_ns") >= lo)
+        & (pl.col("start_ns") < hi)
+    )
+    per_rank: dict[int, int] = {}
+    for rank, dims, types in gloo.select("rank", "input_dims", "input_types").iter_rows():
+        n = op_tensor_bytes(dims, types)
+        if n:
+            per_rank[int(rank)] = per_rank.get(int(rank), 0) + n
+    counts = dict(steps.group_by("rank").agg(pl.len()).iter_rows())
+    values = [b / counts[r] for r, b in per_rank.items() if counts.get(r)]
+    return statistics.fmean(values) if values else None
+
+
+def _shared_cpu_host(a: Analysis, has_gpu: bool) -> str | None:
+    """The host name when every rank of a CPU-only multi-rank run sits on the same host."""
+    hosts = {r.hostname for r in a.meta.ranks}
+    if has_gpu or len(a.meta.ranks) < 2 or len(hosts) != 1:
+        return None
+    host = next(iter(hosts))
+    return host or None
 
 
 def _hosts(a: Analysis) -> dict[int, str]:
@@ -546,6 +675,7 @@ def _run_row(run: RunInput, ranks: Sequence[RankRow], base: tuple[int, float] | 
     n_steps = max(steps.height, 1)
     n_ranks = max(len([r for r in ranks if r.steps]), 1)
     comm_pct = exposed_pct = comm_step = exposed_step = calls = None
+    transfer = wait = nbytes = gbs = None
     if has_gpu:
         b = overview.breakdown(a.context)
         if b.height:
@@ -556,6 +686,10 @@ def _run_row(run: RunInput, ranks: Sequence[RankRow], base: tuple[int, float] | 
         source = "GPU communication kernels (timeline breakdown)"
         if a.comms.height:
             calls = a.comms.height / n_ranks / n_steps
+        transfer = transfer_per_step(a)
+        if transfer is not None and comm_step is not None:
+            transfer = min(transfer, comm_step)
+            wait = comm_step - transfer
     else:
         g = _gloo_union(a)
         if g.height and int(g["gloo_ops"].sum()):
@@ -564,6 +698,9 @@ def _run_row(run: RunInput, ranks: Sequence[RankRow], base: tuple[int, float] | 
             comm_step = float(g["comm_ns"].sum()) / n_ranks / n_steps
             calls = float(g["calls"].sum()) / n_ranks / n_steps
             source = "gloo collectives on CPU threads (gloo:* ops; exposure not measurable)"
+            nbytes = gloo_bytes_per_step(a)
+            if nbytes and comm_step:
+                gbs = nbytes / comm_step
         else:
             source = "none recorded"
     n0, t0 = base if base is not None else (run.gpus, med)
@@ -590,6 +727,11 @@ def _run_row(run: RunInput, ranks: Sequence[RankRow], base: tuple[int, float] | 
         exposed_comm_per_step_ns=exposed_step,
         comm_source=source,
         collectives_per_step=calls,
+        transfer_per_step_ns=transfer,
+        wait_per_step_ns=wait,
+        comm_bytes_per_step=nbytes,
+        comm_gbs=gbs,
+        shared_cpu_host=_shared_cpu_host(a, has_gpu),
         rank_cv_pct=_cv(medians),
         failed_ranks=tuple(r.rank for r in ranks if r.status == "failed"),
         slow_ranks=tuple(r.rank for r in ranks if r.status == "slow"),
@@ -642,6 +784,7 @@ def _scaling_text(runs: Sequence[RunRow], mode: Mode) -> list[str]:
                 f"The lowest efficiency is at {worst.gpus} {units} ({worst.efficiency_pct:.1f}%), "
                 f"not at the largest run ({top.efficiency_pct:.1f}% at {top.gpus} {units})."
             )
+    out.extend(_cpu_host_text(runs))
     if base.comm_pct is not None and top.comm_pct is not None:
         text = (
             f"Communication takes {base.comm_pct:.1f}% of the window at {base.gpus} "
@@ -670,6 +813,21 @@ def _scaling_text(runs: Sequence[RunRow], mode: Mode) -> list[str]:
                 f"communication is {_ms(exposed)} per step and rank, more than that loss: it "
                 "includes the time ranks wait inside the collectives for slower ranks."
             )
+        if top.transfer_per_step_ns is not None and top.wait_per_step_ns is not None:
+            out.append(
+                f"Of the {_ms(top.comm_per_step_ns)} of communication per step and rank at "
+                f"{top.gpus} {units}, {_ms(top.transfer_per_step_ns)} is transfer (each "
+                "collective's duration on the rank that arrived last) and "
+                f"{_ms(top.wait_per_step_ns)} is waiting inside the collectives for slower "
+                "ranks."
+            )
+        elif lost > 0 and exposed and _oversubscribed(top):
+            out.append(
+                f"At {top.gpus} {units} the step is {_ms(lost)} slower than ideal; the gloo "
+                f"collectives take {_ms(exposed)} per step and rank, but at "
+                f"{top.comm_gbs or 0.0:.2f} GB/s that time is waiting for descheduled peers "
+                "on a shared host, not transfer."
+            )
         elif lost > 0 and exposed:
             out.append(
                 f"At {top.gpus} {units} the step is {_ms(lost)} slower than ideal; the gloo "
@@ -682,6 +840,49 @@ def _scaling_text(runs: Sequence[RunRow], mode: Mode) -> list[str]:
             "These traces hold no GPU activity (CPU-only, e.g. the gloo backend): step times "
             "are CPU step times and communication is the gloo collectives' CPU time; no GPU "
             "figure is shown because none was recorded."
+        )
+    return out
+
+
+def _oversubscribed(run: RunRow) -> bool:
+    """CPU ranks on one host whose all-reduce moves data far below memory-copy speed."""
+    return (
+        run.shared_cpu_host is not None
+        and run.comm_gbs is not None
+        and run.comm_gbs < CPU_COMM_FLOOR_GBS
+    )
+
+
+def _cpu_host_text(runs: Sequence[RunRow]) -> list[str]:
+    """CPU ranks sharing a host: the rate their all-reduce reaches, and what it means."""
+    shared = [r for r in runs if r.shared_cpu_host is not None]
+    if not shared:
+        return []
+    rates = "; ".join(
+        f"{r.gpus} rank{'s' if r.gpus > 1 else ''}: {r.comm_bytes_per_step / 1e6:.2f} MB "
+        f"per step and rank in {_ms(r.comm_per_step_ns)}, {r.comm_gbs:.2f} GB/s"
+        for r in runs
+        if r.comm_bytes_per_step and r.comm_gbs is not None
+    )
+    out = [
+        f"All ranks of {', '.join(r.label for r in shared)} run on the CPU of one host "
+        f"({shared[0].shared_cpu_host}): the ranks and their gloo threads compete for the "
+        "host's cores, and the collective time includes waiting for peers the OS has "
+        "descheduled. Check that the host has at least (ranks x threads per rank) cores "
+        "(torch.get_num_threads() plus gloo's threads): the trace cannot count the cores."
+    ]
+    if rates:
+        out.append(
+            f"Effective all-reduce rate (the gloo ops' tensor bytes over the collective time): "
+            f"{rates}."
+        )
+    slow = [r for r in shared if _oversubscribed(r)]
+    if slow:
+        out.append(
+            f"At {' and '.join(str(r.gpus) for r in slow)} ranks that is below "
+            f"{CPU_COMM_FLOOR_GBS:g} GB/s, far below a memory copy over loopback (several "
+            "GB/s): the collective time is not data movement, so it is not attributed to "
+            "communication; measure on dedicated cores before tuning DDP."
         )
     return out
 
@@ -783,15 +984,45 @@ def _recommendations(runs: Sequence[RunRow], ranks: Sequence[RankRow], mode: Mod
     ]
     top, base = runs[-1], runs[0]
     exposed = top.exposed_comm_per_step_ns if top.has_gpu else top.comm_per_step_ns
+    slow = [r for r in runs if _oversubscribed(r)]
+    if slow:
+        out.append(
+            Recommendation(
+                f"Run the {top.gpus} ranks on dedicated cores before tuning communication",
+                None,
+                "The ranks share one host's CPU ("
+                + "; ".join(f"{r.comm_gbs:.2f} GB/s all-reduce at {r.gpus} ranks" for r in slow)
+                + f", below {CPU_COMM_FLOOR_GBS:g} GB/s): give each rank its own cores "
+                "(cores >= ranks x threads; torch.set_num_threads, taskset or numactl) or "
+                "one host per rank, and measure again: until then the collective time is "
+                "waiting for descheduled peers, and DDP settings (bucket_cap_mb, no_sync) "
+                "would not change it.",
+                "the communication figures measure an oversubscribed host",
+            )
+        )
+        exposed = None
+    transfer = top.transfer_per_step_ns
+    if exposed and transfer is not None:
+        exposed = min(exposed, transfer)
     if exposed and len(runs) > 1:
         what = "exposed communication" if top.has_gpu else "gloo collective time"
         out.append(
             Recommendation(
                 f"Hide communication at {top.gpus} {units}",
                 exposed,
-                f"{what.capitalize()} is {_ms(exposed)} per step and rank at {top.gpus} {units} "
+                f"{what.capitalize()} is "
+                f"{_ms(top.exposed_comm_per_step_ns if top.has_gpu else top.comm_per_step_ns)} "
+                f"per step and rank at {top.gpus} {units} "
                 f"(comm {top.comm_pct or 0.0:.1f}% of the window against "
-                f"{base.comm_pct or 0.0:.1f}% at {base.gpus}): overlap it with the backward "
+                f"{base.comm_pct or 0.0:.1f}% at {base.gpus})"
+                + (
+                    f"; only its transfer, {_ms(transfer)}, can be hidden: the other "
+                    f"{_ms(top.wait_per_step_ns)} is waiting for slower ranks (the straggler "
+                    "and warm-up recommendations)"
+                    if transfer is not None and top.wait_per_step_ns
+                    else ""
+                )
+                + ": overlap it with the backward "
                 "(DDP bucket_cap_mb so the first buckets start earlier, "
                 "gradient_as_bucket_view=True), all-reduce less often (no_sync() over "
                 "gradient-accumulation steps)"

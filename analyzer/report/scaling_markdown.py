@@ -63,6 +63,9 @@ def _run_table(d: ScalingReport) -> str:
         "comm",
         "exposed comm",
         "comm ms/step/rank",
+        "transfer ms/step/rank",
+        "wait ms/step/rank",
+        "all-reduce GB/s",
         "rank CV",
         "failed ranks",
         "slow ranks",
@@ -83,6 +86,9 @@ def _run_table(d: ScalingReport) -> str:
                 _pct(r.comm_pct),
                 _pct(r.exposed_comm_pct),
                 _ms(r.comm_per_step_ns),
+                _ms(r.transfer_per_step_ns),
+                _ms(r.wait_per_step_ns),
+                _num(r.comm_gbs, 2),
                 _pct(r.rank_cv_pct),
                 _ranks(r.failed_ranks),
                 _ranks(r.slow_ranks),
@@ -90,7 +96,7 @@ def _run_table(d: ScalingReport) -> str:
         )
         for r in d.runs
     ]
-    numeric = [False, True, False] + [True] * 11 + [False, False]
+    numeric = [False, True, False] + [True] * 14 + [False, False]
     return table_header(cols, numeric) + "\n" + "\n".join(rows)
 
 
@@ -226,7 +232,7 @@ def _recommendations(d: ScalingReport) -> str:
     out = []
     for i, rec in enumerate(d.recommendations, 1):
         gain = (
-            "comes first: a correctness issue"
+            f"comes first: {rec.first_because}"
             if rec.gain_ns_per_step is None
             else f"up to {_ms(rec.gain_ns_per_step)} ms per step"
         )
@@ -262,7 +268,11 @@ def _how(d: ScalingReport) -> str:
         "coefficient of variation of the ranks' median step times. Cold start: the first "
         f"profiled step at least {th.cold_ratio:g}x the median of the rank's other steps and "
         f"{th.cold_min_excess_ms:g} ms above it (the cold-start rule, {th.cold_min_steps}+ "
-        "steps). Comm and GPU idle are shares of the analysis window."
+        "steps), in step time and in the rank's own work (the step less its collectives on "
+        "a GPU, its non-collective CPU ops on the CPU): a long first step spent waiting in a "
+        "collective is not a cold start. Transfer is each collective's duration on the rank "
+        "that arrived last, wait the rest. Comm and GPU idle are shares of the analysis "
+        "window."
     )
 
 
