@@ -45,6 +45,9 @@ NOISE_METHOD: Final = (
     f"percentile bootstrap of the difference of median per-step times "
     f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED})"
 )
+#: Fewest samples (steps) a side needs for a bootstrap interval: with fewer, the
+#: percentile bootstrap of a median only re-reads the range of a handful of values.
+MIN_SAMPLES_FOR_INTERVAL: Final = 5
 #: An op group or kernel whose GPU time per step moved by less than this share of the base
 #: step time (and less than 1 us) is not listed as changed.
 CHANGED_FLOOR_SHARE: Final = 0.001
@@ -64,6 +67,21 @@ class Change:
     delta_pct: float | None
     ci_low_pct: float | None = None
     ci_high_pct: float | None = None
+    n_base: int = 0
+    n_candidate: int = 0
+    separated: bool | None = None
+    """Too few samples for an interval: whether the two sides' sample ranges do not overlap
+    (every candidate sample above, or below, every base sample); None otherwise."""
+
+    @property
+    def too_few_samples(self) -> bool:
+        """No interval because a side has 2..`MIN_SAMPLES_FOR_INTERVAL`-1 samples (one
+        sample on a side is the separate "no noise estimate is possible" case)."""
+        return (
+            not self.has_noise_estimate
+            and min(self.n_base, self.n_candidate) >= 2
+            and min(self.n_base, self.n_candidate) < MIN_SAMPLES_FOR_INTERVAL
+        )
 
     @property
     def has_noise_estimate(self) -> bool:
@@ -72,10 +90,14 @@ class Change:
 
     @property
     def outside_noise(self) -> bool:
-        """True when the interval excludes zero; without an interval, when the point
-        estimate is not exactly zero (nothing shows it is noise)."""
+        """True when the interval excludes zero; with too few samples for one (2 to
+        `MIN_SAMPLES_FOR_INTERVAL` - 1 a side), when the sides' ranges do not overlap; with one
+        sample on a side, when the point estimate is not exactly zero (nothing shows it is
+        noise)."""
         if self.ci_low_pct is not None and self.ci_high_pct is not None:
             return self.ci_low_pct > 0 or self.ci_high_pct < 0
+        if self.separated is not None:
+            return self.separated
         return self.delta != 0
 
 
@@ -209,15 +231,20 @@ class RunDiff:
 def bootstrap_change(base: Sequence[float], candidate: Sequence[float]) -> Change:
     """The change of the median from ``base`` to ``candidate`` samples, with a seeded
     percentile-bootstrap interval of the difference of medians as % of the base median
-    (no interval when a side has fewer than two samples)."""
+    (no interval when a side has fewer than `MIN_SAMPLES_FOR_INTERVAL` samples: with 2 or
+    more a side the change is outside the noise only when the sides' ranges do not
+    overlap, with one sample it is the point estimate alone)."""
     b_med = float(statistics.median(base))
     c_med = float(statistics.median(candidate))
     delta = c_med - b_med
     pct = 100.0 * delta / b_med if b_med else None
-    if len(base) < 2 or len(candidate) < 2 or not b_med:
-        return Change(b_med, c_med, delta, pct)
-    rng = random.Random(BOOTSTRAP_SEED)
     nb, nc = len(base), len(candidate)
+    if min(nb, nc) < MIN_SAMPLES_FOR_INTERVAL or not b_med:
+        separated = (
+            min(candidate) > max(base) or max(candidate) < min(base) if min(nb, nc) >= 2 else None
+        )
+        return Change(b_med, c_med, delta, pct, n_base=nb, n_candidate=nc, separated=separated)
+    rng = random.Random(BOOTSTRAP_SEED)
     diffs = sorted(
         statistics.median(rng.choices(candidate, k=nc)) - statistics.median(rng.choices(base, k=nb))
         for _ in range(BOOTSTRAP_RESAMPLES)
@@ -225,7 +252,7 @@ def bootstrap_change(base: Sequence[float], candidate: Sequence[float]) -> Chang
     tail = (1.0 - CONFIDENCE) / 2.0
     low = diffs[int(tail * (BOOTSTRAP_RESAMPLES - 1))]
     high = diffs[int((1.0 - tail) * (BOOTSTRAP_RESAMPLES - 1))]
-    return Change(b_med, c_med, delta, pct, 100.0 * low / b_med, 100.0 * high / b_med)
+    return Change(b_med, c_med, delta, pct, 100.0 * low / b_med, 100.0 * high / b_med, nb, nc)
 
 
 def verdict_of(change: Change) -> Verdict:
@@ -317,15 +344,26 @@ def _shares(a: Analysis) -> dict[str, float | None]:
     return {k: float(v) for k, v in overview.overall_shares(b).items()}
 
 
-def _ledger_pct(a: Analysis) -> dict[str, float]:
-    """Idle per ledger cause as % of the window (all ranks and devices)."""
+def _ledger_pct(a: Analysis) -> tuple[dict[str, float], dict[str, float]]:
+    """Idle per ledger cause as % of the window (all ranks and devices), without the
+    one-time first-step part (`idle_ledger.cold_start_split`), and that part per cause."""
     b = overview.breakdown(a.context)
     span = float(b["span_ns"].sum()) if b.height else 0.0
     rows = idle_ledger.by_cause(a.context)
     if span <= 0 or rows.height == 0:
-        return {}
+        return {}, {}
     sums = rows.group_by("cause").agg(pl.col("idle_ns").sum())
-    return {str(c): 100.0 * float(ns) / span for c, ns in sums.iter_rows()}
+    cold = {
+        str(c): float(ns)
+        for c, ns in idle_ledger.cold_start_split(a.context)
+        .group_by("cause")
+        .agg(pl.col("cold_ns").sum())
+        .iter_rows()
+    }
+    steady = {
+        str(c): 100.0 * (float(ns) - cold.get(str(c), 0.0)) / span for c, ns in sums.iter_rows()
+    }
+    return steady, {c: 100.0 * ns / span for c, ns in cold.items() if ns > 0}
 
 
 def _family_ns(a: Analysis, n_steps: int) -> dict[str, float]:
@@ -421,18 +459,34 @@ def _metrics(base: Analysis, cand: Analysis, sb: pl.DataFrame, sc: pl.DataFrame)
     ):
         k = f"{name}_pct"
         out.append(Metric(k, label, "pct", shb.get(k), shc.get(k), better))  # type: ignore[arg-type]
-    lb, lc = _ledger_pct(base), _ledger_pct(cand)
-    out.extend(
-        Metric(
-            f"idle_{cause}_pct",
-            f"idle: {idle_ledger.CAUSE_LABELS[cause]}",
-            "pct",
-            lb.get(cause, 0.0),
-            lc.get(cause, 0.0),
+    (lb, cold_b), (lc, cold_c) = _ledger_pct(base), _ledger_pct(cand)
+    for cause in idle_ledger.CAUSES:
+        if cause not in lb and cause not in lc:
+            continue
+        cold = cause in cold_b or cause in cold_c
+        out.append(
+            Metric(
+                f"idle_{cause}_pct",
+                f"idle: {idle_ledger.CAUSE_LABELS[cause]}"
+                + (" (steady state: one-time first-step part on the next row)" if cold else ""),
+                "pct",
+                lb.get(cause, 0.0),
+                lc.get(cause, 0.0),
+            )
         )
-        for cause in idle_ledger.CAUSES
-        if cause in lb or cause in lc
-    )
+        if cold:
+            # One-time calls of the first profiled step (cold start): not a steady-state
+            # change, so a separate row that the gates can name but the cause row excludes.
+            out.append(
+                Metric(
+                    f"idle_{cause}_cold_start_pct",
+                    f"idle: {idle_ledger.CAUSE_SHORT[cause]}, one-time first-step cost "
+                    "(cold start)",
+                    "pct",
+                    cold_b.get(cause, 0.0),
+                    cold_c.get(cause, 0.0),
+                )
+            )
     rb, rc = roofline(base.context).summary, roofline(cand.context).summary
     if rb.achieved_tensor_tflops is not None or rc.achieved_tensor_tflops is not None:
         out.append(

@@ -11,9 +11,9 @@ each rank with the median of the rank's other steps, and says whether the extra 
 spent on the GPU or on the CPU side (the GPU busy time of both steps).
 
 A one-time blocking call in the first step (`host_blocking.first_step_outliers`: e.g. the
-first pageable input copy, 40 ms against 1.5 ms in later steps) is a cold-start cost too,
-even when the whole step stays under the ratio: the finding names it, so that host-sync and
-pageable-memcpy can count it out of their steady-state cost.
+first pageable input copy, 40 ms against 3.1 ms for the later steps' input copies) is a
+cold-start cost too, even when the whole step stays under the ratio: the finding names it,
+so that host-sync and pageable-memcpy can count it out of their steady-state cost.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def _calls_clause(calls: pl.DataFrame) -> str:
     return (
         f" One-time blocking call{more}: the first step's {top['api']}{op} took "
         f"{int(top['dur_ns']) / 1e6:.2f} ms against a median {int(top['median_ns']) / 1e6:.2f} "
-        f"ms for the same call in the later steps, with the GPU idle "
+        "ms for the same call (same site, same place in the step) in the later steps, with "
+        f"the GPU idle "
         f"{int(top['idle_ns']) / 1e6:.2f} ms inside it; this is a cold-start cost, not a "
         "steady-state one."
     )

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
-from gpu_trace_analyzer.metrics import host_blocking, idle_ledger, intervals
+from gpu_trace_analyzer.metrics import host_blocking, idle_ledger, intervals, segments, timeline
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile, workload_profile
 from gpu_trace_analyzer.rules.base import register
 
@@ -216,11 +216,24 @@ def _finding(
             "the window), which sets this finding's severity and advice."
         )
     expected = float(row["steady_bubble_pct"]) < cfg.expected_bubble_pct
-    if expected:
+    idle_inside_ns = _gpu_idle_inside(ctx, calls, rank)
+    busy_inside_pct = 100.0 * (blocked_ns - idle_inside_ns) / blocked_ns if blocked_ns else 0.0
+    gpu_idle_inside = busy_inside_pct < 50.0
+    if expected and gpu_idle_inside:
         summary += (
-            " The CPU waits for GPU results it needs (expected); not a bottleneck: while the "
-            "CPU waits the GPU is busy (or held by another dependency), so removing or "
-            "deferring these calls would not change the GPU time."
+            " The CPU waits for GPU results it needs (expected); not a bottleneck: the GPU is "
+            f"idle {idle_inside_ns / 1e6:.2f} of the {blocked_ns / 1e6:.2f} ms "
+            f"inside these calls (busy {busy_inside_pct:.1f}%), but only the "
+            f"{bubble_ns / 1e6:.2f} ms above is charged to them: the idle ledger puts the rest on "
+            "other causes (nothing launched, or launched work held by another dependency), so "
+            "removing or deferring the calls would not change the GPU time; see Idle time by "
+            "cause."
+        )
+    elif expected:
+        summary += (
+            " The CPU waits for GPU results it needs (expected); not a bottleneck: inside "
+            f"these calls the GPU is busy {busy_inside_pct:.1f}% of the time, so removing or "
+            "deferring them would not change the GPU time."
         )
     evidence: dict[str, float | int | str] = {
         "rank": rank,
@@ -234,6 +247,7 @@ def _finding(
         "cold_start_idle_ns": cold_ns,
         "steady_idle_in_calls_ns": bubble_ns - cold_ns,
         "steady_idle_in_calls_pct": round(float(row["steady_bubble_pct"]), 2),
+        "gpu_busy_in_calls_pct": round(busy_inside_pct, 2),
         "longest_call_ns": int(row["longest_ns"]),
         "window_ns": span_ns,
         "steps": steps,
@@ -249,7 +263,11 @@ def _finding(
         title=HostSync.title,
         summary=summary,
         evidence=evidence,
-        recommendation=_EXPECTED_ADVICE if expected else _recommendation(sites, profile),
+        recommendation=(
+            (_EXPECTED_IDLE_ADVICE if gpu_idle_inside else _EXPECTED_ADVICE)
+            if expected
+            else _recommendation(sites, profile)
+        ),
         scope=Scope(
             rank=rank,
             start_ns=int(calls.select(pl.col("start_ns").min()).item()),
@@ -280,6 +298,18 @@ def _finding(
             ],
         ),
     )
+
+
+def _gpu_idle_inside(ctx: AnalysisContext, calls: pl.DataFrame, rank: int) -> int:
+    """GPU idle time of the rank's devices (union of their idle gaps) inside the union of the
+    rank's blocking calls, measured from the timeline rather than the ledger's attribution."""
+    mine = calls.filter(pl.col("rank") == rank)
+    gaps = timeline.idle_gaps(ctx.tables).filter(pl.col("rank") == rank)
+    if mine.height == 0 or gaps.height == 0:
+        return 0
+    c_s, c_e = segments.merge(mine.get_column("start_ns"), mine.get_column("end_ns"))
+    g_s, g_e = segments.merge(gaps.get_column("start_ns"), gaps.get_column("end_ns"))
+    return int(segments.overlap_ns(g_s, g_e, c_s, c_e).sum())
 
 
 def _site_words(site: dict[str, Any]) -> str:
@@ -326,6 +356,10 @@ _EXPECTED_ADVICE = (
     "Nothing to fix here: these calls read results the program needs while the GPU is busy "
     "computing them. Revisit them only if another finding shows the CPU must run further "
     "ahead to keep the GPU fed."
+)
+_EXPECTED_IDLE_ADVICE = (
+    "Nothing to fix in these calls: the GPU idle time inside them has another cause (see the "
+    "Idle time by cause section); the calls only wait through it."
 )
 _ITEM_OPS = r"aten::(item|_local_scalar_dense|is_nonzero)"
 _NONZERO_OPS = r"aten::(nonzero|masked_select|unique|_unique2|index|repeat_interleave)"

@@ -2,7 +2,7 @@
 
 tb_plugin ResNet-50 num_workers_4 (V100): the ledger's blocking-copy row is 37.6 ms, of which
 36.4 ms is GPU idle inside one first-step pageable ``cudaMemcpyAsync`` of 40.0 ms (later
-copies of that site take a median 1.52 ms): a cold-start cost the cold-start finding reports.
+input copies of that site take a median 3.09 ms): a cold-start cost the cold-start finding reports.
 The steady state idles 1.2 ms in blocking copies plus 0.7 ms in syncs (0.22% of the 846.5 ms
 window) and blocks the CPU 2.9% of it: under host-sync's info thresholds (0.5% idle, 5%
 blocked), so host-sync no longer advises removing blocking calls there.

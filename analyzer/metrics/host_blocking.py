@@ -411,7 +411,8 @@ def window_scope(t: TraceTables, ranks: list[int]) -> Scope:
 
 
 #: A first-step blocking call is a one-time (cold-start) cost when it takes at least this
-#: many times the median of the same call site in the later steps...
+#: many times the median of the same call site, at the same call index within the step, in
+#: the later steps...
 COLD_CALL_RATIO: Final = 3.0
 #: ...and at least this much longer.
 COLD_CALL_EXCESS_NS: Final = 5_000_000
@@ -422,8 +423,11 @@ COLD_CALL_MIN_STEPS: Final = 3
 def first_step_outliers(ctx: AnalysisContext) -> pl.DataFrame:
     """Blocking calls of each rank's first profiled step that are one-time costs: a call
     site (API and innermost CPU op) whose first-step call takes `COLD_CALL_RATIO` times the
-    median of the same site's calls in the later steps and `COLD_CALL_EXCESS_NS` more (the
-    first pageable copy that grows staging buffers, a first sync behind lazy init).
+    median of the same site's calls at the same index within their step in the later steps
+    (the k-th copy of a step against the later steps' k-th copies, so a large input copy is
+    not judged against a mixture with the small label copy of the same site) and
+    `COLD_CALL_EXCESS_NS` more (the first pageable copy that grows staging buffers, a first
+    sync behind lazy init).
 
     Columns: rank, step, api, kind, pageable, op, start_ns, end_ns, dur_ns, median_ns (the site's
     later calls), excess_ns (dur_ns - median_ns), idle_ns (GPU idle inside the call).
@@ -467,7 +471,12 @@ def _first_step_outliers(ctx: AnalysisContext) -> pl.DataFrame:
         pl.col("start_ns") >= pl.col("_s"),
         pl.col("start_ns") < pl.col("_e"),
     ).filter(pl.col("rank") == pl.col("_rank"))
-    site = ["rank", "api", "op"]
+    # Like with like: a step's k-th call of a site is compared with the later steps' k-th
+    # calls of it (a step's large input copy and its small label copy share a site).
+    in_step = in_step.sort("rank", "start_ns").with_columns(
+        pl.int_range(pl.len()).over("rank", "step", "api", "op").alias("_k")
+    )
+    site = ["rank", "api", "op", "_k"]
     later = (
         in_step.filter(pl.col("_index") > 0)
         .group_by(site)

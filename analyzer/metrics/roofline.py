@@ -112,6 +112,12 @@ class RooflineSummary:
     """Share of kernel time in name-only attention kernels counted memory-bound as decode."""
     decode_attention_note: str = ""
     """Why those attention kernels are memory-bound, else empty."""
+    modeled_pct_of_own_roof: float | None = None
+    """Modeled op groups' achieved share of their own roof (``pct_of_roof``: the compute or
+    bandwidth roof at their intensity), weighted by GPU time; None when nothing is modeled."""
+    tensor_memory_bound_share: float = 0.0
+    """Share (0..1) of the modeled tensor-pipe ops' GPU time in memory-bound ops: when most of
+    it is, ``tensor_pct_of_peak`` is no measure of tensor-core use."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -833,6 +839,16 @@ def _summary(
     tensor_ns = int(tensor["gpu_time_ns"].sum() or 0)
     achieved = tensor_flops / (tensor_ns / _NS_PER_S) / _TERA if tensor_ns else None
     dtype, peak = _tensor_peak(tensor)
+    modeled = groups.filter(
+        (pl.col("basis") == "modeled") & pl.col("pct_of_roof").is_not_null()
+    ).select("gpu_time_ns", "pct_of_roof")
+    modeled_ns = float(modeled["gpu_time_ns"].sum() or 0)
+    own_roof = (
+        float((modeled["pct_of_roof"] * modeled["gpu_time_ns"]).sum()) / modeled_ns
+        if modeled_ns > 0
+        else None
+    )
+    tensor_mem_ns = int(tensor.filter(pl.col("bound") == "memory")["gpu_time_ns"].sum() or 0)
     return RooflineSummary(
         kernel_time_ns=total,
         compute_bound_share=share(bound="compute"),
@@ -852,6 +868,8 @@ def _summary(
         tensor_peak_tflops=peak,
         tensor_pct_of_peak=(100.0 * achieved / peak) if achieved is not None and peak else None,
         unknown_devices=_unknown(used, devices),
+        modeled_pct_of_own_roof=own_roof,
+        tensor_memory_bound_share=(tensor_mem_ns / tensor_ns) if tensor_ns else 0.0,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Final
 
 from gpu_trace_analyzer.diff import (
     CONFIDENCE,
+    MIN_SAMPLES_FOR_INTERVAL,
     NOISE_METHOD,
     Change,
     FindingChange,
@@ -91,6 +92,8 @@ def _change(m: Metric) -> str:
             text = f"{'+' if d >= 0 else '-'}{fmt.duration(abs(d))} ({text})"
     if m.change is not None and m.change.has_noise_estimate:
         text += f" [{m.change.ci_low_pct:+.1f}%, {m.change.ci_high_pct:+.1f}%]"
+    elif m.change is not None and m.change.too_few_samples:
+        text += " [too few steps]"
     return text
 
 
@@ -119,6 +122,15 @@ def verdict_line(d: RunDiff) -> str:
             f"; {CONFIDENCE_PCT}% interval of the change {ch.ci_low_pct:+.1f}% to "
             f"{ch.ci_high_pct:+.1f}% ({NOISE_METHOD})."
         )
+    elif ch.too_few_samples:
+        noise = (
+            f"; too few steps for a noise interval ({ch.n_base} vs {ch.n_candidate}; the "
+            f"interval needs {MIN_SAMPLES_FOR_INTERVAL} a side); the change counts only when "
+            "every step of one side is slower than every step of the other"
+            + (" (they are)." if ch.separated else " (they are not).")
+        )
+        if d.verdict == "unchanged":
+            head = "**Verdict: unchanged.**"
     else:
         noise = "; one step on a side: no noise estimate is possible."
         if d.verdict == "unchanged":
@@ -145,7 +157,14 @@ def _headline(d: RunDiff) -> _Table:
         ),
         rows,
         "\n\nIdle rows are shares of the profiled window (idle ledger: each idle ns charged "
-        "to one cause); GPU time per step (and rank) by op family.",
+        "to one cause); GPU time per step (and rank) by op family."
+        + (
+            " A one-time first-step row is the GPU idle inside first-step calls many times "
+            "slower than the same calls later (the `cold-start` finding): a cold-start cost "
+            "kept out of its cause's steady-state row."
+            if any(m.key.endswith("_cold_start_pct") for m in d.metrics)
+            else ""
+        ),
     )
 
 
@@ -216,6 +235,7 @@ def _where(d: RunDiff) -> str:
         for m in d.metrics
         if m.key.startswith("idle_")
         and m.key != "idle_pct"
+        and not m.key.endswith("_cold_start_pct")
         and m.delta is not None
         and abs(m.delta) >= LEDGER_NOTE_PP
     ]

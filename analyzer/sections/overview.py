@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import polars as pl
 from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.metrics import idle_ledger, timeline
@@ -89,6 +91,11 @@ def headline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     return rows
 
 
+#: Share of the modeled tensor-op time in memory-bound ops from which the headline's tensor
+#: throughput is qualified (a bandwidth-limited op's share of the tensor roof is not use).
+TENSOR_MEMORY_BOUND_QUALIFY: Final = 0.5
+
+
 def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     """Headline rows from the roofline: achieved tensor throughput and the bound mix."""
     if ctx.tables.kernels.height == 0:
@@ -96,15 +103,37 @@ def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
     s = roofline(ctx).summary
     rows: list[list[Cell]] = []
     if s.achieved_tensor_tflops is not None and s.tensor_peak_tflops:
-        rows.append(
-            [
-                "achieved tensor throughput",
-                f"{s.achieved_tensor_tflops:.1f} TFLOP/s",
-                f"{fmt.pct(s.tensor_pct_of_peak)} of the {s.tensor_peak_tflops:,.0f} TFLOP/s "
-                f"{s.tensor_dtype} tensor roof; modeled ops only "
-                f"({fmt.pct(100.0 * s.modeled_share)} of kernel time modeled)",
-            ]
+        own = (
+            f"modeled ops reach {fmt.pct(s.modeled_pct_of_own_roof)} of their own roofs "
+            "(time-weighted)"
+            if s.modeled_pct_of_own_roof is not None
+            else ""
         )
+        modeled = f"modeled ops only ({fmt.pct(100.0 * s.modeled_share)} of kernel time modeled)"
+        roof = (
+            f"{fmt.pct(s.tensor_pct_of_peak)} of the {s.tensor_peak_tflops:,.0f} TFLOP/s "
+            f"{s.tensor_dtype} tensor roof"
+        )
+        if s.tensor_memory_bound_share >= TENSOR_MEMORY_BOUND_QUALIFY:
+            # Memory-bound tensor ops are limited by bandwidth: the share of the tensor roof
+            # would read as "tensor cores mostly unused" when the ops sit near their roof.
+            rows.append(
+                [
+                    "achieved tensor throughput",
+                    f"{s.achieved_tensor_tflops:.1f} TFLOP/s (memory-bound ops)",
+                    f"{roof}, but {fmt.pct(100.0 * s.tensor_memory_bound_share)} of the modeled "
+                    "tensor-op time is memory-bound, so this is no measure of tensor-core use: "
+                    f"{own or 'see the roofline'}; {modeled}",
+                ]
+            )
+        else:
+            rows.append(
+                [
+                    "achieved tensor throughput",
+                    f"{s.achieved_tensor_tflops:.1f} TFLOP/s",
+                    f"{roof}; {own + '; ' if own else ''}{modeled}",
+                ]
+            )
     note = "modeled from shapes and device peaks"
     if s.heuristic_share > 0:
         note = f"{fmt.pct(100.0 * s.heuristic_share)} of kernel time classified by name only"
@@ -124,6 +153,10 @@ def roofline_rows(ctx: AnalysisContext) -> list[list[Cell]]:
         ]
     )
     return rows
+
+
+#: Idle share of the window under which the Ranks table names no largest idle cause.
+RANK_IDLE_CAUSE_MIN_PCT: Final = 1.0
 
 
 def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
@@ -154,11 +187,12 @@ def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     )
     rows: list[list[Cell]] = []
     for r in table.sort("rank", "device").iter_rows(named=True):
-        top = (
-            f"{idle_ledger.CAUSE_SHORT[r['top_cause']]} {fmt.pct(r['top_pct'])}"
-            if r["top_cause"] is not None
-            else ""
-        )
+        if r["top_cause"] is None:
+            top = ""
+        elif r["idle_pct"] is not None and r["idle_pct"] < RANK_IDLE_CAUSE_MIN_PCT:
+            top = f"n/a (idle {fmt.pct(r['idle_pct'])})"
+        else:
+            top = f"{idle_ledger.CAUSE_SHORT[r['top_cause']]} {fmt.pct(r['top_pct'])}"
         rows.append(
             [
                 r["rank"],
@@ -191,7 +225,8 @@ def ranks_section(ctx: AnalysisContext, charts: bool = False) -> Section | None:
     ]
     note = Paragraph.of(
         "Shares are of each rank's analysis window. Largest idle cause: the device's biggest "
-        "row of the idle ledger (Idle time by cause), as a share of its idle time."
+        "row of the idle ledger (Idle time by cause), as a share of its idle time; not named "
+        f"when the device is idle under {RANK_IDLE_CAUSE_MIN_PCT:g}% of the window."
     )
     return Section(
         "Ranks",
