@@ -143,7 +143,8 @@ def _output_format(args: argparse.Namespace) -> str:
     return "term" if sys.stdout is not None and sys.stdout.isatty() else "md"
 
 
-def _charts_dir(args: argparse.Namespace) -> Path | None:
+def charts_dir(args: argparse.Namespace) -> Path | None:
+    """Where charts go: ``--charts-dir``, else ``<stem>_files/`` beside ``-o``, else none."""
     if args.charts_dir is not None:
         return Path(args.charts_dir)
     if args.output is not None:
@@ -161,7 +162,7 @@ def run_report(argv: Sequence[str]) -> int:
     out_format = _output_format(args)
     if args.summary and out_format != "md":
         raise BadConfigError(f"--summary writes Markdown, not --format {out_format}")
-    charts = _charts_dir(args) if out_format != "term" else None
+    charts = charts_dir(args) if out_format != "term" else None
     _check_outputs(args.paths, args.output, charts, explicit_charts=args.charts_dir is not None)
     note = _jobs_note(args)
     analysis = load(

@@ -54,17 +54,9 @@ def parser(base: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     return p
 
 
-def _charts_dir(args: argparse.Namespace) -> Path | None:
-    if args.charts_dir is not None:
-        return Path(args.charts_dir)
-    if args.output is not None:
-        output = Path(args.output)
-        return output.parent / f"{output.stem}_files"
-    return None
-
-
 def run_scaling(argv: Sequence[str], base_parser: type[argparse.ArgumentParser]) -> int:
     """Load every run, compare, write the report (and charts); return the exit code."""
+    from gpu_trace_analyzer.cli import charts_dir
     from gpu_trace_analyzer.outputs import check_output_dir, check_output_file, write_text_atomic
     from gpu_trace_analyzer.report import scaling_charts, scaling_json, scaling_markdown
     from gpu_trace_analyzer.scaling import load_runs, parse_gpus, scale
@@ -76,7 +68,7 @@ def run_scaling(argv: Sequence[str], base_parser: type[argparse.ArgumentParser])
     fmt = args.format or (
         "json" if args.output is not None and args.output.suffix == ".json" else "md"
     )
-    charts = _charts_dir(args) if fmt == "md" else None
+    charts = charts_dir(args) if fmt == "md" else None
     if args.output is not None:
         check_output_file("-o", args.output, args.runs)
     if charts is not None:

@@ -113,17 +113,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise BadConfigError("--latency-budget must be a positive number of milliseconds")
 
 
-def _charts_dir(args: argparse.Namespace, fmt: str) -> Path | None:
-    if args.charts_dir is not None:
-        return Path(args.charts_dir)
-    if args.output is not None and fmt == "md":
-        out = Path(args.output)
-        return out.parent / f"{out.stem}_files"
-    return None
-
-
 def run_sweep(argv: Sequence[str], base_parser: type[argparse.ArgumentParser]) -> int:
     """Load every run, compare, write the report; return the exit code."""
+    from gpu_trace_analyzer.cli import charts_dir
     from gpu_trace_analyzer.outputs import check_output_dir, check_output_file, write_text_atomic
     from gpu_trace_analyzer.report import sweep_json, sweep_markdown
     from gpu_trace_analyzer.runs import assign_labels, load_runs, summarize
@@ -140,7 +132,7 @@ def run_sweep(argv: Sequence[str], base_parser: type[argparse.ArgumentParser]) -
         inputs.append(args.labels)
     if args.output is not None:
         check_output_file("-o", args.output, inputs)
-    charts = _charts_dir(args, fmt)
+    charts = charts_dir(args) if fmt == "md" or args.charts_dir is not None else None
     if charts is not None:
         check_output_dir("--charts-dir" if args.charts_dir else "chart folder", charts, inputs)
     labels = assign_labels(

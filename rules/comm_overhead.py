@@ -25,18 +25,13 @@ from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import timeline
-from gpu_trace_analyzer.metrics.collective_link import bus_factor, link_table
+from gpu_trace_analyzer.metrics.collective_link import bus_factor, link_table, payload_comms
 from gpu_trace_analyzer.metrics.collective_link import (
     collective_instances as matched_instances,
 )
-from gpu_trace_analyzer.metrics.collectives import comms_by_launching_op
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile
-from gpu_trace_analyzer.parsers.schema import TraceTables
 from gpu_trace_analyzer.report import fmt
 from gpu_trace_analyzer.rules.base import register
-
-#: Collectives without a payload: markers, not data movement.
-_NO_PAYLOAD = ("wait", "barrier", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,19 +324,7 @@ def _normalized_comms(ctx: AnalysisContext) -> pl.DataFrame:
 
     Computed once per analysis; each distinct name is normalized once.
     """
-    return ctx.metric("comm_overhead.normalized_comms", _normalize_comms)
-
-
-def _normalize_comms(t: TraceTables) -> pl.DataFrame:
-    return (
-        comms_by_launching_op(t)
-        .with_columns(
-            pl.col("collective").fill_null(""),
-            pl.col("pg_name").cast(pl.String).fill_null(""),
-        )
-        .filter(~pl.col("collective").is_in(_NO_PAYLOAD))
-        .filter(pl.col("dur_ns").is_not_null())
-    )
+    return ctx.metric("comm_overhead.normalized_comms", payload_comms)
 
 
 def _kernel_table(ctx: AnalysisContext, rank: int, top: int) -> EvidenceTable:

@@ -130,8 +130,8 @@ def record(output: Path) -> list[Path]:
         if out_dir.exists():
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True)
-        spawn = mp.spawn  # type: ignore[attr-defined]
-        spawn(worker, args=(world, free_port(), str(out_dir)), nprocs=world, join=True)  # type: ignore[no-untyped-call]
+        spawn = mp.spawn  # type: ignore[attr-defined,unused-ignore]
+        spawn(worker, args=(world, free_port(), str(out_dir)), nprocs=world, join=True)  # type: ignore[no-untyped-call,unused-ignore]
         written.append(out_dir)
     return written
 

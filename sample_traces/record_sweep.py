@@ -48,7 +48,7 @@ HEADS = 4
 D_FF = 256
 
 
-class TinyBlock(nn.Module):
+class TinyBlock(nn.Module):  # type: ignore[misc,unused-ignore]  # torch is Any where not installed (CI)
     """One pre-norm transformer encoder block, written out op by op (no fused fast path)."""
 
     def __init__(self) -> None:

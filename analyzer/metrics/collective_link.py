@@ -109,8 +109,9 @@ class LinkChoice:
     spans_nodes: bool = False
 
 
-def _payload_comms(t: TraceTables) -> pl.DataFrame:
-    """Communication rows with a duration and a payload collective, canonical names."""
+def payload_comms(t: TraceTables) -> pl.DataFrame:
+    """Communication rows with a duration and a payload collective (waits and barriers move
+    no data), canonical names, empty process-group names as "" (comm-overhead's input too)."""
     return (
         comms_by_launching_op(t)
         .with_columns(
@@ -118,8 +119,13 @@ def _payload_comms(t: TraceTables) -> pl.DataFrame:
             pl.col("pg_name").cast(pl.String).fill_null(""),
         )
         .filter(~pl.col("collective").is_in(_NO_PAYLOAD))
-        .filter(pl.col("dur_ns").is_not_null() & pl.col("start_ns").is_not_null())
+        .filter(pl.col("dur_ns").is_not_null())
     )
+
+
+def _payload_comms(t: TraceTables) -> pl.DataFrame:
+    """`payload_comms` with a start time (the spread needs one)."""
+    return payload_comms(t).filter(pl.col("start_ns").is_not_null())
 
 
 def _assign_instances(comms: pl.DataFrame) -> pl.Series:
