@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -312,7 +313,13 @@ def main(argv: Sequence[str | os.PathLike[str]] | None = None) -> int:
         sys.stderr.write(f"analyze: error: {one_line(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
+        # A second Ctrl-C (or a signal still pending from the first) while we report the
+        # first must not end in a traceback: the console script is ending anyway; a caller
+        # in Python (``argv`` given) gets its own handler back.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         sys.stderr.write("analyze: interrupted\n")
+        if argv is not None:
+            signal.signal(signal.SIGINT, previous)
         return INTERRUPTED
     except BrokenPipeError:
         return 0
