@@ -25,9 +25,13 @@ from gpu_trace_analyzer.context import AnalysisContext
 from gpu_trace_analyzer.findings import EvidenceTable, Finding, Scope, Severity
 from gpu_trace_analyzer.metrics import advice as _advice
 from gpu_trace_analyzer.metrics import timeline
-from gpu_trace_analyzer.metrics.collective_link import bus_factor, link_table, payload_comms
 from gpu_trace_analyzer.metrics.collective_link import (
     collective_instances as matched_instances,
+)
+from gpu_trace_analyzer.metrics.collective_link import (
+    link_table,
+    payload_comms,
+    with_bus_factor,
 )
 from gpu_trace_analyzer.metrics.workload import WorkloadProfile
 from gpu_trace_analyzer.report import fmt
@@ -244,7 +248,7 @@ def collective_table(
         pl.col("dur_ns").sum().alias("rank_time_ns"),
     )
     bandwidth = (
-        _with_bus_factor(instances.with_columns(pl.col("group_size").fill_null(1)))
+        with_bus_factor(instances.with_columns(pl.col("group_size").fill_null(1)))
         .filter(pl.col("bytes").fill_null(0) > 0)
         .group_by("collective")
         .agg(
@@ -301,22 +305,6 @@ def collective_table(
         latency = int(bandwidth["latency_ns"].sum())
         stats["busbw_gbps"] = _gbps(float(bandwidth["bus_bytes"].sum()), latency) or 0.0
     return table, stats
-
-
-def _with_bus_factor(instances: pl.DataFrame) -> pl.DataFrame:
-    """Add ``factor`` (`bus_factor`), computed once per distinct (collective, group size);
-    rows keep their order."""
-    pairs = instances.select("collective", "group_size").unique()
-    factors = pairs.with_columns(
-        pl.Series(
-            "factor",
-            [bus_factor(str(c), int(n)) for c, n in pairs.iter_rows()],
-            dtype=pl.Float64,
-        )
-    )
-    return instances.join(
-        factors, on=["collective", "group_size"], how="left", maintain_order="left"
-    )
 
 
 def _normalized_comms(ctx: AnalysisContext) -> pl.DataFrame:

@@ -358,6 +358,22 @@ _TABLE_SCHEMA: Final = {
 }
 
 
+def with_bus_factor(instances: pl.DataFrame) -> pl.DataFrame:
+    """Add ``factor`` (`bus_factor`), computed once per distinct (collective, group size);
+    rows keep their order."""
+    pairs = instances.select("collective", "group_size").unique()
+    factors = pairs.with_columns(
+        pl.Series(
+            "factor",
+            [bus_factor(str(c), int(n)) for c, n in pairs.iter_rows()],
+            dtype=pl.Float64,
+        )
+    )
+    return instances.join(
+        factors, on=["collective", "group_size"], how="left", maintain_order="left"
+    )
+
+
 def collective_link_table(
     tables: TraceTables,
     meta: TraceMeta | None = None,
@@ -395,15 +411,7 @@ def collective_link_table(
         _bucket_expr().alias("size_bucket"),
         _bucket_low().alias("bucket_min_bytes"),
     )
-    pairs = inst.select("collective", "group_size").unique()
-    factors = pairs.with_columns(
-        pl.Series(
-            "factor",
-            [bus_factor(str(c), int(n)) for c, n in pairs.iter_rows()],
-            dtype=pl.Float64,
-        )
-    )
-    inst = inst.join(factors, on=["collective", "group_size"], how="left")
+    inst = with_bus_factor(inst)
     matched = pl.col("ranks") > 1
     grouped = inst.group_by("collective", "size_bucket", "bucket_min_bytes", "group_size").agg(
         pl.len().cast(pl.Int64).alias("count"),
